@@ -1,0 +1,98 @@
+//! One AWS configuration per command, built the way every AWS tool builds it (environment,
+//! profiles, `AWS_ENDPOINT_URL`), and the service clients made from it.
+
+use aws_config::BehaviorVersion;
+use aws_sdk_cloudfront as cloudfront;
+use aws_sdk_s3 as s3;
+use aws_sdk_sts as sts;
+
+use crate::engine::CallCounter;
+
+/// Where the commands send their calls.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// The local emulator with test credentials.
+    pub local: bool,
+    /// A named profile from the AWS config files (otherwise `AWS_PROFILE` or the default).
+    pub profile: Option<String>,
+}
+
+/// Endpoint of the local emulator unless `AWS_ENDPOINT_URL` names another.
+pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:4566";
+
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub s3: s3::Client,
+    pub cloudfront: cloudfront::Client,
+    pub calls: CallCounter,
+    pub region: String,
+    pub account_id: String,
+    pub local: bool,
+    /// The endpoint override in force, if any (for URLs that point at the emulator).
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "cannot tell which AWS account to use (sts:GetCallerIdentity failed): {0}\n\
+         Set credentials (AWS_PROFILE, --profile, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), \
+         or use --local for the local emulator"
+    )]
+    Identity(String),
+}
+
+impl Clients {
+    pub async fn connect(region: &str, target: &Target) -> Result<Clients, ConnectError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()));
+        if let Some(profile) = &target.profile {
+            loader = loader.profile_name(profile);
+        }
+        let mut endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|e| !e.is_empty());
+        if target.local {
+            let url = endpoint.get_or_insert_with(|| LOCAL_ENDPOINT.to_owned());
+            loader = loader.endpoint_url(url.clone()).credentials_provider(
+                s3::config::Credentials::new("test", "test", None, None, "provision-local"),
+            );
+        }
+        let sdk = loader.load().await;
+        let calls = CallCounter::default();
+
+        let s3 = s3::Client::from_conf(
+            s3::config::Builder::from(&sdk)
+                // The emulator answers path-style requests on its one host name.
+                .force_path_style(target.local)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let cloudfront = cloudfront::Client::from_conf(
+            cloudfront::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let sts = sts::Client::from_conf(
+            sts::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let identity = sts.get_caller_identity().send().await.map_err(|e| {
+            ConnectError::Identity(
+                aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            )
+        })?;
+        let account_id = identity.account().unwrap_or_default().to_owned();
+
+        Ok(Clients {
+            s3,
+            cloudfront,
+            calls,
+            region: region.to_owned(),
+            account_id,
+            local: target.local,
+            endpoint,
+        })
+    }
+}

@@ -1,0 +1,372 @@
+//! The dependency graph and its executor: runs a step on every resource, each as soon as the
+//! resources it waits for are done, at most `limit` at a time.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use super::{Error, Resource, ResourceKey};
+
+/// Which way the edges point for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Dependencies first: plan, up, drift.
+    Forward,
+    /// Dependents first: down.
+    Reverse,
+}
+
+/// How one resource's step ended.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Done(T),
+    Failed(Error),
+    /// Not run because something it waits for failed.
+    Skipped {
+        because_of: ResourceKey,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GraphError {
+    #[error("{resource} depends on {missing}, which is not part of the stack")]
+    UnknownDependency {
+        resource: ResourceKey,
+        missing: ResourceKey,
+    },
+    #[error("dependency cycle through {0}")]
+    Cycle(ResourceKey),
+    #[error("{0} is declared twice")]
+    Duplicate(ResourceKey),
+}
+
+pub struct Graph {
+    nodes: Vec<Arc<dyn Resource>>,
+    /// For each node, the indices of the nodes it depends on.
+    deps: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    pub fn new(nodes: Vec<Arc<dyn Resource>>) -> Result<Graph, GraphError> {
+        let mut index = HashMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if index.insert(node.key(), i).is_some() {
+                return Err(GraphError::Duplicate(node.key()));
+            }
+        }
+        let mut deps = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            let mut mine = Vec::new();
+            for dep in node.depends_on() {
+                let &i = index
+                    .get(&dep)
+                    .ok_or_else(|| GraphError::UnknownDependency {
+                        resource: node.key(),
+                        missing: dep.clone(),
+                    })?;
+                mine.push(i);
+            }
+            deps.push(mine);
+        }
+        let graph = Graph { nodes, deps };
+        graph.check_acyclic()?;
+        Ok(graph)
+    }
+
+    pub fn resources(&self) -> &[Arc<dyn Resource>] {
+        &self.nodes
+    }
+
+    /// Kahn's algorithm: a node that never becomes ready sits on a cycle.
+    fn check_acyclic(&self) -> Result<(), GraphError> {
+        let waits = self.waits(Order::Forward);
+        let mut pending: Vec<usize> = waits.iter().map(Vec::len).collect();
+        let mut ready: Vec<usize> = (0..self.nodes.len()).filter(|&i| pending[i] == 0).collect();
+        let mut seen = 0;
+        let unblocks = self.unblocks(&waits);
+        while let Some(i) = ready.pop() {
+            seen += 1;
+            for &j in &unblocks[i] {
+                pending[j] -= 1;
+                if pending[j] == 0 {
+                    ready.push(j);
+                }
+            }
+        }
+        match (0..self.nodes.len()).find(|&i| pending[i] > 0) {
+            Some(i) if seen < self.nodes.len() => Err(GraphError::Cycle(self.nodes[i].key())),
+            _ => Ok(()),
+        }
+    }
+
+    /// For each node, the nodes that must finish before it runs in this order.
+    fn waits(&self, order: Order) -> Vec<Vec<usize>> {
+        match order {
+            Order::Forward => self.deps.clone(),
+            Order::Reverse => {
+                let mut dependents = vec![Vec::new(); self.nodes.len()];
+                for (i, deps) in self.deps.iter().enumerate() {
+                    for &d in deps {
+                        dependents[d].push(i);
+                    }
+                }
+                dependents
+            }
+        }
+    }
+
+    fn unblocks(&self, waits: &[Vec<usize>]) -> Vec<Vec<usize>> {
+        let mut unblocks = vec![Vec::new(); self.nodes.len()];
+        for (i, w) in waits.iter().enumerate() {
+            for &d in w {
+                unblocks[d].push(i);
+            }
+        }
+        unblocks
+    }
+
+    /// Runs `step` on every resource in `order`, independent ones concurrently (at most
+    /// `limit` at once). A failure skips everything that waits for it; the rest goes on, so
+    /// one broken resource does not leave unrelated work half-done.
+    pub async fn run<T, F, Fut>(
+        &self,
+        order: Order,
+        limit: usize,
+        step: F,
+    ) -> Vec<(ResourceKey, Outcome<T>)>
+    where
+        F: Fn(Arc<dyn Resource>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let n = self.nodes.len();
+        let waits = self.waits(order);
+        let unblocks = self.unblocks(&waits);
+        let mut pending: Vec<usize> = waits.iter().map(Vec::len).collect();
+        let mut outcomes: Vec<Option<Outcome<T>>> = (0..n).map(|_| None).collect();
+        // Start in declaration order so runs are reproducible.
+        let mut ready: std::collections::VecDeque<usize> =
+            (0..n).filter(|&i| pending[i] == 0).collect();
+        let mut running = FuturesUnordered::new();
+
+        loop {
+            while running.len() < limit.max(1) {
+                let Some(i) = ready.pop_front() else { break };
+                let fut = step(self.nodes[i].clone());
+                running.push(async move { (i, fut.await) });
+            }
+            let Some((i, result)) = running.next().await else {
+                break;
+            };
+            let failed = result.is_err();
+            outcomes[i] = Some(match result {
+                Ok(v) => Outcome::Done(v),
+                Err(e) => Outcome::Failed(e),
+            });
+            if failed {
+                self.skip_dependents(i, &unblocks, &mut outcomes);
+            }
+            for &j in &unblocks[i] {
+                pending[j] -= 1;
+                if pending[j] == 0 && outcomes[j].is_none() {
+                    ready.push_back(j);
+                }
+            }
+        }
+
+        self.nodes
+            .iter()
+            .zip(outcomes)
+            .map(|(node, outcome)| {
+                (
+                    node.key(),
+                    outcome.expect("every node runs, fails or is skipped"),
+                )
+            })
+            .collect()
+    }
+
+    fn skip_dependents<T>(
+        &self,
+        failed: usize,
+        unblocks: &[Vec<usize>],
+        outcomes: &mut [Option<Outcome<T>>],
+    ) {
+        let mut stack = vec![failed];
+        while let Some(i) = stack.pop() {
+            for &j in &unblocks[i] {
+                if outcomes[j].is_none() {
+                    outcomes[j] = Some(Outcome::Skipped {
+                        because_of: self.nodes[failed].key(),
+                    });
+                    stack.push(j);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Context, DeleteOptions, Deleted, Planned};
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    struct Fake {
+        key: ResourceKey,
+        deps: Vec<ResourceKey>,
+    }
+
+    #[async_trait]
+    impl Resource for Fake {
+        fn key(&self) -> ResourceKey {
+            self.key.clone()
+        }
+        fn depends_on(&self) -> Vec<ResourceKey> {
+            self.deps.clone()
+        }
+        async fn plan(&self, _: &Context) -> Result<Planned, Error> {
+            unreachable!("the executor never calls resource methods itself")
+        }
+        async fn apply(&self, _: &Context, _: &Planned) -> Result<(), Error> {
+            unreachable!()
+        }
+        async fn delete(&self, _: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+            unreachable!()
+        }
+    }
+
+    fn key(name: &'static str) -> ResourceKey {
+        ResourceKey::new("fake", name)
+    }
+
+    fn node(name: &'static str, deps: &[&'static str]) -> Arc<dyn Resource> {
+        Arc::new(Fake {
+            key: key(name),
+            deps: deps.iter().map(|d| key(d)).collect(),
+        })
+    }
+
+    /// bucket, oac -> distribution -> policy; bucket -> files
+    fn website() -> Graph {
+        Graph::new(vec![
+            node("policy", &["bucket", "distribution"]),
+            node("distribution", &["bucket", "oac"]),
+            node("bucket", &[]),
+            node("oac", &[]),
+            node("files", &["bucket"]),
+        ])
+        .unwrap()
+    }
+
+    /// Records start and end of each step; steps sleep so overlap is visible.
+    async fn trace(
+        graph: &Graph,
+        order: Order,
+        limit: usize,
+        fail: Option<&'static str>,
+    ) -> (Vec<String>, Vec<(ResourceKey, Outcome<()>)>) {
+        let log = Mutex::new(Vec::new());
+        let outcomes = graph
+            .run(order, limit, |r| {
+                let log = &log;
+                async move {
+                    let name = r.key().name;
+                    log.lock().unwrap().push(format!("start {name}"));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    log.lock().unwrap().push(format!("end {name}"));
+                    if Some(name) == fail {
+                        return Err(Error::Refused {
+                            resource: r.key(),
+                            message: "boom".into(),
+                        });
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+        (log.into_inner().unwrap(), outcomes)
+    }
+
+    fn position(log: &[String], entry: &str) -> usize {
+        log.iter()
+            .position(|l| l == entry)
+            .unwrap_or_else(|| panic!("{entry} not in {log:?}"))
+    }
+
+    #[tokio::test]
+    async fn dependencies_finish_before_dependents_start() {
+        let (log, outcomes) = trace(&website(), Order::Forward, 4, None).await;
+        assert!(outcomes.iter().all(|(_, o)| matches!(o, Outcome::Done(()))));
+        for (before, after) in [
+            ("bucket", "distribution"),
+            ("oac", "distribution"),
+            ("distribution", "policy"),
+            ("bucket", "files"),
+        ] {
+            assert!(
+                position(&log, &format!("end {before}"))
+                    < position(&log, &format!("start {after}")),
+                "{log:?}"
+            );
+        }
+        // Independent roots run side by side.
+        assert!(
+            position(&log, "start oac") < position(&log, "end bucket"),
+            "{log:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reverse_order_deletes_dependents_first() {
+        let (log, _) = trace(&website(), Order::Reverse, 4, None).await;
+        assert!(position(&log, "end policy") < position(&log, "start distribution"));
+        assert!(position(&log, "end distribution") < position(&log, "start oac"));
+        assert!(position(&log, "end files") < position(&log, "start bucket"));
+    }
+
+    #[tokio::test]
+    async fn limit_bounds_concurrency() {
+        let (log, _) = trace(&website(), Order::Forward, 1, None).await;
+        for pair in log.chunks(2) {
+            assert!(
+                pair[0].starts_with("start")
+                    && pair[1].starts_with("end")
+                    && pair[0][6..] == pair[1][4..],
+                "{log:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_skips_what_waits_for_it_and_nothing_else() {
+        let (log, outcomes) = trace(&website(), Order::Forward, 4, Some("oac")).await;
+        let outcome = |name| &outcomes.iter().find(|(k, _)| k.name == name).unwrap().1;
+        assert!(matches!(outcome("oac"), Outcome::Failed(_)));
+        assert!(
+            matches!(outcome("distribution"), Outcome::Skipped { because_of } if because_of.name == "oac")
+        );
+        assert!(matches!(outcome("policy"), Outcome::Skipped { .. }));
+        assert!(matches!(outcome("files"), Outcome::Done(())));
+        assert!(!log.iter().any(|l| l.contains("distribution")));
+    }
+
+    #[test]
+    fn graph_errors_are_found_before_running() {
+        let unknown = Graph::new(vec![node("a", &["ghost"])]).err();
+        assert_eq!(
+            unknown,
+            Some(GraphError::UnknownDependency {
+                resource: key("a"),
+                missing: key("ghost")
+            })
+        );
+        let cycle = Graph::new(vec![node("a", &["b"]), node("b", &["a"])]).err();
+        assert!(matches!(cycle, Some(GraphError::Cycle(_))));
+        let twice = Graph::new(vec![node("a", &[]), node("a", &[])]).err();
+        assert_eq!(twice, Some(GraphError::Duplicate(key("a"))));
+    }
+}

@@ -1,0 +1,389 @@
+//! The engine every resource kind plugs into: the resource contract, plans and diffs, the
+//! dependency-ordered parallel executor, API-call accounting and the retries AWS needs.
+
+pub mod calls;
+pub mod executor;
+pub mod retry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::aws::Clients;
+use crate::spec::Stack;
+
+pub use calls::CallCounter;
+
+/// Tag key that marks a resource as owned by a stack; its value is the stack name.
+pub const OWNER_TAG: &str = "provision:stack";
+
+/// Names a resource of the stack: its kind and its role in the system.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ResourceKey {
+    pub kind: &'static str,
+    pub name: &'static str,
+}
+
+impl ResourceKey {
+    pub const fn new(kind: &'static str, name: &'static str) -> Self {
+        ResourceKey { kind, name }
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// What converging a resource needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    NoOp,
+}
+
+/// One field whose live value differs from `stack.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldDiff {
+    pub field: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl FieldDiff {
+    pub fn new(field: impl Into<String>, expected: impl ToString, actual: impl ToString) -> Self {
+        FieldDiff {
+            field: field.into(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        }
+    }
+}
+
+/// Compares field by field; builds the list of differences.
+#[derive(Default)]
+pub struct Diff(Vec<FieldDiff>);
+
+impl Diff {
+    pub fn field<T: PartialEq + fmt::Debug>(&mut self, field: &str, expected: T, actual: T) {
+        if expected != actual {
+            self.0
+                .push(FieldDiff::new(field, show(&expected), show(&actual)));
+        }
+    }
+    pub fn push(&mut self, diff: FieldDiff) {
+        self.0.push(diff);
+    }
+    pub fn into_vec(self) -> Vec<FieldDiff> {
+        self.0
+    }
+}
+
+/// Debug output without the quotes and `Some(..)` noise, for people reading a diff.
+fn show<T: fmt::Debug>(value: &T) -> String {
+    let text = format!("{value:?}");
+    let text = text
+        .strip_prefix("Some(")
+        .and_then(|t| t.strip_suffix(')'))
+        .unwrap_or(&text);
+    if text == "None" {
+        return "(not set)".into();
+    }
+    text.trim_matches('"').to_owned()
+}
+
+/// What `plan` found for one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub resource: ResourceKey,
+    /// The AWS name or id, when known.
+    pub physical_id: Option<String>,
+    pub action: Action,
+    pub changes: Vec<FieldDiff>,
+}
+
+impl Planned {
+    pub fn create(resource: ResourceKey, physical_id: impl Into<Option<String>>) -> Self {
+        Planned {
+            resource,
+            physical_id: physical_id.into(),
+            action: Action::Create,
+            changes: vec![],
+        }
+    }
+    /// `Update` when there are differences, `NoOp` otherwise.
+    pub fn from_diff(resource: ResourceKey, physical_id: String, changes: Vec<FieldDiff>) -> Self {
+        let action = if changes.is_empty() {
+            Action::NoOp
+        } else {
+            Action::Update
+        };
+        Planned {
+            resource,
+            physical_id: Some(physical_id),
+            action,
+            changes,
+        }
+    }
+}
+
+/// What `down` did to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Deleted {
+    Deleted,
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeleteOptions {
+    /// Also delete objects the stack did not put into its buckets.
+    pub delete_data: bool,
+}
+
+/// A failure of one resource's step, with the AWS error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{resource}: {step}: {source}")]
+    Aws {
+        resource: ResourceKey,
+        step: &'static str,
+        /// The AWS error code, when the service sent one.
+        code: Option<String>,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{resource}: {message}")]
+    Refused {
+        resource: ResourceKey,
+        message: String,
+    },
+    #[error("{resource}: needs {dependency} which does not exist yet")]
+    MissingDependency {
+        resource: ResourceKey,
+        dependency: String,
+    },
+    #[error("{resource}: timed out after {seconds} s waiting for {what}")]
+    Timeout {
+        resource: ResourceKey,
+        what: String,
+        seconds: u64,
+    },
+}
+
+/// Shorthand to wrap an SDK error with the resource and the step that failed.
+pub trait AwsResultExt<T> {
+    fn step(self, resource: &ResourceKey, step: &'static str) -> Result<T, Error>;
+}
+
+impl<T, E> AwsResultExt<T> for Result<T, E>
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    fn step(self, resource: &ResourceKey, step: &'static str) -> Result<T, Error> {
+        self.map_err(|e| Error::Aws {
+            resource: resource.clone(),
+            step,
+            code: e.code().map(str::to_owned),
+            source: Box::new(DisplayErrorContext(e)),
+        })
+    }
+}
+
+impl Error {
+    /// The AWS error code behind this error, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Shows an SDK error with its whole chain of causes (the SDK's own Display is terse).
+#[derive(Debug)]
+struct DisplayErrorContext<E>(E);
+
+impl<E: std::error::Error> fmt::Display for DisplayErrorContext<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&self.0)
+        )
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for DisplayErrorContext<E> {}
+
+/// The contract of a resource kind. Every method is safe to call again after a crash at any
+/// point: resources are found by deterministic name and ownership tag, never remembered.
+#[async_trait]
+pub trait Resource: Send + Sync {
+    fn key(&self) -> ResourceKey;
+
+    /// Resources that must exist (and whose outputs are known) before this one.
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        Vec::new()
+    }
+
+    /// Reads the live state (read calls only), publishes the outputs it learns, and says
+    /// what `apply` would do.
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error>;
+
+    /// Makes the live state match `stack.yaml`; called only when `plan` found work.
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error>;
+
+    /// Waits until a created or changed resource is in service (CloudFront deploying, a
+    /// database starting). `up` runs these after the graph, so slow settling blocks no one.
+    async fn wait_ready(&self, _cx: &Context) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Deletes what the stack owns; a resource that is already gone counts as done.
+    async fn delete(&self, cx: &Context, options: &DeleteOptions) -> Result<Deleted, Error>;
+}
+
+/// Shared by every resource during one command: the stack, the clients, the outputs resources
+/// publish for their dependents, and progress display.
+pub struct Context {
+    pub stack: Arc<Stack>,
+    pub aws: Clients,
+    outputs: Mutex<HashMap<ResourceKey, BTreeMap<&'static str, String>>>,
+    progress: MultiProgress,
+}
+
+impl Context {
+    pub fn new(stack: Arc<Stack>, aws: Clients, show_progress: bool) -> Self {
+        let target = if show_progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Context {
+            stack,
+            aws,
+            outputs: Mutex::new(HashMap::new()),
+            progress: MultiProgress::with_draw_target(target),
+        }
+    }
+
+    pub fn stack_name(&self) -> &str {
+        self.stack.name()
+    }
+
+    /// The ownership tag plus the user's tags from `stack.yaml`.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        let mut tags: BTreeMap<String, String> = self
+            .stack
+            .stack
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+            .collect();
+        tags.insert(OWNER_TAG.to_owned(), self.stack_name().to_owned());
+        tags
+    }
+
+    pub fn publish(&self, resource: &ResourceKey, name: &'static str, value: impl Into<String>) {
+        self.outputs
+            .lock()
+            .expect("outputs lock")
+            .entry(resource.clone())
+            .or_default()
+            .insert(name, value.into());
+    }
+
+    pub fn output(&self, resource: &ResourceKey, name: &str) -> Option<String> {
+        self.outputs
+            .lock()
+            .expect("outputs lock")
+            .get(resource)?
+            .get(name)
+            .cloned()
+    }
+
+    /// An output a dependency must have published, for `apply` (which runs after it).
+    pub fn require(
+        &self,
+        me: &ResourceKey,
+        resource: &ResourceKey,
+        name: &str,
+    ) -> Result<String, Error> {
+        self.output(resource, name)
+            .ok_or_else(|| Error::MissingDependency {
+                resource: me.clone(),
+                dependency: format!("{resource} ({name})"),
+            })
+    }
+
+    /// A spinner for a long wait; it clears itself when dropped.
+    pub fn spinner(&self, message: String) -> Spinner {
+        let bar = self.progress.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("static template"),
+        );
+        bar.set_message(message);
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Spinner(bar)
+    }
+}
+
+pub struct Spinner(ProgressBar);
+
+impl Spinner {
+    pub fn set_message(&self, message: String) {
+        self.0.set_message(message);
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_lists_only_differing_fields() {
+        let mut diff = Diff::default();
+        diff.field("DefaultRootObject", Some("index.html"), Some("other.html"));
+        diff.field("HttpVersion", "http2", "http2");
+        diff.field("IsIPV6Enabled", true, false);
+        diff.field("OriginShieldRegion", Some("us-east-1"), None);
+        let diffs = diff.into_vec();
+        assert_eq!(
+            diffs,
+            vec![
+                FieldDiff::new("DefaultRootObject", "index.html", "other.html"),
+                FieldDiff::new("IsIPV6Enabled", "true", "false"),
+                FieldDiff::new("OriginShieldRegion", "us-east-1", "(not set)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn planned_action_follows_the_diff() {
+        let key = ResourceKey::new("bucket", "site");
+        assert_eq!(
+            Planned::from_diff(key.clone(), "b".into(), vec![]).action,
+            Action::NoOp
+        );
+        let changed = vec![FieldDiff::new("f", 1, 2)];
+        assert_eq!(
+            Planned::from_diff(key, "b".into(), changed).action,
+            Action::Update
+        );
+    }
+}

@@ -1,0 +1,129 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use provisioner::aws::Target;
+use provisioner::commands::Session;
+use provisioner::engine::DeleteOptions;
+use provisioner::output::{self, Format};
+use provisioner::spec::Stack;
+
+/// Builds, checks and tears down the stack described in stack.yaml.
+///
+/// Exit codes: 0 success; 1 failure (bad stack.yaml, AWS error); 2 drift found (`drift` only);
+/// 64 bad command line.
+#[derive(Parser)]
+#[command(name = "provision", version)]
+struct Cli {
+    /// The stack description.
+    #[arg(
+        long,
+        global = true,
+        default_value = "stack.yaml",
+        env = "PROVISION_STACK"
+    )]
+    stack: PathBuf,
+    /// Use the local emulator (AWS_ENDPOINT_URL, or http://127.0.0.1:4566) with test credentials.
+    #[arg(long, global = true)]
+    local: bool,
+    /// AWS profile to use (otherwise AWS_PROFILE or the default chain).
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what `up` would create or change, per resource, changing nothing.
+    Plan,
+    /// Create or update every resource so the stack matches stack.yaml.
+    Up,
+    /// Delete everything the stack owns, in reverse dependency order.
+    Down {
+        /// Also delete objects in the stack's buckets that the stack did not put there.
+        #[arg(long)]
+        delete_data: bool,
+    },
+    /// Compare live settings with stack.yaml; exit 2 when anything differs.
+    Drift,
+    /// Print the stack's outputs (URLs, names, ids).
+    Outputs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // stack.yaml is read and checked before any AWS call.
+    let stack = Stack::load(&cli.stack)?;
+    let target = Target {
+        local: cli.local,
+        profile: cli.profile,
+    };
+    let session = Session::open(stack, &target, cli.output == Format::Text).await?;
+    let report = match cli.command {
+        Command::Plan => session.plan().await,
+        Command::Up => session.up().await,
+        Command::Down { delete_data } => session.down(DeleteOptions { delete_data }).await,
+        Command::Drift => session.drift().await,
+        Command::Outputs => {
+            let report = session.plan().await;
+            output::print(cli.output, &OutputsOnly(&report.outputs));
+            return Ok(if report.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    };
+    output::print(cli.output, &report);
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else if report.drifted == Some(true) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(serde::Serialize)]
+struct OutputsOnly<'a>(&'a std::collections::BTreeMap<&'static str, String>);
+
+impl std::fmt::Display for OutputsOnly<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, v) in self.0 {
+            writeln!(f, "{k} = {v}")?;
+        }
+        Ok(())
+    }
+}

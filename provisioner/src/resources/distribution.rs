@@ -1,0 +1,752 @@
+//! A CloudFront distribution in front of a private S3 bucket reached through OAC (console steps
+//! S4 to S6, V2).
+//!
+//! Found by its ownership tag (set atomically by `CreateDistributionWithTags`); created with a
+//! deterministic `CallerReference`, so a create repeated after a crash can never make a second
+//! distribution.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_cloudfront::types::{
+    AllowedMethods, CachedMethods, CustomErrorResponse, CustomErrorResponses, DefaultCacheBehavior,
+    DistributionConfig, DistributionConfigWithTags, HttpVersion, Method, Origin, OriginShield,
+    Origins, PriceClass, S3OriginConfig, Tag, Tags, ViewerProtocolPolicy,
+};
+
+use super::{owned_by, tag_diff};
+use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::{
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
+    ResourceKey,
+};
+
+/// The id of the one origin inside the distribution.
+const ORIGIN_ID: &str = "s3-origin";
+
+/// The settings the stack manages, read from or written into a `DistributionConfig`. Anything
+/// else in the config (logging, aliases, certificates set by hand) is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub comment: String,
+    pub enabled: bool,
+    pub default_root_object: String,
+    pub price_class: String,
+    pub http_version: String,
+    pub ipv6: bool,
+    pub origin_domain: String,
+    pub origin_access_control_id: String,
+    /// The Origin Shield region, when Origin Shield is on.
+    pub origin_shield: Option<String>,
+    pub viewer_protocol_policy: String,
+    pub cache_policy_id: String,
+    pub allowed_methods: Vec<String>,
+    pub cached_methods: Vec<String>,
+    pub compress: bool,
+    /// (error code, response page path, response code, caching min TTL), sorted.
+    pub error_responses: Vec<(i32, String, String, i64)>,
+}
+
+fn sorted(methods: &[Method]) -> Vec<String> {
+    let mut m: Vec<String> = methods.iter().map(|m| m.as_str().to_owned()).collect();
+    m.sort();
+    m
+}
+
+impl Settings {
+    pub fn read(cfg: &DistributionConfig) -> Settings {
+        let origin = cfg.origins.as_ref().and_then(|o| {
+            o.items
+                .iter()
+                .find(|o| o.id == ORIGIN_ID)
+                .or(o.items.first())
+        });
+        let behavior = cfg.default_cache_behavior.as_ref();
+        let allowed = behavior.and_then(|b| b.allowed_methods.as_ref());
+        let mut error_responses: Vec<_> = cfg
+            .custom_error_responses
+            .as_ref()
+            .map(|r| r.items.clone().unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.error_code,
+                    r.response_page_path.unwrap_or_default(),
+                    r.response_code.unwrap_or_default(),
+                    r.error_caching_min_ttl.unwrap_or_default(),
+                )
+            })
+            .collect();
+        error_responses.sort();
+        Settings {
+            comment: cfg.comment.clone(),
+            enabled: cfg.enabled,
+            default_root_object: cfg.default_root_object.clone().unwrap_or_default(),
+            price_class: cfg
+                .price_class
+                .as_ref()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            http_version: cfg
+                .http_version
+                .as_ref()
+                .map(|h| h.as_str().to_owned())
+                .unwrap_or_default(),
+            ipv6: cfg.is_ipv6_enabled.unwrap_or(false),
+            origin_domain: origin.map(|o| o.domain_name.clone()).unwrap_or_default(),
+            origin_access_control_id: origin
+                .and_then(|o| o.origin_access_control_id.clone())
+                .unwrap_or_default(),
+            origin_shield: origin
+                .and_then(|o| o.origin_shield.as_ref())
+                .filter(|s| s.enabled)
+                .map(|s| s.origin_shield_region.clone().unwrap_or_default()),
+            viewer_protocol_policy: behavior
+                .map(|b| b.viewer_protocol_policy.as_str().to_owned())
+                .unwrap_or_default(),
+            cache_policy_id: behavior
+                .and_then(|b| b.cache_policy_id.clone())
+                .unwrap_or_default(),
+            allowed_methods: allowed.map(|a| sorted(&a.items)).unwrap_or_default(),
+            cached_methods: allowed
+                .and_then(|a| a.cached_methods.as_ref())
+                .map(|c| sorted(&c.items))
+                .unwrap_or_default(),
+            compress: behavior.and_then(|b| b.compress).unwrap_or(false),
+            error_responses,
+        }
+    }
+
+    /// Field-by-field differences, named as in the CloudFront API.
+    pub fn diff(&self, live: &Settings) -> Diff {
+        let mut d = Diff::default();
+        d.field("Comment", &self.comment, &live.comment);
+        d.field("Enabled", self.enabled, live.enabled);
+        d.field(
+            "DefaultRootObject",
+            &self.default_root_object,
+            &live.default_root_object,
+        );
+        d.field("PriceClass", &self.price_class, &live.price_class);
+        d.field("HttpVersion", &self.http_version, &live.http_version);
+        d.field("IsIPV6Enabled", self.ipv6, live.ipv6);
+        d.field(
+            "Origin.DomainName",
+            &self.origin_domain,
+            &live.origin_domain,
+        );
+        d.field(
+            "Origin.OriginAccessControlId",
+            &self.origin_access_control_id,
+            &live.origin_access_control_id,
+        );
+        d.field(
+            "Origin.OriginShield",
+            &self.origin_shield,
+            &live.origin_shield,
+        );
+        d.field(
+            "DefaultCacheBehavior.ViewerProtocolPolicy",
+            &self.viewer_protocol_policy,
+            &live.viewer_protocol_policy,
+        );
+        d.field(
+            "DefaultCacheBehavior.CachePolicyId",
+            &self.cache_policy_id,
+            &live.cache_policy_id,
+        );
+        d.field(
+            "DefaultCacheBehavior.AllowedMethods",
+            &self.allowed_methods,
+            &live.allowed_methods,
+        );
+        d.field(
+            "DefaultCacheBehavior.CachedMethods",
+            &self.cached_methods,
+            &live.cached_methods,
+        );
+        d.field(
+            "DefaultCacheBehavior.Compress",
+            self.compress,
+            live.compress,
+        );
+        d.field(
+            "CustomErrorResponses",
+            &self.error_responses,
+            &live.error_responses,
+        );
+        d
+    }
+
+    /// Writes these settings into `cfg`, keeping what the stack does not manage.
+    pub fn write(&self, cfg: &mut DistributionConfig) {
+        let methods = |m: &[String]| {
+            m.iter()
+                .map(|m| Method::from(m.as_str()))
+                .collect::<Vec<_>>()
+        };
+        cfg.comment = self.comment.clone();
+        cfg.enabled = self.enabled;
+        cfg.default_root_object = Some(self.default_root_object.clone());
+        cfg.price_class = Some(PriceClass::from(self.price_class.as_str()));
+        cfg.http_version = Some(HttpVersion::from(self.http_version.as_str()));
+        cfg.is_ipv6_enabled = Some(self.ipv6);
+
+        let origin = Origin::builder()
+            .id(ORIGIN_ID)
+            .domain_name(&self.origin_domain)
+            .origin_access_control_id(&self.origin_access_control_id)
+            // OAC replaces the legacy OAI, which must then be the empty string.
+            .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+            .origin_shield(
+                OriginShield::builder()
+                    .enabled(self.origin_shield.is_some())
+                    .set_origin_shield_region(self.origin_shield.clone())
+                    .build()
+                    .expect("enabled set"),
+            )
+            .build()
+            .expect("id and domain set");
+        cfg.origins = Some(
+            Origins::builder()
+                .quantity(1)
+                .items(origin)
+                .build()
+                .expect("quantity and items set"),
+        );
+
+        let allowed = AllowedMethods::builder()
+            .quantity(self.allowed_methods.len() as i32)
+            .set_items(Some(methods(&self.allowed_methods)))
+            .cached_methods(
+                CachedMethods::builder()
+                    .quantity(self.cached_methods.len() as i32)
+                    .set_items(Some(methods(&self.cached_methods)))
+                    .build()
+                    .expect("quantity and items set"),
+            )
+            .build()
+            .expect("quantity and items set");
+        let behavior = match cfg.default_cache_behavior.take() {
+            Some(mut b) => {
+                b.target_origin_id = ORIGIN_ID.into();
+                b.viewer_protocol_policy =
+                    ViewerProtocolPolicy::from(self.viewer_protocol_policy.as_str());
+                b.cache_policy_id = Some(self.cache_policy_id.clone());
+                b.allowed_methods = Some(allowed);
+                b.compress = Some(self.compress);
+                // Legacy cache settings cannot stand beside a cache policy.
+                #[allow(deprecated)]
+                {
+                    b.forwarded_values = None;
+                    b.min_ttl = None;
+                    b.default_ttl = None;
+                    b.max_ttl = None;
+                }
+                b
+            }
+            None => DefaultCacheBehavior::builder()
+                .target_origin_id(ORIGIN_ID)
+                .viewer_protocol_policy(ViewerProtocolPolicy::from(
+                    self.viewer_protocol_policy.as_str(),
+                ))
+                .cache_policy_id(&self.cache_policy_id)
+                .allowed_methods(allowed)
+                .compress(self.compress)
+                .build()
+                .expect("target origin and viewer policy set"),
+        };
+        cfg.default_cache_behavior = Some(behavior);
+
+        let errors: Vec<CustomErrorResponse> = self
+            .error_responses
+            .iter()
+            .map(|(code, path, response, ttl)| {
+                CustomErrorResponse::builder()
+                    .error_code(*code)
+                    .response_page_path(path)
+                    .response_code(response)
+                    .error_caching_min_ttl(*ttl)
+                    .build()
+                    .expect("error code set")
+            })
+            .collect();
+        cfg.custom_error_responses = Some(
+            CustomErrorResponses::builder()
+                .quantity(errors.len() as i32)
+                .set_items(Some(errors))
+                .build()
+                .expect("quantity set"),
+        );
+    }
+}
+
+/// What the stack knows of a live distribution.
+#[derive(Debug, Clone)]
+struct Found {
+    id: String,
+    arn: String,
+    domain_name: String,
+    tags: BTreeMap<String, String>,
+}
+
+pub struct Distribution {
+    pub key: ResourceKey,
+    /// The origin bucket (a dependency) and its REST domain, which follows from its name.
+    pub bucket: ResourceKey,
+    pub origin_domain: String,
+    pub oac: ResourceKey,
+    /// Builds the wanted settings from the origin domain and the OAC id (known once it exists).
+    pub settings: Box<dyn Fn(&str, &str) -> Settings + Send + Sync>,
+    /// Stable marker in the comment, used to pick candidates before checking tags.
+    pub comment: String,
+}
+
+impl Distribution {
+    async fn find(
+        &self,
+        cx: &Context,
+        origin_domain: Option<&str>,
+    ) -> Result<Option<Found>, Error> {
+        let cf = &cx.aws.cloudfront;
+        let mut marker = None;
+        loop {
+            let out = cf
+                .list_distributions()
+                .set_marker(marker)
+                .send()
+                .await
+                .step(&self.key, "ListDistributions")?;
+            let Some(list) = out.distribution_list() else {
+                return Ok(None);
+            };
+            for d in list.items() {
+                let serves_bucket = origin_domain.is_some_and(|domain| {
+                    d.origins()
+                        .is_some_and(|o| o.items().iter().any(|o| o.domain_name() == domain))
+                });
+                if d.comment() != self.comment && !serves_bucket {
+                    continue;
+                }
+                let tags = cf
+                    .list_tags_for_resource()
+                    .resource(d.arn())
+                    .send()
+                    .await
+                    .step(&self.key, "ListTagsForResource")?;
+                let tags: BTreeMap<String, String> = tags
+                    .tags()
+                    .map(|t| t.items())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned()))
+                    .collect();
+                if owned_by(&tags, cx.stack_name()) {
+                    return Ok(Some(Found {
+                        id: d.id().to_owned(),
+                        arn: d.arn().to_owned(),
+                        domain_name: d.domain_name().to_owned(),
+                        tags,
+                    }));
+                }
+            }
+            match list.next_marker() {
+                Some(next) if list.is_truncated() => marker = Some(next.to_owned()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    fn publish(&self, cx: &Context, found: &Found) {
+        cx.publish(&self.key, "id", &found.id);
+        cx.publish(&self.key, "arn", &found.arn);
+        cx.publish(&self.key, "domain_name", &found.domain_name);
+    }
+
+    async fn config(&self, cx: &Context, id: &str) -> Result<(DistributionConfig, String), Error> {
+        let out = cx
+            .aws
+            .cloudfront
+            .get_distribution_config()
+            .id(id)
+            .send()
+            .await
+            .step(&self.key, "GetDistributionConfig")?;
+        let cfg = out
+            .distribution_config()
+            .cloned()
+            .ok_or_else(|| Error::Refused {
+                resource: self.key.clone(),
+                message: format!("GetDistributionConfig returned no config for {id}"),
+            })?;
+        Ok((cfg, out.e_tag().unwrap_or_default().to_owned()))
+    }
+
+    fn cf_tags(cx: &Context) -> Tags {
+        let items = cx
+            .tags()
+            .into_iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key set"))
+            .collect();
+        Tags::builder().set_items(Some(items)).build()
+    }
+
+    async fn create(&self, cx: &Context, wanted: &Settings) -> Result<Found, Error> {
+        // Unique per OAC, which is new whenever the stack is built anew: a repeated create after
+        // a crash reuses it, a rebuild after `down` does not collide with the old distribution.
+        let caller_reference = format!("{}-{}", self.comment, wanted.origin_access_control_id);
+        let mut cfg = DistributionConfig::builder()
+            .caller_reference(caller_reference)
+            .comment(&self.comment)
+            .enabled(wanted.enabled)
+            .build()
+            .expect("required fields set");
+        wanted.write(&mut cfg);
+        let request = DistributionConfigWithTags::builder()
+            .distribution_config(cfg)
+            .tags(Self::cf_tags(cx))
+            .build();
+        match cx
+            .aws
+            .cloudfront
+            .create_distribution_with_tags()
+            .distribution_config_with_tags(request)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let d = out.distribution().ok_or_else(|| Error::Refused {
+                    resource: self.key.clone(),
+                    message: "CreateDistributionWithTags returned no distribution".into(),
+                })?;
+                Ok(Found {
+                    id: d.id().to_owned(),
+                    arn: d.arn().to_owned(),
+                    domain_name: d.domain_name().to_owned(),
+                    tags: cx.tags(),
+                })
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_distribution_already_exists()) =>
+            {
+                // Created by an earlier run whose answer was lost; listing may lag behind.
+                let started = tokio::time::Instant::now();
+                loop {
+                    if let Some(found) = self.find(cx, Some(&wanted.origin_domain)).await? {
+                        return Ok(found);
+                    }
+                    if started.elapsed() > Backoff::SETTLING.total {
+                        return Err(Error::Refused {
+                            resource: self.key.clone(),
+                            message: "CloudFront says this distribution exists, but none carries the stack's tag".into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+            Err(e) => Err(e).step(&self.key, "CreateDistributionWithTags"),
+        }
+    }
+
+    async fn update(&self, cx: &Context, id: &str, wanted: &Settings) -> Result<(), Error> {
+        retry_when(
+            Backoff::SETTLING,
+            |e: &Error| e.code() == Some("PreconditionFailed"),
+            || async {
+                let (mut cfg, etag) = self.config(cx, id).await?;
+                wanted.write(&mut cfg);
+                cx.aws
+                    .cloudfront
+                    .update_distribution()
+                    .id(id)
+                    .if_match(etag)
+                    .distribution_config(cfg)
+                    .send()
+                    .await
+                    .step(&self.key, "UpdateDistribution")?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Polls until CloudFront has pushed the configuration to its edge locations.
+    async fn wait_deployed(&self, cx: &Context, id: &str) -> Result<(), Error> {
+        let interval = if cx.aws.local {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
+        let limit = Duration::from_secs(45 * 60);
+        let spinner = cx.spinner(format!(
+            "waiting for CloudFront distribution {id} to deploy"
+        ));
+        let started = tokio::time::Instant::now();
+        loop {
+            let out = cx
+                .aws
+                .cloudfront
+                .get_distribution()
+                .id(id)
+                .send()
+                .await
+                .step(&self.key, "GetDistribution")?;
+            let status = out
+                .distribution()
+                .map(|d| d.status().to_owned())
+                .unwrap_or_default();
+            if status == "Deployed" {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                return Err(Error::Timeout {
+                    resource: self.key.clone(),
+                    what: format!("distribution {id} to deploy"),
+                    seconds: limit.as_secs(),
+                });
+            }
+            spinner.set_message(format!(
+                "waiting for CloudFront distribution {id} to deploy (status {status})"
+            ));
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for Distribution {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        vec![self.bucket.clone(), self.oac.clone()]
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let Some(found) = self.find(cx, Some(&self.origin_domain)).await? else {
+            return Ok(Planned::create(self.key.clone(), None));
+        };
+        self.publish(cx, &found);
+        let (cfg, _) = self.config(cx, &found.id).await?;
+        let oac_id = cx
+            .output(&self.oac, "id")
+            .unwrap_or_else(|| "(known after apply)".into());
+        let wanted = (self.settings)(&self.origin_domain, &oac_id);
+        let mut diff = wanted.diff(&Settings::read(&cfg));
+        for d in tag_diff(&cx.tags(), &found.tags) {
+            diff.push(d);
+        }
+        Ok(Planned::from_diff(
+            self.key.clone(),
+            found.id,
+            diff.into_vec(),
+        ))
+    }
+
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
+        let origin_domain = &self.origin_domain;
+        let oac_id = cx.require(&self.key, &self.oac, "id")?;
+        let wanted = (self.settings)(origin_domain, &oac_id);
+        let found = match (planned.action, planned.physical_id.as_deref()) {
+            (Action::Create, _) => self.create(cx, &wanted).await?,
+            (_, Some(id)) => {
+                let found =
+                    self.find(cx, Some(origin_domain))
+                        .await?
+                        .ok_or_else(|| Error::Refused {
+                            resource: self.key.clone(),
+                            message: format!("distribution {id} disappeared while being updated"),
+                        })?;
+                if planned
+                    .changes
+                    .iter()
+                    .any(|c| !c.field.starts_with("Tags."))
+                {
+                    self.update(cx, &found.id, &wanted).await?;
+                }
+                if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+                    cx.aws
+                        .cloudfront
+                        .tag_resource()
+                        .resource(&found.arn)
+                        .tags(Self::cf_tags(cx))
+                        .send()
+                        .await
+                        .step(&self.key, "TagResource")?;
+                }
+                found
+            }
+            (_, None) => unreachable!("an existing distribution has an id"),
+        };
+        self.publish(cx, &found);
+        Ok(())
+    }
+
+    async fn wait_ready(&self, cx: &Context) -> Result<(), Error> {
+        match cx.output(&self.key, "id") {
+            Some(id) => self.wait_deployed(cx, &id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        let Some(found) = self.find(cx, Some(&self.origin_domain)).await? else {
+            return Ok(Deleted::Absent);
+        };
+        let (mut cfg, etag) = self.config(cx, &found.id).await?;
+        if cfg.enabled {
+            cfg.enabled = false;
+            cx.aws
+                .cloudfront
+                .update_distribution()
+                .id(&found.id)
+                .if_match(etag)
+                .distribution_config(cfg)
+                .send()
+                .await
+                .step(&self.key, "UpdateDistribution")?;
+        }
+        self.wait_deployed(cx, &found.id).await?;
+        retry_when(
+            Backoff::SETTLING,
+            |e: &Error| {
+                matches!(
+                    e.code(),
+                    Some("DistributionNotDisabled" | "PreconditionFailed")
+                )
+            },
+            || async {
+                // Always the fresh ETag: the one from before disabling is stale.
+                let (_, etag) = self.config(cx, &found.id).await?;
+                match cx
+                    .aws
+                    .cloudfront
+                    .delete_distribution()
+                    .id(&found.id)
+                    .if_match(etag)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(Deleted::Deleted),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_no_such_distribution()) =>
+                    {
+                        Ok(Deleted::Absent)
+                    }
+                    Err(e) => Err(e).step(&self.key, "DeleteDistribution"),
+                }
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted() -> Settings {
+        Settings {
+            comment: "provision:demo:site".into(),
+            enabled: true,
+            default_root_object: "index.html".into(),
+            price_class: "PriceClass_All".into(),
+            http_version: "http2".into(),
+            ipv6: true,
+            origin_domain: "demo-site-1.s3.us-east-1.amazonaws.com".into(),
+            origin_access_control_id: "E2OAC".into(),
+            origin_shield: Some("us-east-1".into()),
+            viewer_protocol_policy: "redirect-to-https".into(),
+            cache_policy_id: "658327ea-f89d-4fab-a63d-7e88639e58f6".into(),
+            allowed_methods: vec!["GET".into(), "HEAD".into()],
+            cached_methods: vec!["GET".into(), "HEAD".into()],
+            compress: true,
+            error_responses: vec![(403, "/index.html".into(), "200".into(), 10)],
+        }
+    }
+
+    fn config_from(settings: &Settings) -> DistributionConfig {
+        let mut cfg = DistributionConfig::builder()
+            .caller_reference("r")
+            .comment("")
+            .enabled(false)
+            .build()
+            .unwrap();
+        settings.write(&mut cfg);
+        cfg
+    }
+
+    #[test]
+    fn written_settings_read_back_equal() {
+        let s = wanted();
+        assert_eq!(Settings::read(&config_from(&s)), s);
+        assert!(s
+            .diff(&Settings::read(&config_from(&s)))
+            .into_vec()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_changed_field_is_named_with_both_values() {
+        let mut cfg = config_from(&wanted());
+        cfg.default_root_object = Some("other.html".into());
+        cfg.is_ipv6_enabled = Some(false);
+        let diffs = wanted().diff(&Settings::read(&cfg)).into_vec();
+        let fields: Vec<(&str, &str, &str)> = diffs
+            .iter()
+            .map(|d| (d.field.as_str(), d.expected.as_str(), d.actual.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("DefaultRootObject", "index.html", "other.html"),
+                ("IsIPV6Enabled", "true", "false")
+            ]
+        );
+    }
+
+    #[test]
+    fn order_of_methods_and_error_responses_is_not_drift() {
+        let mut live = wanted();
+        live.allowed_methods.reverse();
+        let mut cfg = config_from(&live);
+        let items = cfg
+            .custom_error_responses
+            .as_mut()
+            .unwrap()
+            .items
+            .as_mut()
+            .unwrap();
+        items.push(
+            CustomErrorResponse::builder()
+                .error_code(404)
+                .response_page_path("/error.html")
+                .response_code("404")
+                .error_caching_min_ttl(10)
+                .build()
+                .unwrap(),
+        );
+        items.reverse();
+        let mut want = wanted();
+        want.error_responses
+            .push((404, "/error.html".into(), "404".into(), 10));
+        assert!(want.diff(&Settings::read(&cfg)).into_vec().is_empty());
+    }
+
+    #[test]
+    fn origin_shield_off_reads_as_none_and_write_keeps_unmanaged_fields() {
+        let mut s = wanted();
+        s.origin_shield = None;
+        let mut cfg = config_from(&wanted());
+        cfg.aliases = None;
+        cfg.web_acl_id = Some("acl".into());
+        s.write(&mut cfg);
+        assert_eq!(Settings::read(&cfg).origin_shield, None);
+        assert_eq!(cfg.web_acl_id.as_deref(), Some("acl"));
+    }
+}

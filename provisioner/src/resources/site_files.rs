@@ -1,0 +1,295 @@
+//! The site's files in its bucket (console step S2): uploaded with their content type, and
+//! again only when their content changed (the S3 ETag of a single-part upload is its MD5).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+
+use super::OWNER_METADATA;
+use crate::engine::{
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource,
+    ResourceKey,
+};
+
+pub struct SiteFiles {
+    pub key: ResourceKey,
+    pub bucket: ResourceKey,
+    pub bucket_name: String,
+    pub source_dir: PathBuf,
+}
+
+/// A file of the site folder as it will be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    pub key: String,
+    pub path: PathBuf,
+    pub md5: String,
+    pub content_type: String,
+}
+
+/// Every file below `dir`, keyed by its path relative to `dir` with `/` separators, sorted.
+pub fn local_files(dir: &Path) -> std::io::Result<Vec<LocalFile>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(dir).expect("below dir");
+            let key = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let bytes = std::fs::read(&path)?;
+            files.push(LocalFile {
+                key,
+                md5: hex(&Md5::digest(&bytes)),
+                content_type: content_type(&path),
+                path,
+            });
+        }
+    }
+    files.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(files)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The content type browsers need; text is declared UTF-8 so non-ASCII pages render right.
+pub fn content_type(path: &Path) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let textual = mime.type_() == "text"
+        || matches!(
+            mime.subtype().as_str(),
+            "javascript" | "json" | "xml" | "svg"
+        );
+    if textual {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    }
+}
+
+impl SiteFiles {
+    fn files(&self) -> Result<Vec<LocalFile>, Error> {
+        local_files(&self.source_dir).map_err(|e| Error::Refused {
+            resource: self.key.clone(),
+            message: format!(
+                "cannot read the site folder {}: {e}",
+                self.source_dir.display()
+            ),
+        })
+    }
+
+    /// Key to ETag (without quotes) of every object in the bucket.
+    async fn live(&self, cx: &Context) -> Result<HashMap<String, String>, Error> {
+        let pages: Vec<_> = cx
+            .aws
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket_name)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .step(&self.key, "ListObjectsV2")?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.contents())
+            .map(|o| {
+                (
+                    o.key().unwrap_or_default().to_owned(),
+                    o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    async fn upload(&self, cx: &Context, file: &LocalFile) -> Result<(), Error> {
+        let body = ByteStream::from_path(&file.path)
+            .await
+            .map_err(|e| Error::Refused {
+                resource: self.key.clone(),
+                message: format!("cannot read {}: {e}", file.path.display()),
+            })?;
+        cx.aws
+            .s3
+            .put_object()
+            .bucket(&self.bucket_name)
+            .key(&file.key)
+            .body(body)
+            .content_type(&file.content_type)
+            .metadata(OWNER_METADATA, cx.stack_name())
+            .send()
+            .await
+            .step(&self.key, "PutObject")?;
+        Ok(())
+    }
+}
+
+/// Changed or missing files, as diffs of their content hash.
+pub fn file_diffs(files: &[LocalFile], live: &HashMap<String, String>) -> Vec<FieldDiff> {
+    files
+        .iter()
+        .filter(|f| live.get(&f.key) != Some(&f.md5))
+        .map(|f| {
+            FieldDiff::new(
+                format!("Object.{}", f.key),
+                format!("md5 {}", f.md5),
+                live.get(&f.key)
+                    .map(|e| format!("md5 {e}"))
+                    .unwrap_or_else(|| "(missing)".into()),
+            )
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Resource for SiteFiles {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        vec![self.bucket.clone()]
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let files = self.files()?;
+        let id = format!("s3://{}/", self.bucket_name);
+        if cx.output(&self.bucket, "name").is_none() {
+            let mut planned = Planned::create(self.key.clone(), id);
+            planned.changes = file_diffs(&files, &HashMap::new());
+            return Ok(planned);
+        }
+        let live = self.live(cx).await?;
+        Ok(Planned::from_diff(
+            self.key.clone(),
+            id,
+            file_diffs(&files, &live),
+        ))
+    }
+
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
+        let files = self.files()?;
+        let changed: Vec<&LocalFile> = files
+            .iter()
+            .filter(|f| {
+                planned.action == Action::Create
+                    || planned
+                        .changes
+                        .iter()
+                        .any(|c| c.field.strip_prefix("Object.") == Some(f.key.as_str()))
+            })
+            .collect();
+        let uploads: Vec<_> = changed.into_iter().map(|f| self.upload(cx, f)).collect();
+        stream::iter(uploads)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the files of the site folder; the bucket removes whatever else the stack put.
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        let live = match self.live(cx).await {
+            Ok(live) => live,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(Deleted::Absent),
+            Err(e) => return Err(e),
+        };
+        let files = self.files().unwrap_or_default();
+        let mut deleted = Deleted::Absent;
+        for file in files.iter().filter(|f| live.contains_key(&f.key)) {
+            let head = cx
+                .aws
+                .s3
+                .head_object()
+                .bucket(&self.bucket_name)
+                .key(&file.key)
+                .send()
+                .await
+                .step(&self.key, "HeadObject")?;
+            if head
+                .metadata()
+                .and_then(|m| m.get(OWNER_METADATA))
+                .map(String::as_str)
+                == Some(cx.stack_name())
+            {
+                cx.aws
+                    .s3
+                    .delete_object()
+                    .bucket(&self.bucket_name)
+                    .key(&file.key)
+                    .send()
+                    .await
+                    .step(&self.key, "DeleteObject")?;
+                deleted = Deleted::Deleted;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_found_recursively_with_types_and_hashes() {
+        let dir = std::env::temp_dir().join(format!("site-files-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("css")).unwrap();
+        std::fs::write(dir.join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::write(dir.join("css/site.css"), "body{}").unwrap();
+        std::fs::write(dir.join("logo.png"), [0x89, b'P', b'N', b'G']).unwrap();
+        let files = local_files(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let summary: Vec<(&str, &str)> = files
+            .iter()
+            .map(|f| (f.key.as_str(), f.content_type.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("css/site.css", "text/css; charset=utf-8"),
+                ("index.html", "text/html; charset=utf-8"),
+                ("logo.png", "image/png")
+            ]
+        );
+        // md5("<h1>hi</h1>")
+        assert_eq!(files[1].md5, hex(&Md5::digest(b"<h1>hi</h1>")));
+        assert_eq!(files[1].md5.len(), 32);
+    }
+
+    #[test]
+    fn only_changed_or_missing_files_are_uploaded() {
+        let file = |key: &str, md5: &str| LocalFile {
+            key: key.into(),
+            path: PathBuf::new(),
+            md5: md5.into(),
+            content_type: String::new(),
+        };
+        let files = vec![
+            file("a.html", "11"),
+            file("b.html", "22"),
+            file("c.html", "33"),
+        ];
+        let live: HashMap<String, String> = [("a.html", "11"), ("b.html", "99"), ("other", "00")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let diffs = file_diffs(&files, &live);
+        let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, vec!["Object.b.html", "Object.c.html"]);
+        assert_eq!(diffs[1].actual, "(missing)");
+    }
+}

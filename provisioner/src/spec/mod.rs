@@ -1,0 +1,244 @@
+//! The `stack.yaml` model: what the user declares, with the console build's choices as defaults.
+//!
+//! Every type rejects unknown keys, and every value that can be wrong is checked while it is
+//! deserialized, so serde_yaml reports the exact line and column of the mistake before any AWS
+//! call is made.
+
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use values::{
+    AllowedMethods, CachePolicy, HttpVersion, OriginShieldRegion, PriceClass, Region, StackName,
+    TagKey, ViewerProtocolPolicy,
+};
+
+/// The whole `stack.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    pub stack: StackSettings,
+    pub stt: Stt,
+    /// Where the file was read from; relative paths inside it are resolved against its folder.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackSettings {
+    /// Prefix of every resource name; also the value of the ownership tag.
+    pub name: StackName,
+    pub region: Region,
+    /// Extra tags put on every taggable resource, next to the ownership tag.
+    #[serde(default)]
+    pub tags: BTreeMap<TagKey, String>,
+}
+
+/// The speech-to-text system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stt {
+    pub website: Website,
+}
+
+/// Console steps S1 to S7: the site bucket and the CloudFront distribution in front of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Website {
+    /// Folder whose files are uploaded to the site bucket (relative to stack.yaml).
+    #[serde(default = "defaults::site_dir")]
+    pub source_dir: PathBuf,
+    /// S3 static website hosting (S3): index document.
+    #[serde(default = "defaults::index_document")]
+    pub index_document: String,
+    /// S3 static website hosting (S3): error document.
+    #[serde(default = "defaults::error_document")]
+    pub error_document: String,
+    #[serde(default)]
+    pub distribution: Distribution,
+}
+
+/// Console steps S4 to S6.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::index_document")]
+    pub default_root_object: String,
+    #[serde(default)]
+    pub price_class: PriceClass,
+    #[serde(default)]
+    pub http_version: HttpVersion,
+    #[serde(default = "defaults::yes")]
+    pub ipv6: bool,
+    #[serde(default)]
+    pub origin_shield: OriginShield,
+    #[serde(default)]
+    pub cache_policy: CachePolicy,
+    #[serde(default)]
+    pub allowed_methods: AllowedMethods,
+    #[serde(default)]
+    pub viewer_protocol_policy: ViewerProtocolPolicy,
+    #[serde(default = "defaults::yes")]
+    pub compress: bool,
+    #[serde(default = "defaults::error_responses")]
+    pub error_responses: Vec<ErrorResponse>,
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginShield {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Defaults to the stack's region (the bucket's), as the console proposes.
+    #[serde(default)]
+    pub region: Option<OriginShieldRegion>,
+}
+
+impl Default for OriginShield {
+    fn default() -> Self {
+        OriginShield {
+            enabled: true,
+            region: None,
+        }
+    }
+}
+
+/// A custom error response (S6): S3's 403 for an unknown path becomes `/index.html` with 200.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorResponse {
+    pub error_code: values::ErrorCode,
+    pub response_page_path: values::PagePath,
+    pub response_code: values::ErrorCode,
+    /// Seconds CloudFront caches the error answer.
+    #[serde(default = "defaults::error_caching_min_ttl")]
+    pub caching_min_ttl: u32,
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn site_dir() -> PathBuf {
+        PathBuf::from("site/stt")
+    }
+    pub fn index_document() -> String {
+        "index.html".into()
+    }
+    pub fn error_document() -> String {
+        "error.html".into()
+    }
+    pub fn error_caching_min_ttl() -> u32 {
+        10
+    }
+    pub fn error_responses() -> Vec<ErrorResponse> {
+        vec![ErrorResponse {
+            error_code: values::ErrorCode(403),
+            response_page_path: values::PagePath("/index.html".into()),
+            response_code: values::ErrorCode(200),
+            caching_min_ttl: error_caching_min_ttl(),
+        }]
+    }
+}
+
+/// A `stack.yaml` that cannot be used, with the place of the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{}: {message}", location.map(|(l, c)| format!("{l}:{c}")).unwrap_or_else(|| "?".into()))]
+    Invalid {
+        path: PathBuf,
+        /// 1-based line and column.
+        location: Option<(usize, usize)>,
+        message: String,
+    },
+}
+
+impl Stack {
+    pub fn load(path: &Path) -> Result<Stack, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Stack::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` is used for messages and to resolve relative folders.
+    pub fn parse(text: &str, path: &Path) -> Result<Stack, SpecError> {
+        let mut stack: Stack = serde_yaml::from_str(text).map_err(|e| SpecError::Invalid {
+            path: path.to_owned(),
+            location: e.location().map(|l| (l.line(), l.column())),
+            // serde_yaml appends " at line L column C"; the location is already in front.
+            message: strip_location(&e.to_string()),
+        })?;
+        stack.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        // The one check that spans two keys: Origin Shield needs a region that offers it.
+        if stack.stt.website.distribution.origin_shield.enabled {
+            stack
+                .origin_shield_region()
+                .map_err(|message| SpecError::Invalid {
+                    path: path.to_owned(),
+                    location: None,
+                    message,
+                })?;
+        }
+        Ok(stack)
+    }
+
+    pub fn name(&self) -> &str {
+        self.stack.name.as_str()
+    }
+
+    /// Site source folder resolved against the stack file.
+    pub fn site_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.stt.website.source_dir)
+    }
+
+    /// Origin Shield region: the configured one, else the stack's region.
+    pub fn origin_shield_region(&self) -> Result<String, String> {
+        match &self.stt.website.distribution.origin_shield.region {
+            Some(r) => Ok(r.as_str().to_owned()),
+            None => OriginShieldRegion::for_region(self.stack.region.as_str())
+                .map(|r| r.as_str().to_owned()),
+        }
+    }
+}
+
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+impl fmt::Display for StackName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+use super::*;
+
+const VALID: &str = "\
+stack:
+  name: demo
+  region: us-east-1
+  tags:
+    team: audio
+stt:
+  website: {}
+";
+
+fn parse(text: &str) -> Result<Stack, SpecError> {
+    Stack::parse(text, Path::new("stack.yaml"))
+}
+
+fn location(err: SpecError) -> (Option<(usize, usize)>, String) {
+    match err {
+        SpecError::Invalid {
+            location, message, ..
+        } => (location, message),
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn defaults_match_the_console_build() {
+    let stack = parse(VALID).unwrap();
+    let d = &stack.stt.website.distribution;
+    assert_eq!(stack.stt.website.index_document, "index.html");
+    assert_eq!(stack.stt.website.error_document, "error.html");
+    assert_eq!(d.default_root_object, "index.html");
+    assert_eq!(d.price_class, PriceClass::All);
+    assert_eq!(d.http_version, HttpVersion::Http2);
+    assert!(d.ipv6 && d.origin_shield.enabled && d.enabled);
+    assert_eq!(d.cache_policy, CachePolicy::CachingOptimized);
+    assert_eq!(d.allowed_methods.methods(), ["GET", "HEAD"]);
+    assert_eq!(d.error_responses.len(), 1);
+    assert_eq!(d.error_responses[0].error_code, values::ErrorCode(403));
+    assert_eq!(d.error_responses[0].response_code, values::ErrorCode(200));
+    assert_eq!(stack.origin_shield_region().unwrap(), "us-east-1");
+}
+
+#[test]
+fn unknown_key_is_reported_at_its_line_and_column() {
+    let text = VALID.replace("  website: {}", "  website:\n    index_documnt: home.html");
+    let (loc, message) = location(parse(&text).unwrap_err());
+    assert_eq!(loc, Some((8, 5)));
+    assert!(
+        message.contains("unknown field `index_documnt`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn wrong_type_is_reported_at_its_line_and_column() {
+    let text = VALID.replace(
+        "  website: {}",
+        "  website:\n    distribution:\n      ipv6: sometimes",
+    );
+    let (loc, message) = location(parse(&text).unwrap_err());
+    assert_eq!(loc, Some((9, 13)));
+    assert!(message.contains("invalid type"), "{message}");
+}
+
+#[test]
+fn bad_region_is_reported_at_its_line_and_column() {
+    let text = VALID.replace("us-east-1", "us-east-9");
+    let err = parse(&text).unwrap_err();
+    let shown = err.to_string();
+    let (loc, message) = location(err);
+    assert_eq!(loc, Some((3, 11)));
+    assert!(
+        message.contains("unknown AWS region \"us-east-9\""),
+        "{message}"
+    );
+    assert!(shown.starts_with("stack.yaml:3:11: "), "{shown}");
+}
+
+#[test]
+fn bad_stack_name_and_reserved_tag_are_rejected() {
+    let (loc, _) = location(parse(&VALID.replace("name: demo", "name: Demo_Stack")).unwrap_err());
+    assert_eq!(loc, Some((2, 9)));
+    let (_, message) =
+        location(parse(&VALID.replace("team: audio", "provision:stack: x")).unwrap_err());
+    assert!(message.contains("reserved prefix"), "{message}");
+}
+
+#[test]
+fn allowed_methods_must_be_a_cloudfront_set() {
+    let ok = VALID.replace(
+        "  website: {}",
+        "  website:\n    distribution:\n      allowed_methods: [head, GET, OPTIONS]",
+    );
+    assert_eq!(
+        parse(&ok).unwrap().stt.website.distribution.allowed_methods,
+        AllowedMethods::GetHeadOptions
+    );
+    let bad = ok.replace("[head, GET, OPTIONS]", "[GET, POST]");
+    let (loc, _) = location(parse(&bad).unwrap_err());
+    assert_eq!(loc.map(|l| l.0), Some(9));
+}
+
+#[test]
+fn origin_shield_region_must_be_offered() {
+    let text = VALID.replace("us-east-1", "af-south-1");
+    let (_, message) = location(parse(&text).unwrap_err());
+    assert!(message.contains("must be set"), "{message}");
+    let off = text.replace(
+        "  website: {}",
+        "  website:\n    distribution:\n      origin_shield: {enabled: false}",
+    );
+    assert!(parse(&off).is_ok());
+    let text = VALID.replace(
+        "  website: {}",
+        "  website:\n    distribution:\n      origin_shield: {region: af-south-1}",
+    );
+    let (loc, _) = location(parse(&text).unwrap_err());
+    assert_eq!(loc.map(|l| l.0), Some(9));
+}
+
+#[test]
+fn missing_section_is_an_error() {
+    let (_, message) = location(parse("stack:\n  name: demo\n  region: us-east-1\n").unwrap_err());
+    assert!(message.contains("missing field `stt`"), "{message}");
+}

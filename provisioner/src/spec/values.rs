@@ -1,0 +1,353 @@
+//! Value types of `stack.yaml` that check themselves while being deserialized, so that a bad
+//! value is reported at its own line and column.
+
+use std::fmt;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// Regions where the project can run (commercial, GovCloud and China partitions).
+const REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+];
+
+/// Regions that offer CloudFront Origin Shield (CloudFront Developer Guide, "Origin Shield").
+const ORIGIN_SHIELD_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "sa-east-1",
+];
+
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub(crate) String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Checked;
+                impl<'de> Visitor<'de> for Checked {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a string")
+                    }
+                    // Failing inside the visitor lets serde_yaml point at the value itself.
+                    fn visit_str<E: de::Error>(self, s: &str) -> Result<$name, E> {
+                        let check: fn(&str) -> Result<(), String> = $check;
+                        check(s).map_err(E::custom)?;
+                        Ok($name(s.to_owned()))
+                    }
+                }
+                d.deserialize_str(Checked)
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// Lowercase letters, digits and hyphens, 3 to 24 characters: it prefixes bucket names,
+    /// which must stay within 63 characters with the account id appended.
+    StackName,
+    |s| {
+        let ok = (3..=24).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid stack name {s:?}: use 3 to 24 lowercase letters, digits or hyphens, \
+                 not starting or ending with a hyphen"
+            ))
+        }
+    }
+);
+
+string_newtype!(
+    /// An AWS region code such as `us-east-1`.
+    Region,
+    |s| {
+        if REGIONS.contains(&s) {
+            Ok(())
+        } else {
+            Err(format!("unknown AWS region {s:?}; expected one of: {}", REGIONS.join(", ")))
+        }
+    }
+);
+
+string_newtype!(
+    /// A region where CloudFront offers Origin Shield.
+    OriginShieldRegion,
+    |s| {
+        if ORIGIN_SHIELD_REGIONS.contains(&s) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Origin Shield is not offered in {s:?}; choose one of: {}",
+                ORIGIN_SHIELD_REGIONS.join(", ")
+            ))
+        }
+    }
+);
+
+impl OriginShieldRegion {
+    /// The Origin Shield region for an origin in `region`, when Origin Shield is offered there.
+    pub fn for_region(region: &str) -> Result<OriginShieldRegion, String> {
+        if ORIGIN_SHIELD_REGIONS.contains(&region) {
+            Ok(OriginShieldRegion(region.to_owned()))
+        } else {
+            Err(format!(
+                "stt.website.distribution.origin_shield.region must be set: Origin Shield is not \
+                 offered in the stack's region {region}; choose one of: {}",
+                ORIGIN_SHIELD_REGIONS.join(", ")
+            ))
+        }
+    }
+}
+
+string_newtype!(
+    /// A tag key the user may set: `provision:` is reserved for the ownership tag.
+    TagKey,
+    |s| {
+        if s.is_empty() || s.len() > 128 {
+            Err(format!("tag key {s:?} must have 1 to 128 characters"))
+        } else if s.starts_with("aws:") || s.starts_with("provision:") {
+            Err(format!("tag key {s:?} uses a reserved prefix (aws: or provision:)"))
+        } else {
+            Ok(())
+        }
+    }
+);
+
+string_newtype!(
+    /// A CloudFront error-page path: starts with `/`.
+    PagePath,
+    |s| {
+        if s.starts_with('/') && s.len() <= 4096 {
+            Ok(())
+        } else {
+            Err(format!("response page path {s:?} must start with '/'"))
+        }
+    }
+);
+
+/// An HTTP status code CloudFront accepts in a custom error response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub u16);
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = u16::deserialize(d)?;
+        if (200..=599).contains(&code) {
+            Ok(ErrorCode(code))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "HTTP status {code} is not between 200 and 599"
+            )))
+        }
+    }
+}
+
+/// CloudFront price class; the console's "use all edge locations" is `PriceClass_All`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum PriceClass {
+    #[default]
+    #[serde(rename = "PriceClass_All")]
+    All,
+    #[serde(rename = "PriceClass_200")]
+    Class200,
+    #[serde(rename = "PriceClass_100")]
+    Class100,
+}
+
+impl PriceClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceClass::All => "PriceClass_All",
+            PriceClass::Class200 => "PriceClass_200",
+            PriceClass::Class100 => "PriceClass_100",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum HttpVersion {
+    #[serde(rename = "http1.1")]
+    Http11,
+    #[default]
+    #[serde(rename = "http2")]
+    Http2,
+    #[serde(rename = "http2and3")]
+    Http2And3,
+    #[serde(rename = "http3")]
+    Http3,
+}
+
+impl HttpVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Http11 => "http1.1",
+            HttpVersion::Http2 => "http2",
+            HttpVersion::Http2And3 => "http2and3",
+            HttpVersion::Http3 => "http3",
+        }
+    }
+}
+
+/// AWS managed cache policies, by the name the console shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum CachePolicy {
+    #[default]
+    CachingOptimized,
+    CachingOptimizedForUncompressedObjects,
+    CachingDisabled,
+}
+
+impl CachePolicy {
+    /// The fixed ids AWS gives its managed cache policies.
+    pub fn id(self) -> &'static str {
+        match self {
+            CachePolicy::CachingOptimized => "658327ea-f89d-4fab-a63d-7e88639e58f6",
+            CachePolicy::CachingOptimizedForUncompressedObjects => {
+                "b2884449-e4de-46a7-ac36-70bc7f1ddd6d"
+            }
+            CachePolicy::CachingDisabled => "4135ea2d-6df8-44a3-9df3-4b5a84be39ad",
+        }
+    }
+}
+
+/// The three method sets CloudFront allows for a cache behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AllowedMethods {
+    #[default]
+    GetHead,
+    GetHeadOptions,
+    All,
+}
+
+impl AllowedMethods {
+    pub fn methods(self) -> &'static [&'static str] {
+        match self {
+            AllowedMethods::GetHead => &["GET", "HEAD"],
+            AllowedMethods::GetHeadOptions => &["GET", "HEAD", "OPTIONS"],
+            AllowedMethods::All => &["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"],
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedMethods {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Methods;
+        impl<'de> Visitor<'de> for Methods {
+            type Value = AllowedMethods;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of HTTP methods")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AllowedMethods, A::Error> {
+                let mut given = Vec::new();
+                while let Some(m) = seq.next_element::<String>()? {
+                    given.push(m);
+                }
+                AllowedMethods::from_list(given).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_seq(Methods)
+    }
+}
+
+impl AllowedMethods {
+    fn from_list(mut given: Vec<String>) -> Result<AllowedMethods, &'static str> {
+        given.iter_mut().for_each(|m| m.make_ascii_uppercase());
+        given.sort();
+        for set in [
+            AllowedMethods::GetHead,
+            AllowedMethods::GetHeadOptions,
+            AllowedMethods::All,
+        ] {
+            let mut wanted: Vec<&str> = set.methods().to_vec();
+            wanted.sort();
+            if given == wanted {
+                return Ok(set);
+            }
+        }
+        Err(
+            "allowed_methods must be one of CloudFront's sets: [GET, HEAD], [GET, HEAD, OPTIONS] \
+             or [GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE]",
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViewerProtocolPolicy {
+    AllowAll,
+    #[default]
+    RedirectToHttps,
+    HttpsOnly,
+}
+
+impl ViewerProtocolPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewerProtocolPolicy::AllowAll => "allow-all",
+            ViewerProtocolPolicy::RedirectToHttps => "redirect-to-https",
+            ViewerProtocolPolicy::HttpsOnly => "https-only",
+        }
+    }
+}

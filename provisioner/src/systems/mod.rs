@@ -1,0 +1,21 @@
+//! Which resources make up each system, how they are named and how they link.
+
+pub mod stt;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::engine::executor::{Graph, GraphError};
+use crate::engine::{Context, Resource};
+
+/// Every resource of the stack, as one dependency graph.
+pub fn graph(cx: &Context) -> Result<Graph, GraphError> {
+    let mut resources: Vec<Arc<dyn Resource>> = Vec::new();
+    resources.extend(stt::website(cx));
+    Graph::new(resources)
+}
+
+/// What a person needs after `up`: URLs, names, ids.
+pub fn outputs(cx: &Context) -> BTreeMap<&'static str, String> {
+    stt::outputs(cx)
+}
