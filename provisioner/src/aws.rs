@@ -59,7 +59,7 @@ impl Clients {
             );
         }
         let sdk = loader.load().await;
-        let calls = CallCounter::default();
+        let calls = CallCounter::from_env();
 
         let s3 = s3::Client::from_conf(
             s3::config::Builder::from(&sdk)

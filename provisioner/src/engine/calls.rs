@@ -16,7 +16,13 @@ use serde::Serialize;
 struct Counts {
     read: AtomicU64,
     write: AtomicU64,
+    /// Fault injection for the crash-safety tests: abort the process right after this many
+    /// write calls have succeeded, the moment AWS has acted but the tool has not yet seen it.
+    abort_after_writes: Option<u64>,
 }
+
+/// Environment variable that arms [`Counts::abort_after_writes`].
+pub const ABORT_AFTER_WRITES_ENV: &str = "PROVISION_FAULT_ABORT_AFTER_WRITES";
 
 /// Shared by every client of a command; cloning shares the counts.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +35,17 @@ pub struct CallCounts {
 }
 
 impl CallCounter {
+    /// A counter armed with the fault injection of [`ABORT_AFTER_WRITES_ENV`], if set.
+    pub fn from_env() -> Self {
+        let abort_after_writes = std::env::var(ABORT_AFTER_WRITES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        CallCounter(Arc::new(Counts {
+            abort_after_writes,
+            ..Counts::default()
+        }))
+    }
+
     pub fn counts(&self) -> CallCounts {
         CallCounts {
             read: self.0.read.load(Ordering::Relaxed),
@@ -37,12 +54,15 @@ impl CallCounter {
     }
 
     fn record(&self, operation: &str) {
-        let slot = if is_read(operation) {
-            &self.0.read
-        } else {
-            &self.0.write
-        };
-        slot.fetch_add(1, Ordering::Relaxed);
+        if is_read(operation) {
+            self.0.read.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let writes = self.0.write.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.0.abort_after_writes == Some(writes) {
+            eprintln!("fault injection: aborting after write call {writes} ({operation})");
+            std::process::abort();
+        }
     }
 }
 

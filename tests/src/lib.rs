@@ -1,0 +1,300 @@
+//! Harness for the system tests: the local emulator, a throw-away stack per test, the
+//! `provision` binary, and SDK clients to look at what it built.
+//!
+//! Needs: ministack installed in `.venv` (`make deps`); it is started here if it is not
+//! running. The `provision` binary must be built (`make build`, or `cargo build --workspace`).
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const ENDPOINT: &str = "http://127.0.0.1:4566";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repo")
+        .to_path_buf()
+}
+
+/// Starts the emulator once per test binary, if nothing answers on its port.
+pub fn ensure_emulator() {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        if TcpStream::connect("127.0.0.1:4566").is_ok() {
+            return;
+        }
+        let status = Command::new(root().join("scripts/local-aws.sh"))
+            .arg("start")
+            .status()
+            .expect("run scripts/local-aws.sh");
+        assert!(
+            status.success(),
+            "could not start ministack: run `make deps` first (installs it into .venv)"
+        );
+    });
+}
+
+/// The `provision` binary of the same build as this test.
+pub fn provision_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PROVISION_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/provision
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("provision");
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p provisioner`",
+        bin.display()
+    );
+    bin
+}
+
+/// A stack of its own for one test, so tests run side by side on one emulator.
+pub struct TestStack {
+    pub name: String,
+    pub dir: PathBuf,
+    pub file: PathBuf,
+}
+
+impl TestStack {
+    /// `name` must be unique among the tests (3 to 24 lowercase letters, digits, hyphens).
+    pub fn new(name: &str) -> TestStack {
+        Self::with_yaml(name, "")
+    }
+
+    /// With extra YAML put under `stt.website`.
+    pub fn with_yaml(name: &str, website_extra: &str) -> TestStack {
+        ensure_emulator();
+        let dir =
+            std::env::temp_dir().join(format!("provision-test-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let site = dir.join("site");
+        std::fs::create_dir_all(&site).unwrap();
+        for f in ["index.html", "error.html"] {
+            std::fs::copy(root().join("site/stt").join(f), site.join(f)).unwrap();
+        }
+        let file = dir.join("stack.yaml");
+        let yaml = format!(
+            "stack:\n  name: {name}\n  region: us-east-1\n  tags:\n    test: \"yes\"\nstt:\n  website:\n    source_dir: site\n{website_extra}"
+        );
+        std::fs::write(&file, yaml).unwrap();
+        let stack = TestStack {
+            name: name.to_owned(),
+            dir,
+            file,
+        };
+        // A clean start even if an earlier run of this test died half-way.
+        stack.run(&["down", "--delete-data"]);
+        stack
+    }
+
+    /// Runs `provision --local --stack <file> <args>`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_provision(&self.file, args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        run_provision(&self.file, args, env)
+    }
+
+    /// Starts `provision up` without waiting for it.
+    pub fn spawn_up(&self, env: &[(&str, &str)]) -> std::process::Child {
+        command(&self.file, &["up"], env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn provision")
+    }
+
+    pub fn bucket(&self) -> String {
+        format!("{}-site-000000000000", self.name)
+    }
+
+    pub fn oac_name(&self) -> String {
+        format!("{}-stt-site", self.name)
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn command(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(provision_bin());
+    cmd.arg("--local").arg("--stack").arg(file).args(args);
+    cmd.env("AWS_ENDPOINT_URL", ENDPOINT)
+        .env_remove("AWS_PROFILE")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn run_provision(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let output = command(file, args, env).output().expect("run provision");
+    Run(output)
+}
+
+/// What one run of `provision` did.
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// The JSON report (the command must have been run with `--output json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout(), self.stderr()))
+    }
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// SDK clients pointed at the emulator, to look at and tamper with what `provision` built.
+pub struct Aws {
+    pub s3: aws_sdk_s3::Client,
+    pub cloudfront: aws_sdk_cloudfront::Client,
+}
+
+impl Aws {
+    pub async fn new() -> Aws {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(ENDPOINT)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        Aws {
+            s3,
+            cloudfront: aws_sdk_cloudfront::Client::new(&config),
+        }
+    }
+
+    pub async fn bucket_exists(&self, name: &str) -> bool {
+        let out = self.s3.list_buckets().send().await.unwrap();
+        out.buckets().iter().any(|b| b.name() == Some(name))
+    }
+
+    /// Distributions tagged as the stack's.
+    pub async fn distributions_of(&self, stack: &str) -> Vec<String> {
+        let list = self.cloudfront.list_distributions().send().await.unwrap();
+        let mut ids = Vec::new();
+        for d in list
+            .distribution_list()
+            .map(|l| l.items())
+            .unwrap_or_default()
+        {
+            let tags = self
+                .cloudfront
+                .list_tags_for_resource()
+                .resource(d.arn())
+                .send()
+                .await
+                .unwrap();
+            let owned = tags
+                .tags()
+                .map(|t| t.items())
+                .unwrap_or_default()
+                .iter()
+                .any(|t| t.key() == "provision:stack" && t.value() == Some(stack));
+            if owned {
+                ids.push(d.id().to_owned());
+            }
+        }
+        ids
+    }
+
+    pub async fn oacs_named(&self, name: &str) -> usize {
+        let list = self
+            .cloudfront
+            .list_origin_access_controls()
+            .send()
+            .await
+            .unwrap();
+        list.origin_access_control_list()
+            .map(|l| l.items())
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| o.name() == name)
+            .count()
+    }
+}
+
+/// GET through the emulator's CloudFront data plane: (status, body).
+pub fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let port = host.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
+    // *.localhost names resolve to loopback in browsers; here we connect to it directly.
+    let mut stream = TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Waits until `check` holds or `limit` passes.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}

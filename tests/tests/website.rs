@@ -1,0 +1,266 @@
+//! The speech-to-text website (console steps S1 to S7) built, checked, repaired and torn down
+//! by `provision` on the local emulator.
+
+use std::time::Duration;
+
+use aws_sdk_s3::types::PublicAccessBlockConfiguration;
+use system_tests::{eventually, http_get, Aws, TestStack};
+
+fn site_url(report: &serde_json::Value) -> String {
+    report["outputs"]["stt_site_url"]
+        .as_str()
+        .expect("site URL in outputs")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_builds_the_site_and_a_second_up_writes_nothing() {
+    let stack = TestStack::new("t-up-twice");
+    let plan = stack.run(&["--output", "json", "plan"]).expect(0).json();
+    assert_eq!(plan["api_calls"]["write"], 0, "plan changes nothing");
+    assert!(
+        plan["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"] == "create"),
+        "{plan:#}"
+    );
+
+    let first = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(first["summary"]["created"], 4, "{first:#}");
+    assert!(first["api_calls"]["write"].as_u64().unwrap() > 0);
+
+    let second = stack.run(&["--output", "json", "up"]).expect(0).json();
+    for field in ["created", "updated", "deleted", "failed"] {
+        assert_eq!(second["summary"][field], 0, "{field}: {second:#}");
+    }
+    assert_eq!(second["summary"]["unchanged"], 5);
+    assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
+    assert!(second["api_calls"]["read"].as_u64().unwrap() > 0);
+
+    // The page is served through CloudFront (which may read the private bucket only through
+    // OAC and the bucket policy), and an unknown path is answered with index.html (S6).
+    let url = site_url(&second);
+    let (status, body) = http_get(&url);
+    assert_eq!(status, 200, "{url}: {body}");
+    assert!(body.contains("<h1>Speech to text</h1>"), "{body}");
+    let (status, body) = http_get(&format!("{url}no/such/page"));
+    assert_eq!(
+        (status, body.contains("<h1>Speech to text</h1>")),
+        (200, true)
+    );
+
+    // A changed page is uploaded again, and only that one.
+    std::fs::write(
+        stack.dir.join("site/index.html"),
+        "<h1>Speech to text</h1><p>v2</p>",
+    )
+    .unwrap();
+    let third = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(third["summary"]["updated"], 1, "{third:#}");
+    assert_eq!(third["api_calls"]["write"], 1, "one PutObject: {third:#}");
+    assert!(http_get(&url).1.contains("v2"));
+
+    stack.run(&["down"]).expect(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drift_names_hand_made_changes_and_up_repairs_them() {
+    let stack = TestStack::new("t-drift");
+    let up = stack.run(&["--output", "json", "up"]).expect(0).json();
+    let id = up["outputs"]["stt_site_distribution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stack.run(&["drift"]).expect(0);
+
+    let aws = Aws::new().await;
+    let current = aws
+        .cloudfront
+        .get_distribution_config()
+        .id(&id)
+        .send()
+        .await
+        .unwrap();
+    let mut config = current.distribution_config().unwrap().clone();
+    config.default_root_object = Some("other.html".into());
+    aws.cloudfront
+        .update_distribution()
+        .id(&id)
+        .if_match(current.e_tag().unwrap())
+        .distribution_config(config)
+        .send()
+        .await
+        .unwrap();
+    let open = PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(false)
+        .restrict_public_buckets(true)
+        .build();
+    aws.s3
+        .put_public_access_block()
+        .bucket(stack.bucket())
+        .public_access_block_configuration(open)
+        .send()
+        .await
+        .unwrap();
+
+    let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
+    assert_eq!(drift["drifted"], true);
+    let changes: Vec<(String, String, String, String)> = drift["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            let resource = r["resource"].as_str().unwrap().to_owned();
+            r["changes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |c| {
+                    (
+                        resource.clone(),
+                        c["field"].as_str().unwrap().to_owned(),
+                        c["expected"].as_str().unwrap().to_owned(),
+                        c["actual"].as_str().unwrap().to_owned(),
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (
+                "bucket/stt-site".into(),
+                "PublicAccessBlock.BlockPublicPolicy".into(),
+                "true".into(),
+                "false".into()
+            ),
+            (
+                "distribution/stt-site".into(),
+                "DefaultRootObject".into(),
+                "index.html".into(),
+                "other.html".into()
+            ),
+        ]
+    );
+    let text = stack.run(&["drift"]).expect(2).stdout();
+    assert!(
+        text.contains("DefaultRootObject: expected index.html, found other.html"),
+        "{text}"
+    );
+
+    let repair = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(repair["summary"]["updated"], 2, "{repair:#}");
+    stack.run(&["drift"]).expect(0);
+    stack.run(&["down"]).expect(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_up_killed_anywhere_converges_to_exactly_one_of_each() {
+    let stack = TestStack::new("t-crash");
+    let aws = Aws::new().await;
+    let assert_one_of_each = |when: &str| {
+        let aws = &aws;
+        let stack = &stack;
+        let when = when.to_owned();
+        async move {
+            assert_eq!(
+                aws.distributions_of(&stack.name).await.len(),
+                1,
+                "distributions {when}"
+            );
+            assert_eq!(aws.oacs_named(&stack.oac_name()).await, 1, "OACs {when}");
+            assert!(aws.bucket_exists(&stack.bucket()).await, "bucket {when}");
+        }
+    };
+
+    // How many write calls a whole `up` makes from nothing.
+    let writes = stack.run(&["--output", "json", "up"]).expect(0).json()["api_calls"]["write"]
+        .as_u64()
+        .unwrap();
+    assert!(writes >= 8, "{writes}");
+    stack.run(&["down"]).expect(0);
+
+    // Abort right after each write call AWS has carried out, before the tool could note it.
+    for n in 1..=writes {
+        let n_text = n.to_string();
+        let crashed = stack.run_env(&["up"], &[("PROVISION_FAULT_ABORT_AFTER_WRITES", &n_text)]);
+        assert_ne!(
+            crashed.code(),
+            0,
+            "run armed to abort after write {n} finished normally"
+        );
+        stack.run(&["up"]).expect(0);
+        assert_one_of_each(&format!("after an abort at write {n}")).await;
+        stack.run(&["up", "--output", "json"]).expect(0);
+        stack.run(&["down"]).expect(0);
+    }
+
+    // And killed from outside at moments that fall between or inside calls.
+    for delay_ms in [5, 20, 40, 80] {
+        let mut child = stack.spawn_up(&[]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        stack.run(&["up"]).expect(0);
+        assert_one_of_each(&format!("after a kill at {delay_ms} ms")).await;
+    }
+    stack.run(&["down"]).expect(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_removes_everything_and_a_second_down_does_nothing() {
+    let stack = TestStack::new("t-down");
+    stack.run(&["up"]).expect(0);
+    let aws = Aws::new().await;
+    assert_eq!(aws.distributions_of(&stack.name).await.len(), 1);
+
+    let down = stack.run(&["--output", "json", "down"]).expect(0).json();
+    assert_eq!(down["summary"]["deleted"], 5, "{down:#}");
+    assert!(!aws.bucket_exists(&stack.bucket()).await);
+    assert!(aws.distributions_of(&stack.name).await.is_empty());
+    assert_eq!(aws.oacs_named(&stack.oac_name()).await, 0);
+
+    let again = stack.run(&["--output", "json", "down"]).expect(0).json();
+    assert_eq!(again["summary"]["deleted"], 0);
+    assert_eq!(again["api_calls"]["write"], 0, "{again:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_keeps_data_the_stack_did_not_put_there_unless_told() {
+    let stack = TestStack::new("t-keep-data");
+    stack.run(&["up"]).expect(0);
+    let aws = Aws::new().await;
+    aws.s3
+        .put_object()
+        .bucket(stack.bucket())
+        .key("uploads/someone.txt")
+        .body(b"user data".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    let refused = stack.run(&["down"]).expect(1);
+    assert!(
+        refused.stdout().contains("uploads/someone.txt"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(refused.stdout().contains("--delete-data"));
+    let kept = aws
+        .s3
+        .get_object()
+        .bucket(stack.bucket())
+        .key("uploads/someone.txt")
+        .send()
+        .await;
+    assert!(kept.is_ok(), "the user's object is still there");
+
+    stack.run(&["down", "--delete-data"]).expect(0);
+    assert!(eventually(Duration::from_secs(5), || true));
+    assert!(!aws.bucket_exists(&stack.bucket()).await);
+}
