@@ -3,6 +3,8 @@
 
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudfront as cloudfront;
+use aws_sdk_ec2 as ec2;
+use aws_sdk_rds as rds;
 use aws_sdk_s3 as s3;
 use aws_sdk_sts as sts;
 
@@ -24,6 +26,8 @@ pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:4566";
 pub struct Clients {
     pub s3: s3::Client,
     pub cloudfront: cloudfront::Client,
+    pub ec2: ec2::Client,
+    pub rds: rds::Client,
     pub calls: CallCounter,
     pub region: String,
     pub account_id: String,
@@ -73,6 +77,16 @@ impl Clients {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let ec2 = ec2::Client::from_conf(
+            ec2::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let rds = rds::Client::from_conf(
+            rds::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         let sts = sts::Client::from_conf(
             sts::config::Builder::from(&sdk)
                 .interceptor(calls.clone())
@@ -88,6 +102,8 @@ impl Clients {
         Ok(Clients {
             s3,
             cloudfront,
+            ec2,
+            rds,
             calls,
             region: region.to_owned(),
             account_id,

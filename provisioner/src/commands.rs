@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use crate::aws::{Clients, Target};
 use crate::engine::executor::{Graph, Order, Outcome};
-use crate::engine::{Action, Context, DeleteOptions, Planned, ResourceKey};
+use crate::engine::{Action, Context, DeleteOptions, Error, Planned, ResourceKey};
 use crate::output::{Report, ResourceLine, Summary};
 use crate::spec::Stack;
 use crate::systems;
 
 /// How many resources are worked on at once.
-const PARALLELISM: usize = 4;
+const PARALLELISM: usize = 6;
 
 pub struct Session {
     cx: Arc<Context>,
@@ -53,7 +53,7 @@ impl Session {
             .await;
         self.report(
             "plan",
-            lines(outcomes, |key, p: Planned| {
+            self.lines(outcomes, |key, p: Planned| {
                 ResourceLine::planned(key, p.physical_id, p.action, p.changes)
             }),
         )
@@ -61,11 +61,22 @@ impl Session {
 
     /// Converges: each resource is planned and, if needed, applied as soon as its
     /// dependencies are done; then waits for what is still settling.
-    pub async fn up(&self) -> Report {
+    pub async fn up(&self, allow_replace: bool) -> Report {
         let outcomes = self.graph.run(Order::Forward, PARALLELISM, |r| {
             let cx = self.cx.clone();
             async move {
                 let planned = r.plan(&cx).await?;
+                if planned.action == Action::Replace && !allow_replace {
+                    let fields: Vec<&str> = planned.changes.iter().map(|c| c.field.as_str()).collect();
+                    return Err(Error::Refused {
+                        resource: planned.resource.clone(),
+                        message: format!(
+                            "must be replaced to apply {}; nothing was changed. Run `provision up --allow-replace` \
+                             to replace it (a database gets a final snapshot first)",
+                            fields.join(", ")
+                        ),
+                    });
+                }
                 if planned.action != Action::NoOp {
                     r.apply(&cx, &planned).await?;
                     tracing::info!(resource = %planned.resource, action = ?planned.action, "applied");
@@ -79,7 +90,7 @@ impl Session {
             .filter(|(_, o)| matches!(o, Outcome::Done(p) if p.action != Action::NoOp))
             .map(|(k, _)| k.clone())
             .collect();
-        let mut resources = lines(outcomes, |key, p: Planned| {
+        let mut resources = self.lines(outcomes, |key, p: Planned| {
             ResourceLine::planned(key, p.physical_id, p.action, p.changes)
         });
         let waits = self
@@ -113,7 +124,7 @@ impl Session {
             report
                 .resources
                 .iter()
-                .any(|l| l.result == "create" || l.result == "update"),
+                .any(|l| matches!(l.result.as_str(), "create" | "update" | "replace")),
         );
         report
     }
@@ -133,31 +144,39 @@ impl Session {
             .await;
         self.report(
             "down",
-            lines(outcomes, |key, d| ResourceLine::deleted(key, d)),
+            self.lines(outcomes, |key, d| ResourceLine::deleted(key, d)),
         )
     }
 }
 
 /// One line per finished resource on stderr, so long runs show where they are.
 fn progress(planned: &Planned) {
-    let verb = if planned.action == Action::Create {
-        "created"
-    } else {
-        "updated"
+    let verb = match planned.action {
+        Action::Create => "created",
+        Action::Replace => "replaced",
+        _ => "updated",
     };
     eprintln!("{verb:<13} {}", planned.resource);
 }
 
-fn lines<T>(
-    outcomes: Vec<(ResourceKey, Outcome<T>)>,
-    done: impl Fn(&ResourceKey, T) -> ResourceLine,
-) -> Vec<ResourceLine> {
-    outcomes
-        .into_iter()
-        .map(|(key, outcome)| match outcome {
-            Outcome::Done(v) => done(&key, v),
-            Outcome::Failed(e) => ResourceLine::failed(&key, e.to_string()),
-            Outcome::Skipped { because_of } => ResourceLine::skipped(&key, &because_of),
-        })
-        .collect()
+impl Session {
+    /// One report line per resource, with the notes its steps left.
+    fn lines<T>(
+        &self,
+        outcomes: Vec<(ResourceKey, Outcome<T>)>,
+        done: impl Fn(&ResourceKey, T) -> ResourceLine,
+    ) -> Vec<ResourceLine> {
+        outcomes
+            .into_iter()
+            .map(|(key, outcome)| {
+                let mut line = match outcome {
+                    Outcome::Done(v) => done(&key, v),
+                    Outcome::Failed(e) => ResourceLine::failed(&key, e.to_string()),
+                    Outcome::Skipped { because_of } => ResourceLine::skipped(&key, &because_of),
+                };
+                line.notes = self.cx.notes(&key);
+                line
+            })
+            .collect()
+    }
 }

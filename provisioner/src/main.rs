@@ -41,12 +41,20 @@ enum Command {
     /// Show what `up` would create or change, per resource, changing nothing.
     Plan,
     /// Create or update every resource so the stack matches stack.yaml.
-    Up,
+    Up {
+        /// Replace resources whose changed settings cannot be changed in place (a database
+        /// gets a final snapshot first). Without it, `up` refuses and changes nothing there.
+        #[arg(long)]
+        allow_replace: bool,
+    },
     /// Delete everything the stack owns, in reverse dependency order.
     Down {
         /// Also delete objects in the stack's buckets that the stack did not put there.
         #[arg(long)]
         delete_data: bool,
+        /// Delete the database without taking a final snapshot (its data is lost).
+        #[arg(long)]
+        skip_final_snapshot: bool,
     },
     /// Compare live settings with stack.yaml; exit 2 when anything differs.
     Drift,
@@ -93,8 +101,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let session = Session::open(stack, &target, cli.output == Format::Text).await?;
     let report = match cli.command {
         Command::Plan => session.plan().await,
-        Command::Up => session.up().await,
-        Command::Down { delete_data } => session.down(DeleteOptions { delete_data }).await,
+        Command::Up { allow_replace } => session.up(allow_replace).await,
+        Command::Down {
+            delete_data,
+            skip_final_snapshot,
+        } => {
+            session
+                .down(DeleteOptions {
+                    delete_data,
+                    skip_final_snapshot,
+                })
+                .await
+        }
         Command::Drift => session.drift().await,
         Command::Outputs => {
             let report = session.plan().await;

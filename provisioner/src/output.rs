@@ -27,9 +27,21 @@ pub struct ResourceLine {
     pub changes: Vec<FieldDiff>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl ResourceLine {
+    fn new(resource: &ResourceKey, result: &str) -> Self {
+        ResourceLine {
+            resource: resource.to_string(),
+            physical_id: None,
+            result: result.into(),
+            changes: vec![],
+            error: None,
+            notes: vec![],
+        }
+    }
     pub fn planned(
         resource: &ResourceKey,
         physical_id: Option<String>,
@@ -39,14 +51,13 @@ impl ResourceLine {
         let result = match action {
             Action::Create => "create",
             Action::Update => "update",
+            Action::Replace => "replace",
             Action::NoOp => "noop",
         };
         ResourceLine {
-            resource: resource.to_string(),
             physical_id,
-            result: result.into(),
             changes,
-            error: None,
+            ..Self::new(resource, result)
         }
     }
     pub fn deleted(resource: &ResourceKey, deleted: Deleted) -> Self {
@@ -54,30 +65,18 @@ impl ResourceLine {
             Deleted::Deleted => "delete",
             Deleted::Absent => "absent",
         };
-        ResourceLine {
-            resource: resource.to_string(),
-            physical_id: None,
-            result: result.into(),
-            changes: vec![],
-            error: None,
-        }
+        Self::new(resource, result)
     }
     pub fn failed(resource: &ResourceKey, error: String) -> Self {
         ResourceLine {
-            resource: resource.to_string(),
-            physical_id: None,
-            result: "failed".into(),
-            changes: vec![],
             error: Some(error),
+            ..Self::new(resource, "failed")
         }
     }
     pub fn skipped(resource: &ResourceKey, because_of: &ResourceKey) -> Self {
         ResourceLine {
-            resource: resource.to_string(),
-            physical_id: None,
-            result: "skipped".into(),
-            changes: vec![],
             error: Some(format!("not attempted because {because_of} failed")),
+            ..Self::new(resource, "skipped")
         }
     }
 }
@@ -97,7 +96,7 @@ impl Summary {
         for line in lines {
             match line.result.as_str() {
                 "create" => s.created += 1,
-                "update" => s.updated += 1,
+                "update" | "replace" => s.updated += 1,
                 "noop" => s.unchanged += 1,
                 "delete" => s.deleted += 1,
                 "failed" | "skipped" => s.failed += 1,
@@ -136,6 +135,9 @@ impl fmt::Display for Report {
             match (command, result) {
                 ("plan", "create") => "will create",
                 ("plan", "update") => "will update",
+                ("plan", "replace") => "will replace",
+                ("up", "replace") => "replaced",
+                ("drift", "replace") => "drifted",
                 ("drift", "create") => "missing",
                 ("drift", "update") => "drifted",
                 ("drift" | "plan", "noop") => "in sync",
@@ -164,6 +166,9 @@ impl fmt::Display for Report {
                     "    {}: expected {}, found {}",
                     c.field, c.expected, c.actual
                 )?;
+            }
+            for note in &line.notes {
+                writeln!(f, "    note: {note}")?;
             }
             if let Some(e) = &line.error {
                 writeln!(f, "    error: {e}")?;

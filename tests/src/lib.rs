@@ -10,6 +10,66 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+/// A local AWS emulator the tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emulator {
+    /// The local target: runs Lambda zips, serves CloudFront, fires notifications.
+    Ministack,
+    /// A second, independent control-plane emulator.
+    Moto,
+}
+
+impl Emulator {
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Emulator::Ministack => "http://127.0.0.1:4566",
+            Emulator::Moto => "http://127.0.0.1:5000",
+        }
+    }
+
+    /// The account id the emulator answers with.
+    pub fn account(self) -> &'static str {
+        match self {
+            Emulator::Ministack => "000000000000",
+            Emulator::Moto => "123456789012",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Emulator::Ministack => "ministack",
+            Emulator::Moto => "moto",
+        }
+    }
+
+    /// Starts the emulator (once per test binary) if nothing answers on its port.
+    pub fn ensure(self) {
+        static MINISTACK: Once = Once::new();
+        static MOTO: Once = Once::new();
+        let once = if self == Emulator::Ministack {
+            &MINISTACK
+        } else {
+            &MOTO
+        };
+        once.call_once(|| {
+            let address = self.endpoint().trim_start_matches("http://");
+            if TcpStream::connect(address).is_ok() {
+                return;
+            }
+            let status = Command::new(root().join("scripts/local-aws.sh"))
+                .args(["start", self.name()])
+                .status()
+                .expect("run scripts/local-aws.sh");
+            assert!(
+                status.success(),
+                "could not start {}: run `make deps` first (installs it into a project virtualenv)",
+                self.name()
+            );
+        });
+    }
+}
+
+/// The local target's endpoint.
 pub const ENDPOINT: &str = "http://127.0.0.1:4566";
 
 /// The repository root.
@@ -18,24 +78,6 @@ pub fn root() -> PathBuf {
         .parent()
         .expect("tests/ is inside the repo")
         .to_path_buf()
-}
-
-/// Starts the emulator once per test binary, if nothing answers on its port.
-pub fn ensure_emulator() {
-    static START: Once = Once::new();
-    START.call_once(|| {
-        if TcpStream::connect("127.0.0.1:4566").is_ok() {
-            return;
-        }
-        let status = Command::new(root().join("scripts/local-aws.sh"))
-            .arg("start")
-            .status()
-            .expect("run scripts/local-aws.sh");
-        assert!(
-            status.success(),
-            "could not start ministack: run `make deps` first (installs it into .venv)"
-        );
-    });
 }
 
 /// The `provision` binary of the same build as this test.
@@ -63,6 +105,7 @@ pub struct TestStack {
     pub name: String,
     pub dir: PathBuf,
     pub file: PathBuf,
+    pub emulator: Emulator,
 }
 
 impl TestStack {
@@ -73,7 +116,17 @@ impl TestStack {
 
     /// With extra YAML put under `stt.website`.
     pub fn with_yaml(name: &str, website_extra: &str) -> TestStack {
-        ensure_emulator();
+        Self::build(
+            name,
+            Emulator::Ministack,
+            &format!("  website:\n    source_dir: site\n{website_extra}"),
+        )
+    }
+
+    /// On `emulator`, with `stt_yaml` as the `stt:` section (each line indented by two
+    /// spaces). The repository's site pages are copied next to the stack file, in `site/`.
+    pub fn build(name: &str, emulator: Emulator, stt_yaml: &str) -> TestStack {
+        emulator.ensure();
         let dir =
             std::env::temp_dir().join(format!("provision-test-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -84,39 +137,67 @@ impl TestStack {
         }
         let file = dir.join("stack.yaml");
         let yaml = format!(
-            "stack:\n  name: {name}\n  region: us-east-1\n  tags:\n    test: \"yes\"\nstt:\n  website:\n    source_dir: site\n{website_extra}"
+            "stack:\n  name: {name}\n  region: us-east-1\n  tags:\n    test: \"yes\"\nstt:\n{stt_yaml}"
         );
         std::fs::write(&file, yaml).unwrap();
         let stack = TestStack {
             name: name.to_owned(),
             dir,
             file,
+            emulator,
         };
         // A clean start even if an earlier run of this test died half-way.
-        stack.run(&["down", "--delete-data"]);
+        let cleanup = stack.run(&["down", "--delete-data", "--skip-final-snapshot"]);
+        assert_eq!(
+            cleanup.code(),
+            0,
+            "cleaning up after an earlier run failed:\n{}",
+            cleanup.stdout()
+        );
         stack
     }
 
-    /// Runs `provision --local --stack <file> <args>`.
+    /// Runs `provision --local --stack <file> <args>` against the stack's emulator.
     pub fn run(&self, args: &[&str]) -> Run {
-        run_provision(&self.file, args, &[])
+        self.run_env(args, &[])
     }
 
+    /// On ministack with `--local`; on moto as against AWS (`AWS_ENDPOINT_URL` and
+    /// credentials from the environment), so the code paths for real AWS run too.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        run_provision(&self.file, args, env)
+        let mut env = env.to_vec();
+        env.push(("AWS_ENDPOINT_URL", self.emulator.endpoint()));
+        let output = command(&self.file, args, &env, self.emulator == Emulator::Ministack)
+            .output()
+            .expect("run provision");
+        Run(output)
+    }
+
+    /// Rewrites part of the stack file.
+    pub fn edit(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.file).unwrap();
+        assert!(text.contains(from), "{from:?} not in {text}");
+        std::fs::write(&self.file, text.replace(from, to)).unwrap();
     }
 
     /// Starts `provision up` without waiting for it.
     pub fn spawn_up(&self, env: &[(&str, &str)]) -> std::process::Child {
-        command(&self.file, &["up"], env)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn provision")
+        let mut env = env.to_vec();
+        env.push(("AWS_ENDPOINT_URL", self.emulator.endpoint()));
+        command(
+            &self.file,
+            &["up"],
+            &env,
+            self.emulator == Emulator::Ministack,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn provision")
     }
 
     pub fn bucket(&self) -> String {
-        format!("{}-site-000000000000", self.name)
+        format!("{}-site-{}", self.name, self.emulator.account())
     }
 
     pub fn oac_name(&self) -> String {
@@ -132,12 +213,21 @@ impl Drop for TestStack {
     }
 }
 
-fn command(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+fn command(file: &Path, args: &[&str], env: &[(&str, &str)], local: bool) -> Command {
     let mut cmd = Command::new(provision_bin());
-    cmd.arg("--local").arg("--stack").arg(file).args(args);
+    if local {
+        cmd.arg("--local");
+    }
+    cmd.arg("--stack").arg(file).args(args);
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_SESSION_TOKEN");
     cmd.env("AWS_ENDPOINT_URL", ENDPOINT)
         .env_remove("AWS_PROFILE")
         .env("RUST_LOG", "warn");
+    // Keep the machine's AWS settings out of the tests.
+    cmd.env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -145,7 +235,9 @@ fn command(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 pub fn run_provision(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = command(file, args, env).output().expect("run provision");
+    let output = command(file, args, env, true)
+        .output()
+        .expect("run provision");
     Run(output)
 }
 
@@ -180,17 +272,23 @@ impl Run {
     }
 }
 
-/// SDK clients pointed at the emulator, to look at and tamper with what `provision` built.
+/// SDK clients pointed at an emulator, to look at and tamper with what `provision` built.
 pub struct Aws {
     pub s3: aws_sdk_s3::Client,
     pub cloudfront: aws_sdk_cloudfront::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub rds: aws_sdk_rds::Client,
 }
 
 impl Aws {
     pub async fn new() -> Aws {
+        Self::on(Emulator::Ministack).await
+    }
+
+    pub async fn on(emulator: Emulator) -> Aws {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(ENDPOINT)
+            .endpoint_url(emulator.endpoint())
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test", "test", None, None, "tests",
             ))
@@ -204,6 +302,30 @@ impl Aws {
         Aws {
             s3,
             cloudfront: aws_sdk_cloudfront::Client::new(&config),
+            ec2: aws_sdk_ec2::Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
+        }
+    }
+
+    /// Deletes every snapshot of a database, so that a test starts from nothing (moto names
+    /// automated snapshots by the minute, and a rebuilt instance would collide with them).
+    pub async fn purge_snapshots(&self, db_identifier: &str) {
+        let out = self
+            .rds
+            .describe_db_snapshots()
+            .db_instance_identifier(db_identifier)
+            .send()
+            .await
+            .unwrap();
+        for snapshot in out.db_snapshots() {
+            if let Some(id) = snapshot.db_snapshot_identifier() {
+                let _ = self
+                    .rds
+                    .delete_db_snapshot()
+                    .db_snapshot_identifier(id)
+                    .send()
+                    .await;
+            }
         }
     }
 

@@ -274,7 +274,8 @@ mod tests {
             .run(order, limit, |r| {
                 let log = &log;
                 async move {
-                    let name = r.key().name;
+                    let key = r.key();
+                    let name = key.name.as_ref();
                     log.lock().unwrap().push(format!("start {name}"));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     log.lock().unwrap().push(format!("end {name}"));

@@ -5,6 +5,7 @@ pub mod calls;
 pub mod executor;
 pub mod retry;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -26,12 +27,23 @@ pub const OWNER_TAG: &str = "provision:stack";
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ResourceKey {
     pub kind: &'static str,
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
 }
 
 impl ResourceKey {
     pub const fn new(kind: &'static str, name: &'static str) -> Self {
-        ResourceKey { kind, name }
+        ResourceKey {
+            kind,
+            name: Cow::Borrowed(name),
+        }
+    }
+
+    /// A key whose name is only known at run time (one subnet per availability zone).
+    pub fn named(kind: &'static str, name: String) -> Self {
+        ResourceKey {
+            kind,
+            name: Cow::Owned(name),
+        }
     }
 }
 
@@ -47,6 +59,8 @@ impl fmt::Display for ResourceKey {
 pub enum Action {
     Create,
     Update,
+    /// The changed fields cannot be changed in place: the resource must be made anew.
+    Replace,
     NoOp,
 }
 
@@ -133,6 +147,29 @@ impl Planned {
             changes,
         }
     }
+
+    /// `Replace` when any of `replacing` differs, else as [`Planned::from_diff`]; all
+    /// differences are listed either way.
+    pub fn with_replacement(
+        resource: ResourceKey,
+        physical_id: String,
+        replacing: Vec<FieldDiff>,
+        updating: Vec<FieldDiff>,
+    ) -> Self {
+        if replacing.is_empty() {
+            return Self::from_diff(resource, physical_id, updating);
+        }
+        let replacing = replacing.into_iter().map(|mut d| {
+            d.field.push_str(" (forces replacement)");
+            d
+        });
+        Planned {
+            resource,
+            physical_id: Some(physical_id),
+            action: Action::Replace,
+            changes: replacing.chain(updating).collect(),
+        }
+    }
 }
 
 /// What `down` did to one resource.
@@ -147,6 +184,8 @@ pub enum Deleted {
 pub struct DeleteOptions {
     /// Also delete objects the stack did not put into its buckets.
     pub delete_data: bool,
+    /// Delete the database without a final snapshot.
+    pub skip_final_snapshot: bool,
 }
 
 /// A failure of one resource's step, with the AWS error as its source.
@@ -189,11 +228,20 @@ where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     fn step(self, resource: &ResourceKey, step: &'static str) -> Result<T, Error> {
-        self.map_err(|e| Error::Aws {
-            resource: resource.clone(),
-            step,
-            code: e.code().map(str::to_owned),
-            source: Box::new(DisplayErrorContext(e)),
+        self.map_err(|e| {
+            let code = e.code().map(str::to_owned);
+            // A service's own answer reads best as "Code: message"; anything else (no
+            // connection, no credentials) needs the whole chain of causes.
+            let source: Box<dyn std::error::Error + Send + Sync> = match &code {
+                Some(code) => format!("{code}: {}", e.message().unwrap_or("(no message)")).into(),
+                None => Box::new(DisplayErrorContext(e)),
+            };
+            Error::Aws {
+                resource: resource.clone(),
+                step,
+                code,
+                source,
+            }
         })
     }
 }
@@ -258,6 +306,7 @@ pub struct Context {
     pub stack: Arc<Stack>,
     pub aws: Clients,
     outputs: Mutex<HashMap<ResourceKey, BTreeMap<&'static str, String>>>,
+    notes: Mutex<HashMap<ResourceKey, Vec<String>>>,
     progress: MultiProgress,
 }
 
@@ -272,6 +321,7 @@ impl Context {
             stack,
             aws,
             outputs: Mutex::new(HashMap::new()),
+            notes: Mutex::new(HashMap::new()),
             progress: MultiProgress::with_draw_target(target),
         }
     }
@@ -323,6 +373,26 @@ impl Context {
                 resource: me.clone(),
                 dependency: format!("{resource} ({name})"),
             })
+    }
+
+    /// Something the user must know about a resource (a snapshot kept, an ENI waited for);
+    /// shown under the resource in the report.
+    pub fn note(&self, resource: &ResourceKey, message: impl Into<String>) {
+        self.notes
+            .lock()
+            .expect("notes lock")
+            .entry(resource.clone())
+            .or_default()
+            .push(message.into());
+    }
+
+    pub fn notes(&self, resource: &ResourceKey) -> Vec<String> {
+        self.notes
+            .lock()
+            .expect("notes lock")
+            .get(resource)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A spinner for a long wait; it clears itself when dropped.

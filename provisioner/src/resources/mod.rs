@@ -3,9 +3,18 @@
 
 pub mod bucket;
 pub mod bucket_policy;
+pub mod db_instance;
+pub mod db_subnet_group;
 pub mod distribution;
+pub mod ec2;
+pub mod egress_gateway;
 pub mod oac;
+pub mod route_table;
+pub mod security_group;
 pub mod site_files;
+pub mod subnet;
+pub mod vpc;
+pub mod vpc_endpoint;
 
 use std::collections::BTreeMap;
 

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use values::{
-    AllowedMethods, CachePolicy, HttpVersion, OriginShieldRegion, PriceClass, Region, StackName,
-    TagKey, ViewerProtocolPolicy,
+    AllowedMethods, CachePolicy, DbIdentifier, EndpointService, Engine, GatewayService,
+    HttpVersion, InstanceClass, Ipv4Cidr, OriginShieldRegion, PriceClass, Region, RetentionDays,
+    StackName, StorageSize, StorageType, TagKey, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -43,7 +44,74 @@ pub struct StackSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stt {
-    pub website: Website,
+    /// The static site (S1 to S7).
+    #[serde(default)]
+    pub website: Option<Website>,
+    /// The private network of the functions and the database (S16 to S18, S20, S21).
+    #[serde(default)]
+    pub network: Option<Network>,
+    /// RDS MySQL (S15, S16); needs `network`.
+    #[serde(default)]
+    pub database: Option<Database>,
+}
+
+/// Console steps S16 to S18, S20, S21: VPC, subnets, routes, security groups, endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// The VPC's IPv4 range; each subnet gets the next block four bits longer.
+    #[serde(default = "defaults::vpc_cidr")]
+    pub cidr: Ipv4Cidr,
+    /// At least two (RDS requires it). Default: the region's zones `a` and `b`.
+    #[serde(default)]
+    pub availability_zones: Option<Vec<String>>,
+    /// An Amazon-provided IPv6 block, a /64 per subnet, and `::/0` through an egress-only
+    /// internet gateway (outbound only), so functions reach dual-stack AWS endpoints.
+    #[serde(default = "defaults::yes")]
+    pub ipv6: bool,
+    /// Services reached through interface endpoints with private DNS.
+    #[serde(default = "defaults::interface_endpoints")]
+    pub interface_endpoints: Vec<EndpointService>,
+    /// Services reached through gateway endpoints on the subnets' route table.
+    #[serde(default = "defaults::gateway_endpoints")]
+    pub gateway_endpoints: Vec<GatewayService>,
+    /// An operator's address allowed to reach MySQL (the console build allowed "my IP").
+    /// Off unless set.
+    #[serde(default)]
+    pub operator_cidr: Option<Ipv4Cidr>,
+}
+
+/// Console step S15: the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    #[serde(default)]
+    pub engine: Engine,
+    /// A major version ("8.0") or an exact one ("8.0.40").
+    #[serde(default = "defaults::engine_version")]
+    pub engine_version: String,
+    #[serde(default = "defaults::instance_class")]
+    pub instance_class: InstanceClass,
+    #[serde(default = "defaults::allocated_storage")]
+    pub allocated_storage_gb: StorageSize,
+    #[serde(default)]
+    pub storage_type: StorageType,
+    /// Automated backups (on in the console build): days kept, 1 to 35.
+    #[serde(default = "defaults::backup_retention")]
+    pub backup_retention_days: RetentionDays,
+    #[serde(default = "defaults::master_username")]
+    pub master_username: DbIdentifier,
+    /// The database created with the instance.
+    #[serde(default = "defaults::database_name")]
+    pub database_name: DbIdentifier,
+    #[serde(default)]
+    pub deletion_protection: bool,
+    /// Take a final snapshot when `down` deletes the database.
+    #[serde(default = "defaults::yes")]
+    pub final_snapshot: bool,
+    /// Apply changes now rather than in the next maintenance window.
+    #[serde(default = "defaults::yes")]
+    pub apply_immediately: bool,
 }
 
 /// Console steps S1 to S7: the site bucket and the CloudFront distribution in front of it.
@@ -146,6 +214,33 @@ mod defaults {
     pub fn error_caching_min_ttl() -> u32 {
         10
     }
+    pub fn vpc_cidr() -> Ipv4Cidr {
+        "10.20.0.0/16".parse().expect("valid")
+    }
+    pub fn interface_endpoints() -> Vec<EndpointService> {
+        vec![EndpointService::Transcribe, EndpointService::SecretsManager]
+    }
+    pub fn gateway_endpoints() -> Vec<GatewayService> {
+        vec![GatewayService::S3]
+    }
+    pub fn engine_version() -> String {
+        "8.0".into()
+    }
+    pub fn instance_class() -> InstanceClass {
+        InstanceClass("db.t3.micro".into())
+    }
+    pub fn allocated_storage() -> StorageSize {
+        StorageSize(20)
+    }
+    pub fn backup_retention() -> RetentionDays {
+        RetentionDays(7)
+    }
+    pub fn master_username() -> DbIdentifier {
+        DbIdentifier("admin".into())
+    }
+    pub fn database_name() -> DbIdentifier {
+        DbIdentifier("stt".into())
+    }
     pub fn error_responses() -> Vec<ErrorResponse> {
         vec![ErrorResponse {
             error_code: values::ErrorCode(403),
@@ -195,10 +290,46 @@ impl Stack {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        // The one check that spans two keys: Origin Shield needs a region that offers it.
-        if stack.stt.website.distribution.origin_shield.enabled {
+        if stack.stt.database.is_some() && stack.stt.network.is_none() {
+            return Err(SpecError::Invalid {
+                path: path.to_owned(),
+                location: None,
+                message: "stt.database needs stt.network: the database lives in the stack's VPC"
+                    .into(),
+            });
+        }
+        if let Some(zones) = stack
+            .stt
+            .network
+            .as_ref()
+            .and_then(|n| n.availability_zones.as_ref())
+        {
+            let region = stack.stack.region.as_str();
+            let mut unique = zones.clone();
+            unique.sort();
+            unique.dedup();
+            if unique.len() < 2
+                || unique.len() != zones.len()
+                || zones.iter().any(|z| !z.starts_with(region))
+            {
+                return Err(SpecError::Invalid {
+                    path: path.to_owned(),
+                    location: None,
+                    message: format!(
+                        "stt.network.availability_zones: name at least two different zones of {region} (RDS needs two)"
+                    ),
+                });
+            }
+        }
+        // Origin Shield needs a region that offers it.
+        if let Some(website) = stack
+            .stt
+            .website
+            .as_ref()
+            .filter(|w| w.distribution.origin_shield.enabled)
+        {
             stack
-                .origin_shield_region()
+                .origin_shield_region(&website.distribution)
                 .map_err(|message| SpecError::Invalid {
                     path: path.to_owned(),
                     location: None,
@@ -212,14 +343,24 @@ impl Stack {
         self.stack.name.as_str()
     }
 
-    /// Site source folder resolved against the stack file.
-    pub fn site_dir(&self) -> PathBuf {
-        self.base_dir.join(&self.stt.website.source_dir)
+    /// A site's source folder resolved against the stack file.
+    pub fn site_dir(&self, website: &Website) -> PathBuf {
+        self.base_dir.join(&website.source_dir)
     }
 
-    /// Origin Shield region: the configured one, else the stack's region.
-    pub fn origin_shield_region(&self) -> Result<String, String> {
-        match &self.stt.website.distribution.origin_shield.region {
+    /// The availability zones of the subnets.
+    pub fn availability_zones(&self) -> Vec<String> {
+        let region = self.stack.region.as_str();
+        self.stt
+            .network
+            .as_ref()
+            .and_then(|n| n.availability_zones.clone())
+            .unwrap_or_else(|| vec![format!("{region}a"), format!("{region}b")])
+    }
+
+    /// Origin Shield region of a distribution: the configured one, else the stack's region.
+    pub fn origin_shield_region(&self, distribution: &Distribution) -> Result<String, String> {
+        match &distribution.origin_shield.region {
             Some(r) => Ok(r.as_str().to_owned()),
             None => OriginShieldRegion::for_region(self.stack.region.as_str())
                 .map(|r| r.as_str().to_owned()),

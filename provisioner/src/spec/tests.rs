@@ -26,9 +26,10 @@ fn location(err: SpecError) -> (Option<(usize, usize)>, String) {
 #[test]
 fn defaults_match_the_console_build() {
     let stack = parse(VALID).unwrap();
-    let d = &stack.stt.website.distribution;
-    assert_eq!(stack.stt.website.index_document, "index.html");
-    assert_eq!(stack.stt.website.error_document, "error.html");
+    let website = stack.stt.website.as_ref().unwrap();
+    let d = &website.distribution;
+    assert_eq!(website.index_document, "index.html");
+    assert_eq!(website.error_document, "error.html");
     assert_eq!(d.default_root_object, "index.html");
     assert_eq!(d.price_class, PriceClass::All);
     assert_eq!(d.http_version, HttpVersion::Http2);
@@ -38,7 +39,7 @@ fn defaults_match_the_console_build() {
     assert_eq!(d.error_responses.len(), 1);
     assert_eq!(d.error_responses[0].error_code, values::ErrorCode(403));
     assert_eq!(d.error_responses[0].response_code, values::ErrorCode(200));
-    assert_eq!(stack.origin_shield_region().unwrap(), "us-east-1");
+    assert_eq!(stack.origin_shield_region(d).unwrap(), "us-east-1");
 }
 
 #[test]
@@ -93,7 +94,13 @@ fn allowed_methods_must_be_a_cloudfront_set() {
         "  website:\n    distribution:\n      allowed_methods: [head, GET, OPTIONS]",
     );
     assert_eq!(
-        parse(&ok).unwrap().stt.website.distribution.allowed_methods,
+        parse(&ok)
+            .unwrap()
+            .stt
+            .website
+            .unwrap()
+            .distribution
+            .allowed_methods,
         AllowedMethods::GetHeadOptions
     );
     let bad = ok.replace("[head, GET, OPTIONS]", "[GET, POST]");

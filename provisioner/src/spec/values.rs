@@ -351,3 +351,219 @@ impl ViewerProtocolPolicy {
         }
     }
 }
+
+string_newtype!(
+    /// An RDS instance class such as `db.t3.micro`.
+    InstanceClass,
+    |s| {
+        if s.starts_with("db.") && s.split('.').count() == 3 {
+            Ok(())
+        } else {
+            Err(format!("instance class {s:?} is not of the form db.<family>.<size>, e.g. db.t3.micro"))
+        }
+    }
+);
+
+string_newtype!(
+    /// A MySQL user or database name: a letter, then letters, digits or underscores, at most 16.
+    DbIdentifier,
+    |s| {
+        let ok = (1..=16).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{s:?}: use a letter, then letters, digits or underscores, at most 16 characters"))
+        }
+    }
+);
+
+/// An IPv4 network in CIDR notation, aligned to its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not in CIDR notation (a.b.c.d/n)"))?;
+        let addr: std::net::Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("{prefix:?} is not a prefix length 0 to 32"))?;
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        if u32::from(addr) & !mask != 0 {
+            return Err(format!(
+                "{s} has host bits set; the network is {}/{prefix}",
+                std::net::Ipv4Addr::from(u32::from(addr) & mask)
+            ));
+        }
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Ipv4Cidr {
+    /// The `index`-th block `extra_bits` longer than this one.
+    pub fn subnet(&self, extra_bits: u8, index: u32) -> Option<Ipv4Cidr> {
+        let prefix = self.prefix + extra_bits;
+        if prefix > 28 || index >= (1u32 << extra_bits) {
+            return None;
+        }
+        let addr = u32::from(self.addr) + (index << (32 - prefix));
+        Some(Ipv4Cidr {
+            addr: addr.into(),
+            prefix,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Cidr;
+        impl<'de> Visitor<'de> for Cidr {
+            type Value = Ipv4Cidr;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an IPv4 CIDR block such as 10.20.0.0/16")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Ipv4Cidr, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Cidr)
+    }
+}
+
+macro_rules! bounded_number {
+    ($(#[$doc:meta])* $name:ident, $ty:ty, $min:expr, $max:expr, $what:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub $ty);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Bounded;
+                impl<'de> Visitor<'de> for Bounded {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        write!(f, "a whole number from {} to {}", $min, $max)
+                    }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$name, E> {
+                        if ($min..=$max).contains(&v) {
+                            Ok($name(v as $ty))
+                        } else {
+                            Err(E::custom(format!("{} must be from {} to {}, not {v}", $what, $min, $max)))
+                        }
+                    }
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<$name, E> {
+                        Err(E::custom(format!("{} must be from {} to {}, not {v}", $what, $min, $max)))
+                    }
+                }
+                d.deserialize_u64(Bounded)
+            }
+        }
+    };
+}
+
+bounded_number!(
+    /// Allocated storage in GiB (RDS MySQL: 20 to 65536).
+    StorageSize, i32, 20u64, 65536u64, "allocated storage (GiB)"
+);
+bounded_number!(
+    /// Days automated backups are kept; 0 (off) is not offered: the console build has them on.
+    RetentionDays, i32, 1u64, 35u64, "backup retention (days)"
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Mysql,
+    Mariadb,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Mysql => "mysql",
+            Engine::Mariadb => "mariadb",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    #[default]
+    Gp2,
+    Gp3,
+}
+
+impl StorageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageType::Gp2 => "gp2",
+            StorageType::Gp3 => "gp3",
+        }
+    }
+}
+
+/// AWS services a function in the VPC reaches through an interface endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointService {
+    Transcribe,
+    SecretsManager,
+    /// SES's SMTP interface (`email-smtp`), for the SMTP mail mode.
+    #[serde(rename = "email-smtp")]
+    EmailSmtp,
+    Lambda,
+    Logs,
+}
+
+impl EndpointService {
+    /// The last part of the service name `com.amazonaws.{region}.{name}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointService::Transcribe => "transcribe",
+            EndpointService::SecretsManager => "secretsmanager",
+            EndpointService::EmailSmtp => "email-smtp",
+            EndpointService::Lambda => "lambda",
+            EndpointService::Logs => "logs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayService {
+    S3,
+    Dynamodb,
+}
+
+impl GatewayService {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayService::S3 => "s3",
+            GatewayService::Dynamodb => "dynamodb",
+        }
+    }
+}

@@ -11,7 +11,15 @@ use crate::engine::{Context, Resource};
 /// Every resource of the stack, as one dependency graph.
 pub fn graph(cx: &Context) -> Result<Graph, GraphError> {
     let mut resources: Vec<Arc<dyn Resource>> = Vec::new();
-    resources.extend(stt::website(cx));
+    if let Some(website) = &cx.stack.stt.website {
+        resources.extend(stt::website(cx, website));
+    }
+    if let Some(network) = &cx.stack.stt.network {
+        resources.extend(stt::network(cx, network));
+    }
+    if let Some(database) = &cx.stack.stt.database {
+        resources.extend(stt::database(cx, database));
+    }
     Graph::new(resources)
 }
 

@@ -1,0 +1,604 @@
+//! The RDS MySQL instance (console step S15), the slowest resource of the stack: created as
+//! soon as its subnet group and security group exist, then waited for after everything else.
+//!
+//! The master password is managed by RDS in Secrets Manager (never seen by this tool), storage
+//! is encrypted, the instance is not publicly accessible, and `down` takes a final snapshot
+//! unless told otherwise.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_rds::types::DbInstance as RdsInstance;
+
+use super::db_subnet_group::rds_tags;
+use super::tag_diff;
+use crate::engine::{
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
+    Resource, ResourceKey,
+};
+
+/// The settings the stack manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSettings {
+    pub engine: String,
+    pub engine_version: String,
+    pub instance_class: String,
+    pub allocated_storage: i32,
+    pub storage_type: String,
+    pub backup_retention: i32,
+    pub master_username: String,
+    pub db_name: String,
+    pub storage_encrypted: bool,
+    pub publicly_accessible: bool,
+    pub deletion_protection: bool,
+    pub managed_password: bool,
+    pub subnet_group: String,
+    pub security_groups: Vec<String>,
+}
+
+impl DbSettings {
+    /// What the instance is, or will be once its pending modifications are applied.
+    pub fn read(db: &RdsInstance) -> DbSettings {
+        let pending = db.pending_modified_values();
+        let mut groups: Vec<String> = db
+            .vpc_security_groups()
+            .iter()
+            .filter_map(|g| g.vpc_security_group_id().map(str::to_owned))
+            .collect();
+        groups.sort();
+        DbSettings {
+            engine: db.engine().unwrap_or_default().to_owned(),
+            engine_version: pending
+                .and_then(|p| p.engine_version())
+                .or(db.engine_version())
+                .unwrap_or_default()
+                .to_owned(),
+            instance_class: pending
+                .and_then(|p| p.db_instance_class())
+                .or(db.db_instance_class())
+                .unwrap_or_default()
+                .to_owned(),
+            allocated_storage: pending
+                .and_then(|p| p.allocated_storage())
+                .or(db.allocated_storage())
+                .unwrap_or_default(),
+            storage_type: pending
+                .and_then(|p| p.storage_type())
+                .or(db.storage_type())
+                .unwrap_or_default()
+                .to_owned(),
+            backup_retention: pending
+                .and_then(|p| p.backup_retention_period())
+                .or(db.backup_retention_period())
+                .unwrap_or_default(),
+            master_username: db.master_username().unwrap_or_default().to_owned(),
+            db_name: db.db_name().unwrap_or_default().to_owned(),
+            storage_encrypted: db.storage_encrypted().unwrap_or(false),
+            publicly_accessible: db.publicly_accessible().unwrap_or(false),
+            deletion_protection: db.deletion_protection().unwrap_or(false),
+            managed_password: db.master_user_secret().is_some(),
+            subnet_group: db
+                .db_subnet_group()
+                .and_then(|g| g.db_subnet_group_name())
+                .unwrap_or_default()
+                .to_owned(),
+            security_groups: groups,
+        }
+    }
+
+    /// (fields that force a replacement, fields changed in place).
+    pub fn diff(&self, live: &DbSettings, local: bool) -> (Vec<FieldDiff>, Vec<FieldDiff>) {
+        let mut replacing = Diff::default();
+        replacing.field("Engine", &self.engine, &live.engine);
+        replacing.field(
+            "StorageEncrypted",
+            self.storage_encrypted,
+            live.storage_encrypted,
+        );
+        replacing.field(
+            "MasterUsername",
+            &self.master_username,
+            &live.master_username,
+        );
+        replacing.field("DBName", &self.db_name, &live.db_name);
+        replacing.field("DBSubnetGroupName", &self.subnet_group, &live.subnet_group);
+        if self.allocated_storage < live.allocated_storage {
+            // RDS storage can grow, never shrink.
+            replacing.field(
+                "AllocatedStorage",
+                self.allocated_storage,
+                live.allocated_storage,
+            );
+        }
+        let mut updating = Diff::default();
+        if !version_matches(&self.engine_version, &live.engine_version) {
+            updating.field("EngineVersion", &self.engine_version, &live.engine_version);
+        }
+        updating.field(
+            "DBInstanceClass",
+            &self.instance_class,
+            &live.instance_class,
+        );
+        if self.allocated_storage > live.allocated_storage {
+            updating.field(
+                "AllocatedStorage",
+                self.allocated_storage,
+                live.allocated_storage,
+            );
+        }
+        updating.field("StorageType", &self.storage_type, &live.storage_type);
+        updating.field(
+            "BackupRetentionPeriod",
+            self.backup_retention,
+            live.backup_retention,
+        );
+        updating.field(
+            "PubliclyAccessible",
+            self.publicly_accessible,
+            live.publicly_accessible,
+        );
+        updating.field(
+            "DeletionProtection",
+            self.deletion_protection,
+            live.deletion_protection,
+        );
+        updating.field(
+            "VpcSecurityGroupIds",
+            &self.security_groups,
+            &live.security_groups,
+        );
+        // The emulator accepts ManageMasterUserPassword but creates no secret.
+        if !local {
+            updating.field(
+                "ManageMasterUserPassword",
+                self.managed_password,
+                live.managed_password,
+            );
+        }
+        (replacing.into_vec(), updating.into_vec())
+    }
+}
+
+/// "8.0" is met by "8.0.40"; "8.0.40" only by itself.
+pub fn version_matches(wanted: &str, live: &str) -> bool {
+    live == wanted || live.starts_with(&format!("{wanted}."))
+}
+
+fn major(version: &str) -> String {
+    version.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+pub struct DbInstance {
+    pub key: ResourceKey,
+    pub identifier: String,
+    pub subnet_group: ResourceKey,
+    pub security_group: ResourceKey,
+    /// The wanted settings, given the subnet group name and security group id.
+    pub settings: Box<dyn Fn(Vec<String>) -> DbSettings + Send + Sync>,
+    pub final_snapshot: bool,
+    pub apply_immediately: bool,
+}
+
+impl DbInstance {
+    async fn find(&self, cx: &Context) -> Result<Option<RdsInstance>, Error> {
+        match cx
+            .aws
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(&self.identifier)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_instances().first().cloned()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_db_instance_not_found_fault()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).step(&self.key, "DescribeDBInstances"),
+        }
+    }
+
+    fn wanted(&self, cx: &Context) -> DbSettings {
+        (self.settings)(cx.output(&self.security_group, "id").into_iter().collect())
+    }
+
+    fn publish(&self, cx: &Context, db: &RdsInstance) {
+        cx.publish(&self.key, "identifier", &self.identifier);
+        if let Some(arn) = db.db_instance_arn() {
+            cx.publish(&self.key, "arn", arn);
+        }
+        if let Some(endpoint) = db.endpoint() {
+            cx.publish(&self.key, "address", endpoint.address().unwrap_or_default());
+            cx.publish(
+                &self.key,
+                "port",
+                endpoint.port().unwrap_or(3306).to_string(),
+            );
+        }
+        if let Some(secret) = db.master_user_secret().and_then(|s| s.secret_arn()) {
+            cx.publish(&self.key, "secret_arn", secret);
+        }
+    }
+
+    async fn create(&self, cx: &Context) -> Result<(), Error> {
+        let w = self.wanted(cx);
+        let created = cx
+            .aws
+            .rds
+            .create_db_instance()
+            .db_instance_identifier(&self.identifier)
+            .engine(&w.engine)
+            .engine_version(&w.engine_version)
+            .db_instance_class(&w.instance_class)
+            .allocated_storage(w.allocated_storage)
+            .storage_type(&w.storage_type)
+            .master_username(&w.master_username)
+            .manage_master_user_password(true)
+            .db_name(&w.db_name)
+            .db_subnet_group_name(&w.subnet_group)
+            .set_vpc_security_group_ids(Some(w.security_groups.clone()))
+            .backup_retention_period(w.backup_retention)
+            .storage_encrypted(true)
+            .publicly_accessible(false)
+            .deletion_protection(w.deletion_protection)
+            .copy_tags_to_snapshot(true)
+            .set_tags(Some(rds_tags(cx)))
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // An earlier run created it and was interrupted before it saw the answer.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_db_instance_already_exists_fault()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e).step(&self.key, "CreateDBInstance"),
+        }
+    }
+
+    async fn modify(
+        &self,
+        cx: &Context,
+        planned: &Planned,
+        live: &RdsInstance,
+    ) -> Result<(), Error> {
+        let w = self.wanted(cx);
+        let changed = |f: &str| planned.changes.iter().any(|c| c.field == f);
+        let mut m = cx
+            .aws
+            .rds
+            .modify_db_instance()
+            .db_instance_identifier(&self.identifier)
+            .apply_immediately(self.apply_immediately);
+        let mut any = false;
+        if changed("EngineVersion") {
+            let live_version = live.engine_version().unwrap_or_default();
+            m = m
+                .engine_version(&w.engine_version)
+                .allow_major_version_upgrade(major(live_version) != major(&w.engine_version));
+            any = true;
+        }
+        if changed("DBInstanceClass") {
+            m = m.db_instance_class(&w.instance_class);
+            any = true;
+        }
+        if changed("AllocatedStorage") {
+            m = m.allocated_storage(w.allocated_storage);
+            any = true;
+        }
+        if changed("StorageType") {
+            m = m.storage_type(&w.storage_type);
+            any = true;
+        }
+        if changed("BackupRetentionPeriod") {
+            m = m.backup_retention_period(w.backup_retention);
+            any = true;
+        }
+        if changed("PubliclyAccessible") {
+            m = m.publicly_accessible(false);
+            any = true;
+        }
+        if changed("DeletionProtection") {
+            m = m.deletion_protection(w.deletion_protection);
+            any = true;
+        }
+        if changed("VpcSecurityGroupIds") {
+            m = m.set_vpc_security_group_ids(Some(w.security_groups.clone()));
+            any = true;
+        }
+        if changed("ManageMasterUserPassword") {
+            m = m.manage_master_user_password(true);
+            any = true;
+        }
+        if any {
+            m.send().await.step(&self.key, "ModifyDBInstance")?;
+        }
+        if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+            let arn = live.db_instance_arn().unwrap_or_default();
+            cx.aws
+                .rds
+                .add_tags_to_resource()
+                .resource_name(arn)
+                .set_tags(Some(rds_tags(cx)))
+                .send()
+                .await
+                .step(&self.key, "AddTagsToResource")?;
+        }
+        Ok(())
+    }
+
+    fn poll_interval(cx: &Context) -> Duration {
+        if cx.aws.local {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(15)
+        }
+    }
+
+    /// Deletes the instance (with a final snapshot unless `snapshot` is false) and waits
+    /// until it is gone. Returns the snapshot's identifier.
+    async fn delete_and_wait(
+        &self,
+        cx: &Context,
+        db: &RdsInstance,
+        snapshot: bool,
+    ) -> Result<Option<String>, Error> {
+        let mut snapshot_id = None;
+        if db.db_instance_status() != Some("deleting") {
+            if db.deletion_protection() == Some(true) {
+                return Err(Error::Refused {
+                    resource: self.key.clone(),
+                    message: format!(
+                        "deletion protection is on for {}: set stt.database.deletion_protection: false, run `provision up`, then `provision down`",
+                        self.identifier
+                    ),
+                });
+            }
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let id = format!("{}-final-{seconds}", self.identifier);
+            let mut request = cx
+                .aws
+                .rds
+                .delete_db_instance()
+                .db_instance_identifier(&self.identifier)
+                .skip_final_snapshot(!snapshot)
+                // Automated backups are kept as retained backups: deleting them is the user's call.
+                .delete_automated_backups(false);
+            if snapshot {
+                request = request.final_db_snapshot_identifier(&id);
+                snapshot_id = Some(id);
+            }
+            match request.send().await {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_db_instance_not_found_fault()) =>
+                {
+                    return Ok(snapshot_id)
+                }
+                Err(e) => return Err(e).step(&self.key, "DeleteDBInstance"),
+            }
+        }
+        let spinner = cx.spinner(format!("deleting database {}", self.identifier));
+        loop {
+            match self.find(cx).await? {
+                None => return Ok(snapshot_id),
+                Some(db) => spinner.set_message(format!(
+                    "deleting database {} (status {})",
+                    self.identifier,
+                    db.db_instance_status().unwrap_or("?")
+                )),
+            }
+            tokio::time::sleep(Self::poll_interval(cx)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for DbInstance {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        vec![self.subnet_group.clone(), self.security_group.clone()]
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let Some(db) = self.find(cx).await? else {
+            return Ok(Planned::create(self.key.clone(), self.identifier.clone()));
+        };
+        self.publish(cx, &db);
+        let (replacing, mut updating) = self.wanted(cx).diff(&DbSettings::read(&db), cx.aws.local);
+        let live_tags = db
+            .tag_list()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        updating.extend(tag_diff(&cx.tags(), &live_tags));
+        Ok(Planned::with_replacement(
+            self.key.clone(),
+            self.identifier.clone(),
+            replacing,
+            updating,
+        ))
+    }
+
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
+        match planned.action {
+            Action::Create => self.create(cx).await?,
+            Action::Replace => {
+                let db = self.find(cx).await?.ok_or_else(|| Error::Refused {
+                    resource: self.key.clone(),
+                    message: "database vanished".into(),
+                })?;
+                // A replacement always keeps a snapshot of the old database.
+                if let Some(snapshot) = self.delete_and_wait(cx, &db, true).await? {
+                    cx.note(
+                        &self.key,
+                        format!("the replaced database was saved as snapshot {snapshot}"),
+                    );
+                }
+                self.create(cx).await?;
+            }
+            _ => {
+                let db = self.find(cx).await?.ok_or_else(|| Error::Refused {
+                    resource: self.key.clone(),
+                    message: "database vanished".into(),
+                })?;
+                self.modify(cx, planned, &db).await?;
+            }
+        }
+        if let Some(db) = self.find(cx).await? {
+            self.publish(cx, &db);
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&self, cx: &Context) -> Result<(), Error> {
+        let spinner = cx.spinner(format!(
+            "waiting for database {} to be available",
+            self.identifier
+        ));
+        let started = tokio::time::Instant::now();
+        let limit = Duration::from_secs(90 * 60);
+        loop {
+            let db = self.find(cx).await?.ok_or_else(|| Error::Refused {
+                resource: self.key.clone(),
+                message: "database vanished while starting".into(),
+            })?;
+            let status = db.db_instance_status().unwrap_or_default();
+            if status == "available" {
+                self.publish(cx, &db);
+                return Ok(());
+            }
+            if matches!(
+                status,
+                "failed" | "incompatible-parameters" | "incompatible-network" | "storage-full"
+            ) {
+                return Err(Error::Refused {
+                    resource: self.key.clone(),
+                    message: format!("database {} is {status}", self.identifier),
+                });
+            }
+            if started.elapsed() > limit {
+                return Err(Error::Timeout {
+                    resource: self.key.clone(),
+                    what: "the database to be available".into(),
+                    seconds: limit.as_secs(),
+                });
+            }
+            spinner.set_message(format!(
+                "waiting for database {} to be available (status {status})",
+                self.identifier
+            ));
+            tokio::time::sleep(Self::poll_interval(cx)).await;
+        }
+    }
+
+    async fn delete(&self, cx: &Context, options: &DeleteOptions) -> Result<Deleted, Error> {
+        let Some(db) = self.find(cx).await? else {
+            return Ok(Deleted::Absent);
+        };
+        let snapshot = self.final_snapshot && !options.skip_final_snapshot;
+        match self.delete_and_wait(cx, &db, snapshot).await? {
+            Some(id) => cx.note(&self.key, format!("final snapshot kept: {id}")),
+            None if snapshot => cx.note(&self.key, "the database was already being deleted; its final snapshot was requested by an earlier run"),
+            None => cx.note(&self.key, "deleted without a final snapshot, as asked"),
+        }
+        Ok(Deleted::Deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted() -> DbSettings {
+        DbSettings {
+            engine: "mysql".into(),
+            engine_version: "8.0".into(),
+            instance_class: "db.t3.micro".into(),
+            allocated_storage: 20,
+            storage_type: "gp2".into(),
+            backup_retention: 7,
+            master_username: "admin".into(),
+            db_name: "stt".into(),
+            storage_encrypted: true,
+            publicly_accessible: false,
+            deletion_protection: false,
+            managed_password: true,
+            subnet_group: "demo-db".into(),
+            security_groups: vec!["sg-1".into()],
+        }
+    }
+
+    fn fields(diffs: &[FieldDiff]) -> Vec<&str> {
+        diffs.iter().map(|d| d.field.as_str()).collect()
+    }
+
+    #[test]
+    fn in_place_changes_are_updates() {
+        let mut live = wanted();
+        live.engine_version = "8.0.40".into();
+        live.instance_class = "db.t3.small".into();
+        live.backup_retention = 1;
+        let (replacing, updating) = wanted().diff(&live, false);
+        assert!(replacing.is_empty());
+        assert_eq!(
+            fields(&updating),
+            vec!["DBInstanceClass", "BackupRetentionPeriod"]
+        );
+    }
+
+    #[test]
+    fn engine_encryption_and_shrinking_storage_force_replacement() {
+        let mut live = wanted();
+        live.engine = "mariadb".into();
+        live.allocated_storage = 50;
+        live.storage_encrypted = false;
+        let (replacing, updating) = wanted().diff(&live, false);
+        assert_eq!(
+            fields(&replacing),
+            vec!["Engine", "StorageEncrypted", "AllocatedStorage"]
+        );
+        assert!(updating.is_empty());
+        let mut grown = wanted();
+        grown.allocated_storage = 100;
+        let (replacing, updating) = grown.diff(&wanted(), false);
+        assert!(replacing.is_empty());
+        assert_eq!(fields(&updating), vec!["AllocatedStorage"]);
+    }
+
+    #[test]
+    fn versions_match_by_prefix() {
+        assert!(version_matches("8.0", "8.0.40"));
+        assert!(version_matches("8.0.40", "8.0.40"));
+        assert!(!version_matches("8.0", "8.4.3"));
+        assert!(!version_matches("8.0.4", "8.0.40"));
+        assert_eq!(major("8.0.40"), "8.0");
+    }
+
+    #[test]
+    fn the_managed_password_is_not_compared_on_the_emulator() {
+        let mut live = wanted();
+        live.managed_password = false;
+        assert_eq!(
+            fields(&wanted().diff(&live, false).1),
+            vec!["ManageMasterUserPassword"]
+        );
+        assert!(wanted().diff(&live, true).1.is_empty());
+    }
+}

@@ -1,0 +1,204 @@
+//! The subnets' route table: `::/0` through the egress-only gateway (S18), associated with
+//! every subnet; the S3 gateway endpoint adds its own routes to it.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{ResourceType, RouteTable as Ec2RouteTable};
+
+use super::ec2;
+use super::tag_diff;
+use crate::engine::{
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
+    ResourceKey,
+};
+
+pub struct RouteTable {
+    pub key: ResourceKey,
+    pub vpc: ResourceKey,
+    pub name: String,
+    pub subnets: Vec<ResourceKey>,
+    /// The egress-only gateway for `::/0`, when IPv6 is on.
+    pub ipv6_gateway: Option<ResourceKey>,
+}
+
+impl RouteTable {
+    async fn find(&self, cx: &Context) -> Result<Option<Ec2RouteTable>, Error> {
+        let out = cx
+            .aws
+            .ec2
+            .describe_route_tables()
+            .set_filters(Some(ec2::owned(cx, &self.name)))
+            .send()
+            .await
+            .step(&self.key, "DescribeRouteTables")?;
+        let ours: Vec<Ec2RouteTable> = out
+            .route_tables()
+            .iter()
+            .filter(|t| ec2::is_ours(cx, t.tags(), &self.name))
+            .cloned()
+            .collect();
+        ec2::single(&self.key, &self.name, &ours)
+    }
+
+    fn ipv6_target(table: &Ec2RouteTable) -> Option<String> {
+        table
+            .routes()
+            .iter()
+            .find(|r| r.destination_ipv6_cidr_block() == Some("::/0"))
+            .and_then(|r| r.egress_only_internet_gateway_id().map(str::to_owned))
+    }
+
+    fn associated(table: &Ec2RouteTable) -> Vec<String> {
+        let mut ids: Vec<String> = table
+            .associations()
+            .iter()
+            .filter_map(|a| a.subnet_id().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn wanted_subnets(&self, cx: &Context) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .subnets
+            .iter()
+            .filter_map(|s| cx.output(s, "id"))
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+#[async_trait]
+impl Resource for RouteTable {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        let mut deps = vec![self.vpc.clone()];
+        deps.extend(self.subnets.iter().cloned());
+        deps.extend(self.ipv6_gateway.iter().cloned());
+        deps
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let Some(table) = self.find(cx).await? else {
+            return Ok(Planned::create(self.key.clone(), self.name.clone()));
+        };
+        let id = table.route_table_id().unwrap_or_default().to_owned();
+        cx.publish(&self.key, "id", &id);
+        let mut diff = Diff::default();
+        diff.field(
+            "Route[::/0]",
+            self.ipv6_gateway.as_ref().and_then(|g| cx.output(g, "id")),
+            Self::ipv6_target(&table),
+        );
+        diff.field(
+            "Associations",
+            self.wanted_subnets(cx),
+            Self::associated(&table),
+        );
+        for d in tag_diff(
+            &ec2::wanted_tags(cx, &self.name),
+            &ec2::tag_map(table.tags()),
+        ) {
+            diff.push(d);
+        }
+        Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
+    }
+
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
+        let ec2c = &cx.aws.ec2;
+        let table = match planned.action {
+            Action::Create => {
+                let out = ec2c
+                    .create_route_table()
+                    .vpc_id(cx.require(&self.key, &self.vpc, "id")?)
+                    .tag_specifications(ec2::tag_spec(cx, ResourceType::RouteTable, &self.name))
+                    .send()
+                    .await
+                    .step(&self.key, "CreateRouteTable")?;
+                out.route_table()
+                    .cloned()
+                    .unwrap_or_else(|| Ec2RouteTable::builder().build())
+            }
+            _ => self.find(cx).await?.ok_or_else(|| Error::Refused {
+                resource: self.key.clone(),
+                message: "route table vanished".into(),
+            })?,
+        };
+        let id = table.route_table_id().unwrap_or_default().to_owned();
+        if let Some(gateway) = &self.ipv6_gateway {
+            let wanted = cx.require(&self.key, gateway, "id")?;
+            match Self::ipv6_target(&table) {
+                Some(current) if current == wanted => {}
+                Some(_) => {
+                    ec2c.replace_route()
+                        .route_table_id(&id)
+                        .destination_ipv6_cidr_block("::/0")
+                        .egress_only_internet_gateway_id(&wanted)
+                        .send()
+                        .await
+                        .step(&self.key, "ReplaceRoute")?;
+                }
+                None => {
+                    ec2c.create_route()
+                        .route_table_id(&id)
+                        .destination_ipv6_cidr_block("::/0")
+                        .egress_only_internet_gateway_id(&wanted)
+                        .send()
+                        .await
+                        .step(&self.key, "CreateRoute")?;
+                }
+            }
+        }
+        let associated = Self::associated(&table);
+        for subnet in self
+            .wanted_subnets(cx)
+            .into_iter()
+            .filter(|s| !associated.contains(s))
+        {
+            ec2c.associate_route_table()
+                .route_table_id(&id)
+                .subnet_id(subnet)
+                .send()
+                .await
+                .step(&self.key, "AssociateRouteTable")?;
+        }
+        if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+            ec2::put_tags(cx, &self.key, &id, &self.name).await?;
+        }
+        cx.publish(&self.key, "id", id);
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        let Some(table) = self.find(cx).await? else {
+            return Ok(Deleted::Absent);
+        };
+        let id = table.route_table_id().unwrap_or_default();
+        for association in table
+            .associations()
+            .iter()
+            .filter(|a| a.main() != Some(true))
+        {
+            if let Some(a) = association.route_table_association_id() {
+                cx.aws
+                    .ec2
+                    .disassociate_route_table()
+                    .association_id(a)
+                    .send()
+                    .await
+                    .step(&self.key, "DisassociateRouteTable")?;
+            }
+        }
+        cx.aws
+            .ec2
+            .delete_route_table()
+            .route_table_id(id)
+            .send()
+            .await
+            .step(&self.key, "DeleteRouteTable")?;
+        Ok(Deleted::Deleted)
+    }
+}

@@ -1,0 +1,238 @@
+//! The VPC (console steps S16, S18): an IPv4 range from `stack.yaml`, an Amazon-provided IPv6
+//! block, and the DNS settings that interface endpoints with private DNS need.
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, ResourceType, Vpc as Ec2Vpc, VpcAttributeName, VpcCidrBlockStateCode,
+};
+
+use super::ec2::{self, filter};
+use super::tag_diff;
+use crate::engine::{
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
+    Resource, ResourceKey,
+};
+
+pub struct Vpc {
+    pub key: ResourceKey,
+    pub name: String,
+    pub cidr: String,
+    pub ipv6: bool,
+}
+
+fn ipv6_block(vpc: &Ec2Vpc) -> Option<String> {
+    vpc.ipv6_cidr_block_association_set()
+        .iter()
+        .find(|a| {
+            a.ipv6_cidr_block_state().and_then(|s| s.state())
+                == Some(&VpcCidrBlockStateCode::Associated)
+        })
+        .and_then(|a| a.ipv6_cidr_block().map(str::to_owned))
+}
+
+impl Vpc {
+    pub async fn find(&self, cx: &Context) -> Result<Option<Ec2Vpc>, Error> {
+        let out = cx
+            .aws
+            .ec2
+            .describe_vpcs()
+            .set_filters(Some(ec2::owned(cx, &self.name)))
+            .send()
+            .await
+            .step(&self.key, "DescribeVpcs")?;
+        let ours: Vec<Ec2Vpc> = out
+            .vpcs()
+            .iter()
+            .filter(|v| ec2::is_ours(cx, v.tags(), &self.name))
+            .cloned()
+            .collect();
+        ec2::single(&self.key, &self.name, &ours)
+    }
+
+    async fn attribute(
+        &self,
+        cx: &Context,
+        id: &str,
+        attribute: VpcAttributeName,
+    ) -> Result<bool, Error> {
+        let out = cx
+            .aws
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(attribute.clone())
+            .send()
+            .await
+            .step(&self.key, "DescribeVpcAttribute")?;
+        let value = match attribute {
+            VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames(),
+            _ => out.enable_dns_support(),
+        };
+        Ok(value.and_then(|v| v.value()).unwrap_or(false))
+    }
+
+    fn publish(&self, cx: &Context, vpc: &Ec2Vpc) {
+        cx.publish(&self.key, "id", vpc.vpc_id().unwrap_or_default());
+        if let Some(block) = ipv6_block(vpc) {
+            cx.publish(&self.key, "ipv6_cidr", block);
+        }
+    }
+
+    async fn enable_dns(&self, cx: &Context, id: &str) -> Result<(), Error> {
+        let on = || AttributeBooleanValue::builder().value(true).build();
+        // One attribute per call, support before hostnames (AWS requires that order).
+        cx.aws
+            .ec2
+            .modify_vpc_attribute()
+            .vpc_id(id)
+            .enable_dns_support(on())
+            .send()
+            .await
+            .step(&self.key, "ModifyVpcAttribute")?;
+        cx.aws
+            .ec2
+            .modify_vpc_attribute()
+            .vpc_id(id)
+            .enable_dns_hostnames(on())
+            .send()
+            .await
+            .step(&self.key, "ModifyVpcAttribute")?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Resource for Vpc {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let Some(vpc) = self.find(cx).await? else {
+            return Ok(Planned::create(self.key.clone(), self.name.clone()));
+        };
+        self.publish(cx, &vpc);
+        let id = vpc.vpc_id().unwrap_or_default().to_owned();
+        let mut replacing = Vec::new();
+        if vpc.cidr_block() != Some(self.cidr.as_str()) {
+            replacing.push(FieldDiff::new(
+                "CidrBlock",
+                &self.cidr,
+                vpc.cidr_block().unwrap_or("(none)"),
+            ));
+        }
+        let mut diff = Diff::default();
+        diff.field("Ipv6CidrBlock", self.ipv6, ipv6_block(&vpc).is_some());
+        diff.field(
+            "EnableDnsSupport",
+            true,
+            self.attribute(cx, &id, VpcAttributeName::EnableDnsSupport)
+                .await?,
+        );
+        diff.field(
+            "EnableDnsHostnames",
+            true,
+            self.attribute(cx, &id, VpcAttributeName::EnableDnsHostnames)
+                .await?,
+        );
+        for d in tag_diff(&ec2::wanted_tags(cx, &self.name), &ec2::tag_map(vpc.tags())) {
+            diff.push(d);
+        }
+        Ok(Planned::with_replacement(
+            self.key.clone(),
+            id,
+            replacing,
+            diff.into_vec(),
+        ))
+    }
+
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
+        let changed = |f: &str| planned.changes.iter().any(|c| c.field.starts_with(f));
+        let vpc = match planned.action {
+            Action::Replace => {
+                return Err(Error::Refused {
+                    resource: self.key.clone(),
+                    message: "a VPC's IPv4 range cannot change in place, and replacing the VPC means replacing \
+                              everything in it: run `provision down`, change the range, then `provision up`"
+                        .into(),
+                })
+            }
+            Action::Create => {
+                let out = cx
+                    .aws
+                    .ec2
+                    .create_vpc()
+                    .cidr_block(&self.cidr)
+                    .amazon_provided_ipv6_cidr_block(self.ipv6)
+                    .tag_specifications(ec2::tag_spec(cx, ResourceType::Vpc, &self.name))
+                    .send()
+                    .await
+                    .step(&self.key, "CreateVpc")?;
+                let id = out.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_owned();
+                self.enable_dns(cx, &id).await?;
+                id
+            }
+            _ => {
+                let id = planned.physical_id.clone().unwrap_or_default();
+                if changed("Ipv6CidrBlock") && self.ipv6 {
+                    cx.aws.ec2.associate_vpc_cidr_block().vpc_id(&id).amazon_provided_ipv6_cidr_block(true).send().await.step(&self.key, "AssociateVpcCidrBlock")?;
+                }
+                if changed("EnableDns") {
+                    self.enable_dns(cx, &id).await?;
+                }
+                if changed("Tags.") {
+                    ec2::put_tags(cx, &self.key, &id, &self.name).await?;
+                }
+                id
+            }
+        };
+        // The IPv6 block is assigned asynchronously; subnets need it.
+        for _ in 0..60 {
+            let out = cx
+                .aws
+                .ec2
+                .describe_vpcs()
+                .vpc_ids(&vpc)
+                .send()
+                .await
+                .step(&self.key, "DescribeVpcs")?;
+            if let Some(v) = out.vpcs().first() {
+                if !self.ipv6 || ipv6_block(v).is_some() {
+                    self.publish(cx, v);
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Err(Error::Timeout {
+            resource: self.key.clone(),
+            what: "the VPC's IPv6 block".into(),
+            seconds: 30,
+        })
+    }
+
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        let Some(vpc) = self.find(cx).await? else {
+            return Ok(Deleted::Absent);
+        };
+        let id = vpc.vpc_id().unwrap_or_default().to_owned();
+        ec2::delete_when_released(
+            cx,
+            &self.key,
+            filter("vpc-id", &id),
+            format!("VPC {id}"),
+            || async {
+                cx.aws
+                    .ec2
+                    .delete_vpc()
+                    .vpc_id(&id)
+                    .send()
+                    .await
+                    .step(&self.key, "DeleteVpc")?;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(Deleted::Deleted)
+    }
+}
