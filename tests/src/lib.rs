@@ -343,13 +343,16 @@ impl Aws {
             .map(|l| l.items())
             .unwrap_or_default()
         {
-            let tags = self
+            // Tests run side by side: another test may delete its distribution meanwhile.
+            let Ok(tags) = self
                 .cloudfront
                 .list_tags_for_resource()
                 .resource(d.arn())
                 .send()
                 .await
-                .unwrap();
+            else {
+                continue;
+            };
             let owned = tags
                 .tags()
                 .map(|t| t.items())

@@ -96,6 +96,9 @@ impl Diff {
     pub fn push(&mut self, diff: FieldDiff) {
         self.0.push(diff);
     }
+    pub fn extend(&mut self, diffs: impl IntoIterator<Item = FieldDiff>) {
+        self.0.extend(diffs);
+    }
     pub fn into_vec(self) -> Vec<FieldDiff> {
         self.0
     }
@@ -146,6 +149,16 @@ impl Planned {
             action,
             changes,
         }
+    }
+
+    /// Whether a field whose name starts with `prefix` is among the changes.
+    pub fn touches(&self, prefix: &str) -> bool {
+        self.changes.iter().any(|c| c.field.starts_with(prefix))
+    }
+
+    /// Whether anything but tags changed.
+    pub fn touches_more_than_tags(&self) -> bool {
+        self.changes.iter().any(|c| !c.field.starts_with("Tags."))
     }
 
     /// `Replace` when any of `replacing` differs, else as [`Planned::from_diff`]; all

@@ -427,9 +427,7 @@ impl Resource for Bucket {
         }
         self.publish(cx);
         let mut diff = Diff::default();
-        for d in tag_diff(&cx.tags(), &live.tags) {
-            diff.push(d);
-        }
+        diff.extend(tag_diff(&cx.tags(), &live.tags));
         for (field, actual) in PUBLIC_ACCESS_FIELDS.iter().zip(live.public_access_block) {
             diff.field(field, Some(true), actual);
         }
@@ -454,8 +452,7 @@ impl Resource for Bucket {
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
         let create = planned.action == Action::Create;
-        let changed =
-            |prefix: &str| create || planned.changes.iter().any(|c| c.field.starts_with(prefix));
+        let changed = |prefix: &str| create || planned.touches(prefix);
         if create {
             self.create(cx).await?;
         }

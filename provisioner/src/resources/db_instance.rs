@@ -317,7 +317,7 @@ impl DbInstance {
         if any {
             m.send().await.step(&self.key, "ModifyDBInstance")?;
         }
-        if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+        if planned.touches("Tags.") {
             let arn = live.db_instance_arn().unwrap_or_default();
             cx.aws
                 .rds

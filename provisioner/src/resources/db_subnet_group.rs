@@ -98,9 +98,7 @@ impl Resource for DbSubnetGroup {
             .collect();
         let mut diff = Diff::default();
         diff.field("SubnetIds", self.wanted(cx), subnets);
-        for d in tag_diff(&cx.tags(), &live_tags) {
-            diff.push(d);
-        }
+        diff.extend(tag_diff(&cx.tags(), &live_tags));
         cx.publish(&self.key, "arn", arn);
         Ok(Planned::from_diff(
             self.key.clone(),
@@ -139,7 +137,7 @@ impl Resource for DbSubnetGroup {
                     .await
                     .step(&self.key, "ModifyDBSubnetGroup")?;
             }
-            if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+            if planned.touches("Tags.") {
                 let arn = cx.require(&self.key, &self.key, "arn")?;
                 rds.add_tags_to_resource()
                     .resource_name(arn)

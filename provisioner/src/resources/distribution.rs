@@ -330,12 +330,18 @@ impl Distribution {
                 if d.comment() != self.comment && !serves_bucket {
                     continue;
                 }
-                let tags = cf
-                    .list_tags_for_resource()
-                    .resource(d.arn())
-                    .send()
-                    .await
-                    .step(&self.key, "ListTagsForResource")?;
+                let tags = cf.list_tags_for_resource().resource(d.arn()).send().await;
+                let tags = match tags {
+                    Ok(tags) => tags,
+                    // Deleted between the listing and now: not a candidate any more.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_no_such_resource()) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e).step(&self.key, "ListTagsForResource"),
+                };
                 let tags: BTreeMap<String, String> = tags
                     .tags()
                     .map(|t| t.items())
@@ -537,9 +543,7 @@ impl Resource for Distribution {
             .unwrap_or_else(|| "(known after apply)".into());
         let wanted = (self.settings)(&self.origin_domain, &oac_id);
         let mut diff = wanted.diff(&Settings::read(&cfg));
-        for d in tag_diff(&cx.tags(), &found.tags) {
-            diff.push(d);
-        }
+        diff.extend(tag_diff(&cx.tags(), &found.tags));
         Ok(Planned::from_diff(
             self.key.clone(),
             found.id,
@@ -561,14 +565,10 @@ impl Resource for Distribution {
                             resource: self.key.clone(),
                             message: format!("distribution {id} disappeared while being updated"),
                         })?;
-                if planned
-                    .changes
-                    .iter()
-                    .any(|c| !c.field.starts_with("Tags."))
-                {
+                if planned.touches_more_than_tags() {
                     self.update(cx, &found.id, &wanted).await?;
                 }
-                if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+                if planned.touches("Tags.") {
                     cx.aws
                         .cloudfront
                         .tag_resource()

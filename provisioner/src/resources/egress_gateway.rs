@@ -64,19 +64,16 @@ impl Resource for EgressGateway {
             .find_map(|a| a.vpc_id())
             .map(str::to_owned);
         diff.field("Attachment.VpcId", cx.output(&self.vpc, "id"), attached);
-        for d in tag_diff(&ec2::wanted_tags(cx, &self.name), &ec2::tag_map(gw.tags())) {
-            diff.push(d);
-        }
+        diff.extend(tag_diff(
+            &ec2::wanted_tags(cx, &self.name),
+            &ec2::tag_map(gw.tags()),
+        ));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
         if planned.action != Action::Create {
-            if planned
-                .changes
-                .iter()
-                .any(|c| !c.field.starts_with("Tags."))
-            {
+            if planned.touches_more_than_tags() {
                 return Err(Error::Refused {
                     resource: self.key.clone(),
                     message: "the gateway is attached to another VPC; delete it by hand or run `provision down`".into(),

@@ -98,12 +98,10 @@ impl Resource for RouteTable {
             self.wanted_subnets(cx),
             Self::associated(&table),
         );
-        for d in tag_diff(
+        diff.extend(tag_diff(
             &ec2::wanted_tags(cx, &self.name),
             &ec2::tag_map(table.tags()),
-        ) {
-            diff.push(d);
-        }
+        ));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 
@@ -165,7 +163,7 @@ impl Resource for RouteTable {
                 .await
                 .step(&self.key, "AssociateRouteTable")?;
         }
-        if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+        if planned.touches("Tags.") {
             ec2::put_tags(cx, &self.key, &id, &self.name).await?;
         }
         cx.publish(&self.key, "id", id);

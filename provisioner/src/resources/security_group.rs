@@ -300,9 +300,7 @@ impl Resource for SecurityGroup {
         for (_, rule) in extra {
             diff.push(FieldDiff::new(rule.to_string(), "(absent)", "present"));
         }
-        for d in tag_diff(&ec2::wanted_tags(cx, &self.name), &tags) {
-            diff.push(d);
-        }
+        diff.extend(tag_diff(&ec2::wanted_tags(cx, &self.name), &tags));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 
@@ -335,7 +333,7 @@ impl Resource for SecurityGroup {
         cx.publish(&self.key, "id", &id);
         // Also removes the allow-all egress rule AWS adds to every new group.
         self.converge_rules(cx, &id).await?;
-        if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+        if planned.touches("Tags.") {
             ec2::put_tags(cx, &self.key, &id, &self.name).await?;
         }
         Ok(())

@@ -114,12 +114,10 @@ impl Resource for Subnet {
         if self.ipv6_index.is_some() {
             diff.field("Ipv6CidrBlock", self.wanted_ipv6(cx), ipv6_of(&subnet));
         }
-        for d in tag_diff(
+        diff.extend(tag_diff(
             &ec2::wanted_tags(cx, &self.name),
             &ec2::tag_map(subnet.tags()),
-        ) {
-            diff.push(d);
-        }
+        ));
         Ok(Planned::with_replacement(
             self.key.clone(),
             id,
@@ -129,7 +127,7 @@ impl Resource for Subnet {
     }
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
-        let changed = |f: &str| planned.changes.iter().any(|c| c.field.starts_with(f));
+        let changed = |f: &str| planned.touches(f);
         let id = match planned.action {
             Action::Replace => {
                 return Err(Error::Refused {

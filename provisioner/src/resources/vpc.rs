@@ -135,9 +135,10 @@ impl Resource for Vpc {
             self.attribute(cx, &id, VpcAttributeName::EnableDnsHostnames)
                 .await?,
         );
-        for d in tag_diff(&ec2::wanted_tags(cx, &self.name), &ec2::tag_map(vpc.tags())) {
-            diff.push(d);
-        }
+        diff.extend(tag_diff(
+            &ec2::wanted_tags(cx, &self.name),
+            &ec2::tag_map(vpc.tags()),
+        ));
         Ok(Planned::with_replacement(
             self.key.clone(),
             id,
@@ -147,7 +148,7 @@ impl Resource for Vpc {
     }
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
-        let changed = |f: &str| planned.changes.iter().any(|c| c.field.starts_with(f));
+        let changed = |f: &str| planned.touches(f);
         let vpc = match planned.action {
             Action::Replace => {
                 return Err(Error::Refused {

@@ -154,12 +154,10 @@ impl Resource for VpcEndpoint {
                 }
             }
         }
-        for d in tag_diff(
+        diff.extend(tag_diff(
             &ec2::wanted_tags(cx, &self.name),
             &ec2::tag_map(endpoint.tags()),
-        ) {
-            diff.push(d);
-        }
+        ));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 
@@ -243,14 +241,10 @@ impl Resource for VpcEndpoint {
                     .private_dns_enabled(true);
             }
         }
-        if planned
-            .changes
-            .iter()
-            .any(|c| !c.field.starts_with("Tags."))
-        {
+        if planned.touches_more_than_tags() {
             modify.send().await.step(&self.key, "ModifyVpcEndpoint")?;
         }
-        if planned.changes.iter().any(|c| c.field.starts_with("Tags.")) {
+        if planned.touches("Tags.") {
             ec2::put_tags(cx, &self.key, &id, &self.name).await?;
         }
         Ok(())

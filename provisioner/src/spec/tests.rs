@@ -82,6 +82,13 @@ fn bad_region_is_reported_at_its_line_and_column() {
 fn bad_stack_name_and_reserved_tag_are_rejected() {
     let (loc, _) = location(parse(&VALID.replace("name: demo", "name: Demo_Stack")).unwrap_err());
     assert_eq!(loc, Some((2, 9)));
+    for bad in ["9lives", "two--hyphens", "trailing-", "ab"] {
+        let err = parse(&VALID.replace("name: demo", &format!("name: {bad}"))).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid stack name"),
+            "{bad}: {err}"
+        );
+    }
     let (_, message) =
         location(parse(&VALID.replace("team: audio", "provision:stack: x")).unwrap_err());
     assert!(message.contains("reserved prefix"), "{message}");

@@ -101,19 +101,22 @@ macro_rules! string_newtype {
 
 string_newtype!(
     /// Lowercase letters, digits and hyphens, 3 to 24 characters: it prefixes bucket names,
-    /// which must stay within 63 characters with the account id appended.
+    /// which must stay within 63 characters with the account id appended, and RDS identifiers.
     StackName,
     |s| {
+        // The strictest of the names it becomes part of: S3 buckets (lowercase) and RDS
+        // identifiers (a letter first, no two hyphens in a row, no hyphen at the end).
         let ok = (3..=24).contains(&s.len())
             && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !s.starts_with('-')
-            && !s.ends_with('-');
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && !s.ends_with('-')
+            && !s.contains("--");
         if ok {
             Ok(())
         } else {
             Err(format!(
-                "invalid stack name {s:?}: use 3 to 24 lowercase letters, digits or hyphens, \
-                 not starting or ending with a hyphen"
+                "invalid stack name {s:?}: use 3 to 24 lowercase letters, digits or single \
+                 hyphens, starting with a letter and not ending with a hyphen"
             ))
         }
     }
