@@ -1,0 +1,149 @@
+//! The handler on S3 event fixtures with an in-memory repository and a fake Transcribe.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use audio_transcribe::{handler, job_name, Deps, JobRequest, StartOutcome, Transcriber};
+use stt_common::events::S3Notification;
+use stt_common::repo::{status, MemoryRepo, Upload};
+
+const ID: &str = "0123456789abcdef0123456789abcdef";
+
+/// Remembers the jobs; a second start of the same name answers like Transcribe's
+/// ConflictException.
+#[derive(Default)]
+struct FakeTranscribe {
+    jobs: Mutex<Vec<JobRequest>>,
+}
+
+#[async_trait]
+impl Transcriber for FakeTranscribe {
+    async fn start(&self, job: &JobRequest) -> stt_common::Result<StartOutcome> {
+        let mut jobs = self.jobs.lock().unwrap();
+        if jobs.iter().any(|j| j.job_name == job.job_name) {
+            return Ok(StartOutcome::AlreadyExists);
+        }
+        jobs.push(job.clone());
+        Ok(StartOutcome::Started)
+    }
+}
+
+fn event(name: &str) -> S3Notification {
+    let path = format!("{}/../common/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn upload(filename: &str, language: &str) -> Upload {
+    Upload {
+        upload_id: ID.into(),
+        email: "user@example.com".into(),
+        filename: filename.into(),
+        language: language.into(),
+        audio_key: format!("input_audio/{ID}/{filename}"),
+        job_name: None,
+        status: status::UPLOADED.into(),
+        failure_reason: None,
+        text_key: None,
+        emailed: false,
+    }
+}
+
+fn deps(rows: Vec<Upload>) -> (Deps, Arc<MemoryRepo>, Arc<FakeTranscribe>) {
+    let repo = Arc::new(MemoryRepo::with(rows));
+    let t = Arc::new(FakeTranscribe::default());
+    (
+        Deps {
+            repo: repo.clone(),
+            transcriber: t.clone(),
+        },
+        repo,
+        t,
+    )
+}
+
+#[tokio::test]
+async fn korean_key_starts_a_job() {
+    let (deps, repo, t) = deps(vec![upload("한글 녹음.mp3", "ko-KR")]);
+    let out = handler(&deps, event("s3-put-korean.json")).await.unwrap();
+    let jobs = t.jobs.lock().unwrap().clone();
+    assert_eq!(jobs.len(), 1, "{out}");
+    let j = &jobs[0];
+    assert_eq!(j.language, "ko-KR");
+    assert_eq!(j.media_format, Some("mp3"));
+    assert_eq!(
+        j.media_uri,
+        format!("s3://stt-audio-bucket/input_audio/{ID}/한글 녹음.mp3")
+    );
+    assert_eq!(j.output_bucket, "stt-audio-bucket");
+    assert_eq!(j.output_key, format!("output_text/{ID}/한글 녹음.json"));
+    assert_eq!(
+        j.job_name,
+        job_name(&format!("input_audio/{ID}/한글 녹음.mp3"))
+    );
+    let row = repo.all().pop().unwrap();
+    assert_eq!(row.job_name.as_deref(), Some(j.job_name.as_str()));
+    assert_eq!(row.status, status::TRANSCRIBING);
+}
+
+#[tokio::test]
+async fn retried_event_starts_no_second_job() {
+    let (deps, _, t) = deps(vec![upload("my first recording(1).mp3", "en-US")]);
+    let first = handler(&deps, event("s3-put-encoded.json")).await.unwrap();
+    let second = handler(&deps, event("s3-put-encoded.json")).await.unwrap();
+    assert_eq!(t.jobs.lock().unwrap().len(), 1);
+    assert_eq!(first["jobs"][0]["started"], true);
+    assert_eq!(second["jobs"][0]["started"], false);
+    assert_eq!(first["jobs"][0]["jobName"], second["jobs"][0]["jobName"]);
+}
+
+#[tokio::test]
+async fn test_event_is_ignored() {
+    let (deps, _, t) = deps(vec![]);
+    let out = handler(&deps, event("s3-test-event.json")).await.unwrap();
+    assert_eq!(out["skipped"], "s3:TestEvent");
+    assert!(t.jobs.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_upload_is_skipped() {
+    let (deps, _, t) = deps(vec![]);
+    let out = handler(&deps, event("s3-put-korean.json")).await.unwrap();
+    assert_eq!(out["skipped"].as_array().unwrap().len(), 1);
+    assert!(t.jobs.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn database_error_fails_the_invocation() {
+    let (deps, repo, _) = deps(vec![upload("한글 녹음.mp3", "ko-KR")]);
+    repo.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = handler(&deps, event("s3-put-korean.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "DatabaseError");
+}
+
+#[test]
+fn job_names_are_valid_unique_and_deterministic() {
+    let long = format!("input_audio/{ID}/{}.mp3", "가나다abc!@#".repeat(60));
+    for key in [
+        format!("input_audio/{ID}/한글 녹음.mp3"),
+        format!("input_audio/{ID}/my file (1).mp3"),
+        long.clone(),
+        "input_audio/한.mp3".to_string(),
+    ] {
+        let n = job_name(&key);
+        assert!(n.len() <= 200, "{n}");
+        assert!(
+            n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+            "{n}"
+        );
+        assert_eq!(n, job_name(&key), "deterministic");
+    }
+    assert_ne!(
+        job_name(&format!("input_audio/{ID}/가.mp3")),
+        job_name(&format!("input_audio/{ID}/나.mp3")),
+        "names that sanitise alike still differ"
+    );
+    assert_eq!(job_name(&long).len(), 200);
+}

@@ -1,0 +1,357 @@
+//! The upload records in `fileTable`, behind a trait so handlers can be tested without a
+//! database. [`MySqlRepo`] is the real one (prepared statements only), [`MemoryRepo`] the
+//! one the unit tests use.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use sqlx::mysql::MySqlPool;
+use sqlx::Row;
+
+use crate::Result;
+
+/// Status values of an upload.
+pub mod status {
+    pub const UPLOADED: &str = "UPLOADED";
+    pub const TRANSCRIBING: &str = "TRANSCRIBING";
+    pub const TRANSCRIBED: &str = "TRANSCRIBED";
+    pub const FAILED: &str = "FAILED";
+}
+
+/// The longest failure reason stored (column is VARCHAR(1024)).
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// A new upload, as file_upload records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpload {
+    pub upload_id: String,
+    pub email: String,
+    pub filename: String,
+    pub language: String,
+    pub audio_key: String,
+}
+
+/// An upload as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub upload_id: String,
+    pub email: String,
+    pub filename: String,
+    pub language: String,
+    pub audio_key: String,
+    pub job_name: Option<String>,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub text_key: Option<String>,
+    pub emailed: bool,
+}
+
+#[async_trait]
+pub trait UploadRepo: Send + Sync {
+    /// Records a new upload.
+    async fn insert(&self, upload: &NewUpload) -> Result<()>;
+    /// Removes an upload (file_upload's rollback when the S3 write fails).
+    async fn delete(&self, upload_id: &str) -> Result<()>;
+    async fn find(&self, upload_id: &str) -> Result<Option<Upload>>;
+    async fn find_by_job(&self, job_name: &str) -> Result<Option<Upload>>;
+    /// Records the Transcribe job of an upload. Idempotent.
+    async fn set_job(&self, upload_id: &str, job_name: &str) -> Result<bool>;
+    /// Records that the text was written. Returns false when no row has that job.
+    async fn set_transcribed(&self, job_name: &str, text_key: &str) -> Result<bool>;
+    /// Records a failed job. Returns false when no row has that job.
+    async fn set_failed(&self, job_name: &str, reason: &str) -> Result<bool>;
+    /// Claims the right to mail: true exactly once per upload (conditional UPDATE).
+    async fn claim_email(&self, upload_id: &str) -> Result<bool>;
+    /// Gives the claim back after a failed send, so a retry can mail.
+    async fn release_email(&self, upload_id: &str) -> Result<()>;
+}
+
+fn truncate_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `fileTable` in MySQL / MariaDB.
+#[derive(Clone)]
+pub struct MySqlRepo {
+    pool: MySqlPool,
+}
+
+const SELECT: &str = "SELECT upload_id, email, filename, language, audio_key, job_name, status, \
+     failure_reason, text_key, CAST(emailed_at IS NOT NULL AS SIGNED) AS emailed FROM fileTable";
+
+impl MySqlRepo {
+    pub fn new(pool: MySqlPool) -> Self {
+        MySqlRepo { pool }
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    fn row(r: &sqlx::mysql::MySqlRow) -> Result<Upload> {
+        Ok(Upload {
+            upload_id: r.try_get("upload_id")?,
+            email: r.try_get("email")?,
+            filename: r.try_get("filename")?,
+            language: r.try_get("language")?,
+            audio_key: r.try_get("audio_key")?,
+            job_name: r.try_get("job_name")?,
+            status: r.try_get("status")?,
+            failure_reason: r.try_get("failure_reason")?,
+            text_key: r.try_get("text_key")?,
+            emailed: r.try_get::<i64, _>("emailed")? != 0,
+        })
+    }
+}
+
+#[async_trait]
+impl UploadRepo for MySqlRepo {
+    async fn insert(&self, u: &NewUpload) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO fileTable (upload_id, email, filename, language, time, audio_key, status) \
+             VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, ?, 'UPLOADED')",
+        )
+        .bind(&u.upload_id)
+        .bind(&u.email)
+        .bind(&u.filename)
+        .bind(&u.language)
+        .bind(&u.audio_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, upload_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM fileTable WHERE upload_id = ?")
+            .bind(upload_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find(&self, upload_id: &str) -> Result<Option<Upload>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE upload_id = ?")))
+            .bind(upload_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::row).transpose()
+    }
+
+    async fn find_by_job(&self, job_name: &str) -> Result<Option<Upload>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE job_name = ?")))
+            .bind(job_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::row).transpose()
+    }
+
+    async fn set_job(&self, upload_id: &str, job_name: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE fileTable SET job_name = ?, \
+             status = IF(status = 'UPLOADED', 'TRANSCRIBING', status) \
+             WHERE upload_id = ? AND (job_name IS NULL OR job_name = ?)",
+        )
+        .bind(job_name)
+        .bind(upload_id)
+        .bind(job_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn set_transcribed(&self, job_name: &str, text_key: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE fileTable SET status = 'TRANSCRIBED', text_key = ?, failure_reason = NULL \
+             WHERE job_name = ?",
+        )
+        .bind(text_key)
+        .bind(job_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0 || self.find_by_job(job_name).await?.is_some())
+    }
+
+    async fn set_failed(&self, job_name: &str, reason: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE fileTable SET status = 'FAILED', failure_reason = ? WHERE job_name = ?",
+        )
+        .bind(truncate_chars(reason, MAX_REASON_CHARS))
+        .bind(job_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0 || self.find_by_job(job_name).await?.is_some())
+    }
+
+    async fn claim_email(&self, upload_id: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE fileTable SET emailed_at = CURRENT_TIMESTAMP \
+             WHERE upload_id = ? AND emailed_at IS NULL",
+        )
+        .bind(upload_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_email(&self, upload_id: &str) -> Result<()> {
+        sqlx::query("UPDATE fileTable SET emailed_at = NULL WHERE upload_id = ?")
+            .bind(upload_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// An in-memory repository for unit tests.
+#[derive(Default)]
+pub struct MemoryRepo {
+    rows: Mutex<HashMap<String, Upload>>,
+    /// When set, every call fails with a database error (to test error paths).
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryRepo {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(rows: impl IntoIterator<Item = Upload>) -> Self {
+        let repo = Self::default();
+        {
+            let mut map = repo.rows.lock().unwrap();
+            for r in rows {
+                map.insert(r.upload_id.clone(), r);
+            }
+        }
+        repo
+    }
+
+    pub fn all(&self) -> Vec<Upload> {
+        self.rows.lock().unwrap().values().cloned().collect()
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(sqlx::Error::PoolTimedOut.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl UploadRepo for MemoryRepo {
+    async fn insert(&self, u: &NewUpload) -> Result<()> {
+        self.check()?;
+        self.rows.lock().unwrap().insert(
+            u.upload_id.clone(),
+            Upload {
+                upload_id: u.upload_id.clone(),
+                email: u.email.clone(),
+                filename: u.filename.clone(),
+                language: u.language.clone(),
+                audio_key: u.audio_key.clone(),
+                job_name: None,
+                status: status::UPLOADED.into(),
+                failure_reason: None,
+                text_key: None,
+                emailed: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn delete(&self, upload_id: &str) -> Result<()> {
+        self.check()?;
+        self.rows.lock().unwrap().remove(upload_id);
+        Ok(())
+    }
+
+    async fn find(&self, upload_id: &str) -> Result<Option<Upload>> {
+        self.check()?;
+        Ok(self.rows.lock().unwrap().get(upload_id).cloned())
+    }
+
+    async fn find_by_job(&self, job_name: &str) -> Result<Option<Upload>> {
+        self.check()?;
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .find(|u| u.job_name.as_deref() == Some(job_name))
+            .cloned())
+    }
+
+    async fn set_job(&self, upload_id: &str, job_name: &str) -> Result<bool> {
+        self.check()?;
+        let mut rows = self.rows.lock().unwrap();
+        match rows.get_mut(upload_id) {
+            Some(u) if u.job_name.is_none() || u.job_name.as_deref() == Some(job_name) => {
+                u.job_name = Some(job_name.into());
+                if u.status == status::UPLOADED {
+                    u.status = status::TRANSCRIBING.into();
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_transcribed(&self, job_name: &str, text_key: &str) -> Result<bool> {
+        self.check()?;
+        let mut rows = self.rows.lock().unwrap();
+        match rows
+            .values_mut()
+            .find(|u| u.job_name.as_deref() == Some(job_name))
+        {
+            Some(u) => {
+                u.status = status::TRANSCRIBED.into();
+                u.text_key = Some(text_key.into());
+                u.failure_reason = None;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn set_failed(&self, job_name: &str, reason: &str) -> Result<bool> {
+        self.check()?;
+        let mut rows = self.rows.lock().unwrap();
+        match rows
+            .values_mut()
+            .find(|u| u.job_name.as_deref() == Some(job_name))
+        {
+            Some(u) => {
+                u.status = status::FAILED.into();
+                u.failure_reason = Some(truncate_chars(reason, MAX_REASON_CHARS).into());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn claim_email(&self, upload_id: &str) -> Result<bool> {
+        self.check()?;
+        let mut rows = self.rows.lock().unwrap();
+        match rows.get_mut(upload_id) {
+            Some(u) if !u.emailed => {
+                u.emailed = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_email(&self, upload_id: &str) -> Result<()> {
+        self.check()?;
+        if let Some(u) = self.rows.lock().unwrap().get_mut(upload_id) {
+            u.emailed = false;
+        }
+        Ok(())
+    }
+}

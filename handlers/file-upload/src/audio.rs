@@ -1,0 +1,226 @@
+//! Recognises the audio formats Amazon Transcribe accepts by their content (magic bytes),
+//! not by the file name.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioFormat {
+    Mp3,
+    Wav,
+    Flac,
+    Ogg,
+    M4a,
+    Mp4,
+    Webm,
+    Amr,
+}
+
+impl AudioFormat {
+    /// The extension used in the S3 key, which is also Transcribe's `MediaFormat`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            AudioFormat::Mp3 => "mp3",
+            AudioFormat::Wav => "wav",
+            AudioFormat::Flac => "flac",
+            AudioFormat::Ogg => "ogg",
+            AudioFormat::M4a => "m4a",
+            AudioFormat::Mp4 => "mp4",
+            AudioFormat::Webm => "webm",
+            AudioFormat::Amr => "amr",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            AudioFormat::Mp3 => "audio/mpeg",
+            AudioFormat::Wav => "audio/wav",
+            AudioFormat::Flac => "audio/flac",
+            AudioFormat::Ogg => "audio/ogg",
+            AudioFormat::M4a => "audio/mp4",
+            AudioFormat::Mp4 => "audio/mp4",
+            AudioFormat::Webm => "audio/webm",
+            AudioFormat::Amr => "audio/amr",
+        }
+    }
+
+    /// File name extensions that name this format correctly.
+    pub fn accepts_extension(self, ext: &str) -> bool {
+        let ext = ext.to_ascii_lowercase();
+        match self {
+            AudioFormat::Mp3 => ext == "mp3",
+            AudioFormat::Wav => ext == "wav" || ext == "wave",
+            AudioFormat::Flac => ext == "flac",
+            AudioFormat::Ogg => ext == "ogg" || ext == "oga" || ext == "opus",
+            AudioFormat::M4a | AudioFormat::Mp4 => {
+                matches!(ext.as_str(), "m4a" | "mp4" | "m4b" | "m4v")
+            }
+            AudioFormat::Webm => ext == "webm",
+            AudioFormat::Amr => ext == "amr",
+        }
+    }
+}
+
+/// Detects the format from the first bytes of the file.
+pub fn detect(data: &[u8]) -> Option<AudioFormat> {
+    if data.len() >= 12
+        && (&data[0..4] == b"RIFF" || &data[0..4] == b"RF64")
+        && &data[8..12] == b"WAVE"
+    {
+        return Some(AudioFormat::Wav);
+    }
+    if data.starts_with(b"fLaC") {
+        return Some(AudioFormat::Flac);
+    }
+    if data.len() >= 5 && data.starts_with(b"OggS") && data[4] == 0 {
+        return Some(AudioFormat::Ogg);
+    }
+    if data.len() >= 12 && &data[4..8] == b"ftyp" {
+        return Some(match &data[8..12] {
+            b"M4A " | b"M4B " => AudioFormat::M4a,
+            _ => AudioFormat::Mp4,
+        });
+    }
+    if data.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        let head = &data[..data.len().min(64)];
+        return memchr::memmem::find(head, b"webm").map(|_| AudioFormat::Webm);
+    }
+    if data.starts_with(b"#!AMR\n") || data.starts_with(b"#!AMR-WB\n") {
+        return Some(AudioFormat::Amr);
+    }
+    if is_mp3(data) {
+        return Some(AudioFormat::Mp3);
+    }
+    None
+}
+
+/// MP3: an ID3v2 tag followed by an MPEG audio layer III frame, or such a frame at once;
+/// when the data holds a second frame, its header must be valid too.
+fn is_mp3(data: &[u8]) -> bool {
+    let mut start = 0;
+    if data.len() >= 10 && data.starts_with(b"ID3") {
+        let (major, flags) = (data[3], data[5]);
+        if major == 0xFF || data[4] == 0xFF || data[6..10].iter().any(|b| b & 0x80 != 0) {
+            return false;
+        }
+        let size = data[6..10]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 7) | b as usize);
+        start = 10 + size + if flags & 0x10 != 0 { 10 } else { 0 };
+        if start >= data.len() {
+            return false;
+        }
+        // Some encoders pad after the tag: look for the first frame a little further.
+        let window = &data[start..data.len().min(start + 4096)];
+        match window.windows(4).position(|w| frame_len(w).is_some()) {
+            Some(i) => start += i,
+            None => return false,
+        }
+    }
+    let Some(len) = frame_len(&data[start..]) else {
+        return false;
+    };
+    match data.get(start + len..start + len + 4) {
+        Some(next) => frame_len(next).is_some() && (next[1] & 0xFE) == (data[start + 1] & 0xFE),
+        None => true,
+    }
+}
+
+/// The length of an MPEG layer III frame whose header starts `h`, if it is one.
+fn frame_len(h: &[u8]) -> Option<usize> {
+    if h.len() < 4 || h[0] != 0xFF || h[1] & 0xE0 != 0xE0 {
+        return None;
+    }
+    let version = (h[1] >> 3) & 3; // 0: MPEG 2.5, 1: reserved, 2: MPEG 2, 3: MPEG 1
+    let layer = (h[1] >> 1) & 3; // 1: layer III
+    let bitrate_idx = (h[2] >> 4) as usize;
+    let rate_idx = ((h[2] >> 2) & 3) as usize;
+    if version == 1 || layer != 1 || bitrate_idx == 0 || bitrate_idx == 15 || rate_idx == 3 {
+        return None;
+    }
+    const V1: [usize; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
+    const V2: [usize; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
+    let (kbps, rate, factor) = match version {
+        3 => (V1[bitrate_idx], [44100, 48000, 32000][rate_idx], 144),
+        2 => (V2[bitrate_idx], [22050, 24000, 16000][rate_idx], 72),
+        _ => (V2[bitrate_idx], [11025, 12000, 8000][rate_idx], 72),
+    };
+    let padding = ((h[2] >> 1) & 1) as usize;
+    Some(factor * kbps * 1000 / rate + padding)
+}
+
+/// A few frames of silent-looking MPEG-1 layer III (128 kbit/s, 44.1 kHz), optionally
+/// behind an ID3v2 tag: enough for [`detect`]; used by tests and benchmarks.
+pub fn sample_mp3(frames: usize, id3: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    if id3 {
+        out.extend_from_slice(b"ID3\x04\x00\x00\x00\x00\x00\x0a");
+        out.extend_from_slice(&[0u8; 10]);
+    }
+    for _ in 0..frames {
+        let start = out.len();
+        out.extend_from_slice(&[0xFF, 0xFB, 0x90, 0x64]);
+        out.resize(start + 417, 0x55);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mp3_with_and_without_id3() {
+        assert_eq!(detect(&sample_mp3(3, false)), Some(AudioFormat::Mp3));
+        assert_eq!(detect(&sample_mp3(3, true)), Some(AudioFormat::Mp3));
+        assert_eq!(detect(&sample_mp3(1, true)), Some(AudioFormat::Mp3));
+        // A broken second frame header.
+        let mut bad = sample_mp3(2, false);
+        bad[417] = 0x00;
+        assert_eq!(detect(&bad), None);
+        // An ID3 tag with nothing after it.
+        assert_eq!(detect(b"ID3\x04\x00\x00\x00\x00\x00\x0a"), None);
+        // AAC ADTS (layer 0) is not MP3.
+        assert_eq!(detect(&[0xFF, 0xF1, 0x50, 0x80, 0, 0]), None);
+    }
+
+    #[test]
+    fn containers() {
+        assert_eq!(
+            detect(b"RIFF\x24\x00\x00\x00WAVEfmt "),
+            Some(AudioFormat::Wav)
+        );
+        assert_eq!(detect(b"fLaC\x00\x00\x00\x22"), Some(AudioFormat::Flac));
+        assert_eq!(detect(b"OggS\x00\x02\x00\x00"), Some(AudioFormat::Ogg));
+        assert_eq!(
+            detect(b"\x00\x00\x00\x20ftypM4A \x00\x00"),
+            Some(AudioFormat::M4a)
+        );
+        assert_eq!(
+            detect(b"\x00\x00\x00\x20ftypisom\x00\x00"),
+            Some(AudioFormat::Mp4)
+        );
+        assert_eq!(
+            detect(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm"),
+            Some(AudioFormat::Webm)
+        );
+        assert_eq!(detect(b"\x1a\x45\xdf\xa3\x9f\x42\x82\x88matroska"), None);
+        assert_eq!(detect(b"#!AMR\n\x3c"), Some(AudioFormat::Amr));
+        assert_eq!(detect(b"#!AMR-WB\n\x3c"), Some(AudioFormat::Amr));
+    }
+
+    #[test]
+    fn not_audio() {
+        assert_eq!(detect(b"%PDF-1.7"), None);
+        assert_eq!(detect(b"\x89PNG\r\n\x1a\n"), None);
+        assert_eq!(detect(b"<html>"), None);
+        assert_eq!(detect(b""), None);
+        assert_eq!(detect(b"RIFF\x24\x00\x00\x00AVI LIST"), None);
+    }
+
+    #[test]
+    fn extensions() {
+        assert!(AudioFormat::Mp3.accepts_extension("MP3"));
+        assert!(!AudioFormat::Mp3.accepts_extension("wav"));
+        assert!(AudioFormat::M4a.accepts_extension("mp4"));
+    }
+}

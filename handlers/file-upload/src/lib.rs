@@ -1,0 +1,307 @@
+//! `file_upload`: API Gateway (REST, Lambda proxy) → validate the multipart form → row in
+//! MySQL → audio in S3 `input_audio/`.
+//!
+//! The row is written first because the S3 write triggers `audio_transcribe`, which reads
+//! the row; when the S3 write fails the row is removed again, so a failed upload leaves
+//! nothing behind. Bad input is answered with 4xx and a message before anything is written;
+//! internal failures with 5xx and no details (they go to the log).
+
+pub mod audio;
+pub mod multipart;
+pub mod validate;
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::http::{HeaderMap, HeaderValue, Method};
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::json;
+use stt_common::config::{opt_env, req_env};
+use stt_common::keys::{audio_key, MAX_KEY_BYTES};
+use stt_common::languages::canonical_language;
+use stt_common::repo::{MySqlRepo, NewUpload, UploadRepo};
+use stt_common::store::{ObjectStore, S3Store};
+
+/// Largest audio file: Lambda's synchronous payload limit is 6 MB (6,291,456 bytes) and the
+/// body arrives base64-encoded (+33 %), which leaves about 4.5 MB of raw file.
+pub const MAX_FILE_BYTES: usize = 4_500_000;
+/// Largest decoded body: the file plus the other fields and part headers.
+pub const MAX_BODY_BYTES: usize = MAX_FILE_BYTES + 64 * 1024;
+
+pub struct Deps {
+    pub repo: Arc<dyn UploadRepo>,
+    pub store: Arc<dyn ObjectStore>,
+    /// The audio bucket (`AUDIO_BUCKET`).
+    pub bucket: String,
+    /// Origins allowed by CORS (`ALLOWED_ORIGIN`, comma-separated; `*` for any).
+    pub allowed_origins: Vec<String>,
+}
+
+impl Deps {
+    /// Cold start: configuration, database secret, clients.
+    pub async fn from_env() -> stt_common::Result<Self> {
+        let sdk = stt_common::aws_config().await;
+        let pool = stt_common::db::pool_from_env(&sdk).await?;
+        Ok(Deps {
+            repo: Arc::new(MySqlRepo::new(pool)),
+            store: Arc::new(S3Store::new(stt_common::s3_client(&sdk))),
+            bucket: req_env("AUDIO_BUCKET")?,
+            allowed_origins: parse_origins(&opt_env("ALLOWED_ORIGIN").unwrap_or_default()),
+        })
+    }
+}
+
+pub fn parse_origins(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_string())
+        .filter(|o| !o.is_empty())
+        .collect()
+}
+
+/// An answer before it becomes the proxy response.
+struct Reply {
+    status: i64,
+    body: serde_json::Value,
+}
+
+fn client_error(status: i64, message: impl Into<String>) -> Reply {
+    Reply {
+        status,
+        body: json!({ "error": message.into() }),
+    }
+}
+
+fn server_error() -> Reply {
+    Reply {
+        status: 500,
+        body: json!({ "error": "the upload could not be stored; please try again later" }),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn cors_headers(deps: &Deps, request_headers: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let origin = header(request_headers, "origin").map(|o| o.trim_end_matches('/'));
+    let allow = if deps.allowed_origins.iter().any(|o| o == "*") {
+        Some("*".to_string())
+    } else if let Some(o) = origin.filter(|o| deps.allowed_origins.iter().any(|a| a == o)) {
+        Some(o.to_string())
+    } else {
+        deps.allowed_origins.first().cloned()
+    };
+    if let Some(v) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        h.insert("access-control-allow-origin", v);
+        h.insert("vary", HeaderValue::from_static("Origin"));
+    }
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("OPTIONS,POST"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("Content-Type"),
+    );
+    h.insert("access-control-max-age", HeaderValue::from_static("600"));
+    h
+}
+
+/// The Lambda handler. It always answers (errors become 5xx responses), so API Gateway
+/// never shows its own 502.
+pub async fn handler(
+    deps: &Deps,
+    req: ApiGatewayProxyRequest,
+) -> Result<ApiGatewayProxyResponse, stt_common::Error> {
+    let mut headers = cors_headers(deps, &req.headers);
+    let reply = if req.http_method == Method::OPTIONS {
+        Reply {
+            status: 204,
+            body: serde_json::Value::Null,
+        }
+    } else if req.http_method != Method::POST {
+        client_error(405, "use POST with multipart/form-data")
+    } else {
+        match upload(deps, req).await {
+            Ok(r) | Err(r) => r,
+        }
+    };
+    let mut resp = ApiGatewayProxyResponse::default();
+    resp.status_code = reply.status;
+    if !reply.body.is_null() {
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        resp.body = Some(Body::Text(reply.body.to_string()));
+    }
+    resp.headers = headers;
+    Ok(resp)
+}
+
+/// The form, validated.
+struct Form {
+    email: String,
+    language: &'static str,
+    filename: String,
+    format: audio::AudioFormat,
+    data: Bytes,
+}
+
+async fn upload(deps: &Deps, req: ApiGatewayProxyRequest) -> Result<Reply, Reply> {
+    let form = read_form(&req)?;
+    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let key = audio_key(&upload_id, &form.filename);
+    if key.len() > MAX_KEY_BYTES {
+        return Err(client_error(400, "file name is too long for a storage key"));
+    }
+    let row = NewUpload {
+        upload_id: upload_id.clone(),
+        email: form.email,
+        filename: form.filename,
+        language: form.language.to_string(),
+        audio_key: key.clone(),
+    };
+    if let Err(e) = deps.repo.insert(&row).await {
+        tracing::error!(error = %e, "recording the upload failed");
+        return Err(server_error());
+    }
+    let size = form.data.len();
+    if let Err(e) = deps
+        .store
+        .put(&deps.bucket, &key, form.data, form.format.content_type())
+        .await
+    {
+        tracing::error!(error = %e, "storing the audio failed; removing the row");
+        if let Err(e) = deps.repo.delete(&upload_id).await {
+            tracing::error!(error = %e, upload_id, "removing the row failed too");
+        }
+        return Err(server_error());
+    }
+    tracing::info!(upload_id, key, size, "upload stored");
+    Ok(Reply {
+        status: 201,
+        body: json!({
+            "uploadId": upload_id,
+            "key": key,
+            "filename": row.filename,
+            "language": row.language,
+            "format": form.format.extension(),
+            "size": size,
+        }),
+    })
+}
+
+fn read_form(req: &ApiGatewayProxyRequest) -> Result<Form, Reply> {
+    let content_type = header(&req.headers, "content-type")
+        .ok_or_else(|| client_error(415, "Content-Type must be multipart/form-data"))?;
+    let boundary = multipart::boundary_from_content_type(content_type).map_err(|e| match e {
+        multipart::MultipartError::NotMultipart => {
+            client_error(415, "Content-Type must be multipart/form-data")
+        }
+        e => client_error(400, e.to_string()),
+    })?;
+    let raw = req
+        .body
+        .as_deref()
+        .ok_or_else(|| client_error(400, "the request has no body"))?;
+    let too_large = || {
+        client_error(
+            413,
+            format!(
+                "the upload is larger than {} MB",
+                MAX_FILE_BYTES as f64 / 1e6
+            ),
+        )
+    };
+    let body: Bytes = if req.is_base64_encoded {
+        if raw.len() > MAX_BODY_BYTES.div_ceil(3) * 4 {
+            return Err(too_large());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(raw.trim_end())
+            .map_err(|_| client_error(400, "the body is not valid base64"))?
+            .into()
+    } else {
+        if raw.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        Bytes::copy_from_slice(raw.as_bytes())
+    };
+
+    let mut email = None;
+    let mut language = None;
+    let mut file = None;
+    for part in multipart::Multipart::new(&body, &boundary) {
+        let part = part.map_err(|e| client_error(400, e.to_string()))?;
+        let slot = match part.name.as_ref() {
+            "email" => &mut email,
+            "language" => &mut language,
+            "file" => &mut file,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(client_error(
+                400,
+                format!("field {} is given twice", part.name),
+            ));
+        }
+        *slot = Some(part);
+    }
+    let missing: Vec<&str> = [("email", &email), ("language", &language), ("file", &file)]
+        .iter()
+        .filter(|(_, p)| p.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        return Err(client_error(
+            400,
+            format!("missing field(s): {}", missing.join(", ")),
+        ));
+    }
+    let (email, language, file) = (email.unwrap(), language.unwrap(), file.unwrap());
+
+    fn text<'b>(p: &multipart::Part<'b>, n: &str) -> Result<&'b str, Reply> {
+        std::str::from_utf8(p.data).map_err(|_| client_error(400, format!("{n} is not UTF-8 text")))
+    }
+    let email = validate::email(text(&email, "email")?).map_err(|m| client_error(400, m))?;
+    let lang_raw = text(&language, "language")?.trim();
+    let language = canonical_language(lang_raw).ok_or_else(|| {
+        client_error(
+            400,
+            format!(
+                "language {:?} is not a language code Amazon Transcribe supports (e.g. ko-KR, en-US)",
+                lang_raw.chars().take(20).collect::<String>()
+            ),
+        )
+    })?;
+    let Some(raw_name) = file.filename.as_deref() else {
+        return Err(client_error(
+            400,
+            "field file must be a file (with a file name)",
+        ));
+    };
+    if file.data.is_empty() {
+        return Err(client_error(400, "the file is empty"));
+    }
+    if file.data.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let format = audio::detect(file.data).ok_or_else(|| {
+        client_error(
+            415,
+            "the file is not a recognised audio file (mp3, wav, flac, ogg, m4a/mp4, webm, amr)",
+        )
+    })?;
+    let filename = validate::filename(raw_name, format).map_err(|m| client_error(400, m))?;
+    Ok(Form {
+        email,
+        language,
+        filename,
+        format,
+        data: body.slice_ref(file.data),
+    })
+}

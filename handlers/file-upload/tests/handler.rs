@@ -1,0 +1,313 @@
+//! The handler on API Gateway proxy events (fixtures), with in-memory repository and store.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use file_upload::audio::sample_mp3;
+use file_upload::multipart::{build_body, PartSpec};
+use file_upload::{handler, Deps};
+use serde_json::Value;
+use stt_common::repo::MemoryRepo;
+use stt_common::store::MemoryStore;
+
+const BUCKET: &str = "stt-audio";
+const ORIGIN: &str = "https://d111111abcdef8.cloudfront.net";
+
+fn deps() -> (Deps, Arc<MemoryRepo>, Arc<MemoryStore>) {
+    let repo = Arc::new(MemoryRepo::new());
+    let store = Arc::new(MemoryStore::new());
+    let deps = Deps {
+        repo: repo.clone(),
+        store: store.clone(),
+        bucket: BUCKET.into(),
+        allowed_origins: vec![ORIGIN.into()],
+    };
+    (deps, repo, store)
+}
+
+fn fixture(name: &str) -> ApiGatewayProxyRequest {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// The base64 fixture with another multipart body.
+fn with_parts(parts: &[PartSpec]) -> ApiGatewayProxyRequest {
+    let mut req = fixture("apigw-upload-base64.json");
+    let ct = "multipart/form-data; boundary=----WebKitFormBoundaryq7MA4YWxkTrZu0gW";
+    let body = build_body("----WebKitFormBoundaryq7MA4YWxkTrZu0gW", parts);
+    req.headers.insert("content-type", ct.parse().unwrap());
+    req.body = Some(base64::engine::general_purpose::STANDARD.encode(body));
+    req
+}
+
+fn json(resp: &ApiGatewayProxyResponse) -> Value {
+    match &resp.body {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+async fn run(
+    req: ApiGatewayProxyRequest,
+) -> (ApiGatewayProxyResponse, Arc<MemoryRepo>, Arc<MemoryStore>) {
+    let (deps, repo, store) = deps();
+    let resp = handler(&deps, req).await.unwrap();
+    (resp, repo, store)
+}
+
+#[tokio::test]
+async fn base64_upload_is_stored() {
+    let (resp, repo, store) = run(fixture("apigw-upload-base64.json")).await;
+    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
+    let body = json(&resp);
+    let key = body["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("input_audio/") && key.ends_with("/한글 녹음.mp3"),
+        "{key}"
+    );
+    assert_eq!(body["language"], "ko-KR");
+    let rows = repo.all();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].email, "user@example.com");
+    assert_eq!(rows[0].filename, "한글 녹음.mp3");
+    assert_eq!(rows[0].audio_key, key);
+    let obj = store.object(BUCKET, key).unwrap();
+    assert_eq!(obj.content_type, "audio/mpeg");
+    assert_eq!(&obj.body[..], &sample_mp3(3, true)[..]);
+    assert_eq!(resp.headers["access-control-allow-origin"], ORIGIN);
+    assert!(resp.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+}
+
+#[tokio::test]
+async fn plain_text_body_upload_is_stored() {
+    let (resp, repo, store) = run(fixture("apigw-upload-text.json")).await;
+    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
+    let key = json(&resp)["key"].as_str().unwrap().to_string();
+    assert!(key.ends_with("/voice memo.amr"));
+    assert_eq!(repo.all()[0].language, "en-US");
+    assert!(store
+        .object(BUCKET, &key)
+        .unwrap()
+        .body
+        .starts_with(b"#!AMR\n"));
+}
+
+#[tokio::test]
+async fn preflight_is_answered() {
+    let (resp, repo, _) = run(fixture("apigw-options.json")).await;
+    assert_eq!(resp.status_code, 204);
+    assert_eq!(resp.headers["access-control-allow-origin"], ORIGIN);
+    assert_eq!(resp.headers["access-control-allow-methods"], "OPTIONS,POST");
+    assert!(resp.body.is_none());
+    assert!(repo.all().is_empty());
+}
+
+#[tokio::test]
+async fn other_origin_gets_configured_origin() {
+    let mut req = fixture("apigw-upload-base64.json");
+    req.headers
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let (resp, _, _) = run(req).await;
+    assert_eq!(resp.headers["access-control-allow-origin"], ORIGIN);
+}
+
+/// Asserts a 4xx with a message containing `needle`, and that nothing was written.
+async fn rejected(req: ApiGatewayProxyRequest, status: i64, needle: &str) {
+    let (resp, repo, store) = run(req).await;
+    assert_eq!(resp.status_code, status, "{:?}", resp.body);
+    let msg = json(&resp)["error"].as_str().unwrap().to_string();
+    assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
+    assert!(repo.all().is_empty(), "no row");
+    assert!(store.keys().is_empty(), "no object");
+    assert_eq!(resp.headers["access-control-allow-origin"], ORIGIN);
+}
+
+fn mp3() -> Vec<u8> {
+    sample_mp3(3, true)
+}
+
+#[tokio::test]
+async fn missing_fields() {
+    let f = mp3();
+    rejected(
+        with_parts(&[
+            ("language", None, None, b"ko-KR"),
+            ("file", Some("a.mp3"), None, &f),
+        ]),
+        400,
+        "missing field(s): email",
+    )
+    .await;
+    rejected(
+        with_parts(&[("email", None, None, b"a@b.co")]),
+        400,
+        "language, file",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_email() {
+    let f = mp3();
+    for email in [
+        &b"not-an-address"[..],
+        b"a@b",
+        b"averyveryverylongname@example.com",
+    ] {
+        rejected(
+            with_parts(&[
+                ("email", None, None, email),
+                ("language", None, None, b"ko-KR"),
+                ("file", Some("a.mp3"), None, &f),
+            ]),
+            400,
+            "email",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn unsupported_language() {
+    let f = mp3();
+    rejected(
+        with_parts(&[
+            ("email", None, None, b"a@b.co"),
+            ("language", None, None, b"xx-YY"),
+            ("file", Some("a.mp3"), None, &f),
+        ]),
+        400,
+        "not a language code",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn not_audio() {
+    rejected(
+        with_parts(&[
+            ("email", None, None, b"a@b.co"),
+            ("language", None, None, b"ko-KR"),
+            (
+                "file",
+                Some("song.mp3"),
+                None,
+                b"%PDF-1.7 this is not audio",
+            ),
+        ]),
+        415,
+        "not a recognised audio file",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn oversize() {
+    let mut f = mp3();
+    f.resize(file_upload::MAX_FILE_BYTES + 1, 0);
+    rejected(
+        with_parts(&[
+            ("email", None, None, b"a@b.co"),
+            ("language", None, None, b"ko-KR"),
+            ("file", Some("a.mp3"), None, &f),
+        ]),
+        413,
+        "larger than",
+    )
+    .await;
+    // The whole body over the limit is refused before decoding.
+    let mut req = fixture("apigw-upload-base64.json");
+    req.body = Some("A".repeat(7_000_000));
+    rejected(req, 413, "larger than").await;
+}
+
+#[tokio::test]
+async fn path_traversal_filename() {
+    let f = mp3();
+    for name in ["../../etc/passwd.mp3", "..\\..\\x.mp3", "a\u{1}b.mp3"] {
+        rejected(
+            with_parts(&[
+                ("email", None, None, b"a@b.co"),
+                ("language", None, None, b"ko-KR"),
+                ("file", Some(name), None, &f),
+            ]),
+            400,
+            "file name",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn not_multipart_and_malformed() {
+    let mut req = fixture("apigw-upload-base64.json");
+    req.headers
+        .insert("content-type", "application/json".parse().unwrap());
+    rejected(req, 415, "multipart/form-data").await;
+    let mut req = fixture("apigw-upload-base64.json");
+    req.body = Some("!!!not base64".into());
+    rejected(req, 400, "base64").await;
+    let mut req = fixture("apigw-upload-text.json");
+    req.body = Some(
+        "--XyZzY-boundary\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nunterminated"
+            .into(),
+    );
+    rejected(req, 400, "closing multipart boundary").await;
+    let mut req = fixture("apigw-upload-text.json");
+    req.body = None;
+    rejected(req, 400, "no body").await;
+}
+
+#[tokio::test]
+async fn field_given_twice() {
+    let f = mp3();
+    rejected(
+        with_parts(&[
+            ("email", None, None, b"a@b.co"),
+            ("email", None, None, b"c@d.co"),
+            ("language", None, None, b"ko-KR"),
+            ("file", Some("a.mp3"), None, &f),
+        ]),
+        400,
+        "twice",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn s3_failure_removes_the_row() {
+    let (deps, repo, store) = deps();
+    store.fail_puts.store(true, Ordering::SeqCst);
+    let resp = handler(&deps, fixture("apigw-upload-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 500);
+    let msg = json(&resp)["error"].as_str().unwrap().to_string();
+    assert!(!msg.contains("injected"), "no internal details: {msg}");
+    assert!(repo.all().is_empty(), "row removed");
+}
+
+#[tokio::test]
+async fn db_failure_is_500_and_writes_nothing() {
+    let (deps, repo, store) = deps();
+    repo.fail.store(true, Ordering::SeqCst);
+    let resp = handler(&deps, fixture("apigw-upload-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 500);
+    assert!(store.keys().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_method() {
+    let mut req = fixture("apigw-upload-base64.json");
+    req.http_method = aws_lambda_events::http::Method::GET;
+    let (resp, _, _) = run(req).await;
+    assert_eq!(resp.status_code, 405);
+}

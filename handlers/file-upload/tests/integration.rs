@@ -1,0 +1,179 @@
+//! file_upload against ministack (S3) and MariaDB. Runs with STT_INTEGRATION=1.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::ApiGatewayProxyRequest;
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use file_upload::audio::sample_mp3;
+use file_upload::multipart::{build_body, PartSpec};
+use file_upload::{handler, Deps};
+use sqlx::mysql::MySqlPool;
+use stt_common::repo::MySqlRepo;
+use stt_common::store::S3Store;
+use stt_common::testing::{self, integration_enabled, require_services};
+
+const BOUNDARY: &str = "----WebKitFormBoundaryq7MA4YWxkTrZu0gW";
+
+fn fixture(name: &str) -> ApiGatewayProxyRequest {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn with_parts(parts: &[PartSpec]) -> ApiGatewayProxyRequest {
+    let mut req = fixture("apigw-upload-base64.json");
+    req.body = Some(base64::engine::general_purpose::STANDARD.encode(build_body(BOUNDARY, parts)));
+    req
+}
+
+async fn rows(pool: &MySqlPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM fileTable")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn uploads_reach_s3_and_mysql_and_bad_ones_leave_nothing() {
+    if !integration_enabled("file_upload::integration") {
+        return;
+    }
+    require_services().await;
+    let cfg = testing::ministack_config().await;
+    let s3 = testing::s3_client(&cfg);
+    let bucket = testing::create_bucket(&s3, "stt-upload").await;
+    let (db, pool) = testing::fresh_database("stt_upload").await;
+    let deps = Deps {
+        repo: Arc::new(MySqlRepo::new(pool.clone())),
+        store: Arc::new(S3Store::new(s3.clone())),
+        bucket: bucket.clone(),
+        allowed_origins: vec!["https://d111111abcdef8.cloudfront.net".into()],
+    };
+
+    // A good upload: the object in S3 and the row in MySQL.
+    let resp = handler(&deps, fixture("apigw-upload-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
+    let Some(Body::Text(text)) = &resp.body else {
+        panic!()
+    };
+    let body: serde_json::Value = serde_json::from_str(text).unwrap();
+    let key = body["key"].as_str().unwrap().to_string();
+    let obj = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("object stored");
+    assert_eq!(obj.content_type(), Some("audio/mpeg"));
+    let data = obj.body.collect().await.unwrap().into_bytes();
+    assert_eq!(&data[..], &sample_mp3(3, true)[..]);
+    let (email, filename, language, audio_key): (String, String, String, String) = sqlx::query_as(
+        "SELECT email, filename, language, audio_key FROM fileTable WHERE upload_id = ?",
+    )
+    .bind(body["uploadId"].as_str().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            email.as_str(),
+            filename.as_str(),
+            language.as_str(),
+            audio_key.as_str()
+        ),
+        ("user@example.com", "한글 녹음.mp3", "ko-KR", key.as_str())
+    );
+    let resp = handler(&deps, fixture("apigw-upload-text.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
+    assert_eq!(rows(&pool).await, 2);
+    assert_eq!(testing::list_keys(&s3, &bucket).await.len(), 2);
+
+    // Bad uploads: 4xx, and neither a row nor an object.
+    let mp3 = sample_mp3(3, true);
+    let mut big = mp3.clone();
+    big.resize(file_upload::MAX_FILE_BYTES + 10, 0);
+    let cases: Vec<(&str, ApiGatewayProxyRequest)> = vec![
+        (
+            "missing field",
+            with_parts(&[
+                ("email", None, None, b"a@b.co"),
+                ("file", Some("a.mp3"), None, &mp3),
+            ]),
+        ),
+        (
+            "bad e-mail",
+            with_parts(&[
+                ("email", None, None, b"a@@b"),
+                ("language", None, None, b"ko-KR"),
+                ("file", Some("a.mp3"), None, &mp3),
+            ]),
+        ),
+        (
+            "unsupported language",
+            with_parts(&[
+                ("email", None, None, b"a@b.co"),
+                ("language", None, None, b"tlh-KL"),
+                ("file", Some("a.mp3"), None, &mp3),
+            ]),
+        ),
+        (
+            "non-audio file",
+            with_parts(&[
+                ("email", None, None, b"a@b.co"),
+                ("language", None, None, b"ko-KR"),
+                ("file", Some("a.mp3"), None, b"<?php echo 1; ?>"),
+            ]),
+        ),
+        (
+            "oversize",
+            with_parts(&[
+                ("email", None, None, b"a@b.co"),
+                ("language", None, None, b"ko-KR"),
+                ("file", Some("a.mp3"), None, &big),
+            ]),
+        ),
+        (
+            "path traversal",
+            with_parts(&[
+                ("email", None, None, b"a@b.co"),
+                ("language", None, None, b"ko-KR"),
+                ("file", Some("../../../etc/cron.d/x.mp3"), None, &mp3),
+            ]),
+        ),
+    ];
+    for (what, req) in cases {
+        let resp = handler(&deps, req).await.unwrap();
+        assert!(
+            (400..500).contains(&resp.status_code),
+            "{what}: {} {:?}",
+            resp.status_code,
+            resp.body
+        );
+    }
+    assert_eq!(rows(&pool).await, 2, "bad uploads wrote no row");
+    assert_eq!(
+        testing::list_keys(&s3, &bucket).await.len(),
+        2,
+        "bad uploads wrote no object"
+    );
+
+    // An S3 failure (the bucket does not exist) removes the row again.
+    let broken = Deps {
+        bucket: testing::unique("stt-missing-bucket"),
+        repo: deps.repo.clone(),
+        store: deps.store.clone(),
+        allowed_origins: vec![],
+    };
+    let resp = handler(&broken, fixture("apigw-upload-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 500);
+    assert_eq!(rows(&pool).await, 2, "row rolled back");
+
+    testing::drop_database(&db).await;
+}

@@ -1,0 +1,108 @@
+//! The release zip of `file_upload` run by ministack's Lambda (provided.al2023) on the API
+//! Gateway fixture: the real runtime, event decoding and response encoding. Runs with
+//! STT_INTEGRATION=1; skips with a message when the zip is not built (fails instead with
+//! STT_REQUIRE_ZIPS=1).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime, State};
+use stt_common::testing::{self, integration_enabled, require_services};
+
+#[tokio::test]
+async fn built_zip_stores_an_upload() {
+    if !integration_enabled("file_upload::built_zip_stores_an_upload") {
+        return;
+    }
+    let zip = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/lambda/file_upload/bootstrap.zip");
+    if !zip.exists() {
+        let msg = format!(
+            "{} is missing: build the zips first (handlers/README.md)",
+            zip.display()
+        );
+        if std::env::var("STT_REQUIRE_ZIPS").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        eprintln!("built_zip_stores_an_upload skipped: {msg}");
+        return;
+    }
+    require_services().await;
+    let cfg = testing::ministack_config().await;
+    let s3 = testing::s3_client(&cfg);
+    let lambda = aws_sdk_lambda::Client::new(&cfg);
+    let bucket = testing::create_bucket(&s3, "stt-zip-upload").await;
+    let (db, _pool) = testing::fresh_database("stt_zip_upload").await;
+    let name = testing::unique("stt-file-upload");
+    let env = Environment::builder()
+        .variables("DB_URL", testing::db_url())
+        .variables("DB_NAME", &db)
+        .variables("AUDIO_BUCKET", &bucket)
+        // ministack's native provided.al2023 runner passes AWS_ENDPOINT_URL only when
+        // ministack itself was started with it; the local target sets it per function.
+        .variables("AWS_ENDPOINT_URL", testing::ministack_url())
+        .variables("ALLOWED_ORIGIN", "https://d111111abcdef8.cloudfront.net")
+        .build();
+    lambda
+        .create_function()
+        .function_name(&name)
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role("arn:aws:iam::000000000000:role/x")
+        .timeout(90)
+        .memory_size(512)
+        .environment(env)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(std::fs::read(&zip).unwrap()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateFunction");
+    for _ in 0..60 {
+        let f = lambda
+            .get_function()
+            .function_name(&name)
+            .send()
+            .await
+            .unwrap();
+        if f.configuration().and_then(|c| c.state()) != Some(&State::Pending) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let event = std::fs::read(format!(
+        "{}/tests/fixtures/apigw-upload-base64.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let out = lambda
+        .invoke()
+        .function_name(&name)
+        .payload(Blob::new(event))
+        .send()
+        .await
+        .expect("Invoke");
+    let payload =
+        String::from_utf8_lossy(out.payload().map(|p| p.as_ref()).unwrap_or_default()).into_owned();
+    let _ = lambda.delete_function().function_name(&name).send().await;
+    assert!(out.function_error().is_none(), "function error: {payload}");
+    let resp: serde_json::Value = serde_json::from_str(&payload).expect("JSON answer");
+    assert_eq!(resp["statusCode"], 201, "{payload}");
+    let body: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    let key = body["key"].as_str().unwrap();
+    assert!(key.ends_with("/한글 녹음.mp3"), "{key}");
+    s3.head_object()
+        .bucket(&bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("object stored by the zip");
+    assert_eq!(
+        resp["headers"]["access-control-allow-origin"],
+        "https://d111111abcdef8.cloudfront.net"
+    );
+    testing::drop_database(&db).await;
+}

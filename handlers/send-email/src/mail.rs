@@ -1,0 +1,166 @@
+//! Sending mail: SES v2 (default) or an SMTP relay with `lettre` (for SES sandbox accounts,
+//! which may only mail verified recipients).
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `MAIL_FROM` | sender address (an SES-verified identity) |
+//! | `MAIL_TRANSPORT` | `ses` (default) or `smtp` |
+//! | `SES_CONFIGURATION_SET` | optional SES configuration set |
+//! | `SMTP_HOST`, `SMTP_PORT` | relay, port default 587 |
+//! | `SMTP_TLS` | `starttls` (default), `tls` (implicit, port 465) or `none` (local relays only) |
+//! | `SMTP_SECRET_ARN` | Secrets Manager secret `{"username": .., "password": ..}` for the relay |
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::Deserialize;
+use stt_common::config::{opt_env, req_env};
+use stt_common::error::display_chain;
+use stt_common::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, mail: &Mail) -> Result<()>;
+}
+
+/// SES v2 `SendEmail`.
+pub struct SesMailer {
+    pub client: aws_sdk_sesv2::Client,
+    pub configuration_set: Option<String>,
+}
+
+fn content(s: &str) -> Result<Content> {
+    Content::builder()
+        .data(s)
+        .charset("UTF-8")
+        .build()
+        .map_err(|e| Error::service("ses:SendEmail", e))
+}
+
+#[async_trait]
+impl Mailer for SesMailer {
+    async fn send(&self, mail: &Mail) -> Result<()> {
+        let message = Message::builder()
+            .subject(content(&mail.subject)?)
+            .body(
+                Body::builder()
+                    .text(content(&mail.text)?)
+                    .html(content(&mail.html)?)
+                    .build(),
+            )
+            .build();
+        self.client
+            .send_email()
+            .from_email_address(&mail.from)
+            .destination(Destination::builder().to_addresses(&mail.to).build())
+            .content(EmailContent::builder().simple(message).build())
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let mut message = display_chain(&e);
+                if message.contains("not verified") {
+                    message.push_str(
+                        " (an SES account in the sandbox may only mail verified addresses: \
+                         verify the recipient, request production access, or set \
+                         MAIL_TRANSPORT=smtp with a relay)",
+                    );
+                }
+                Error::service("ses:SendEmail", message)
+            })?;
+        Ok(())
+    }
+}
+
+/// An SMTP relay.
+pub struct SmtpMailer {
+    pub transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+fn mailbox(addr: &str) -> Result<Mailbox> {
+    addr.parse()
+        .map_err(|e| Error::service("smtp", format!("address {addr:?}: {e}")))
+}
+
+#[async_trait]
+impl Mailer for SmtpMailer {
+    async fn send(&self, mail: &Mail) -> Result<()> {
+        let msg = lettre::Message::builder()
+            .from(mailbox(&mail.from)?)
+            .to(mailbox(&mail.to)?)
+            .subject(&mail.subject)
+            .multipart(MultiPart::alternative_plain_html(
+                mail.text.clone(),
+                mail.html.clone(),
+            ))
+            .map_err(|e| Error::service("smtp", e))?;
+        self.transport
+            .send(msg)
+            .await
+            .map_err(|e| Error::service("smtp", display_chain(&e)))?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct SmtpSecret {
+    username: String,
+    password: String,
+}
+
+/// Builds the configured mailer (cold start).
+pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Mailer>> {
+    let transport = opt_env("MAIL_TRANSPORT").unwrap_or_else(|| "ses".into());
+    match transport.to_ascii_lowercase().as_str() {
+        "ses" => Ok(Arc::new(SesMailer {
+            client: aws_sdk_sesv2::Client::new(sdk),
+            configuration_set: opt_env("SES_CONFIGURATION_SET"),
+        })),
+        "smtp" => {
+            let host = req_env("SMTP_HOST")?;
+            let tls = opt_env("SMTP_TLS").unwrap_or_else(|| "starttls".into());
+            let smtp_err = |e: lettre::transport::smtp::Error| Error::service("smtp", e);
+            let mut builder = match tls.as_str() {
+                "starttls" => {
+                    AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host).map_err(smtp_err)?
+                }
+                "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host).map_err(smtp_err)?,
+                "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
+                other => {
+                    return Err(Error::Config(format!(
+                        "SMTP_TLS {other:?}: expected starttls, tls or none"
+                    )))
+                }
+            };
+            if let Some(port) = opt_env("SMTP_PORT") {
+                let port = port
+                    .parse()
+                    .map_err(|_| Error::Config(format!("SMTP_PORT {port:?} is not a port")))?;
+                builder = builder.port(port);
+            }
+            if let Some(arn) = opt_env("SMTP_SECRET_ARN") {
+                let s: SmtpSecret = stt_common::db::read_secret_json(sdk, &arn).await?;
+                builder = builder.credentials(Credentials::new(s.username, s.password));
+            }
+            Ok(Arc::new(SmtpMailer {
+                transport: builder.build(),
+            }))
+        }
+        other => Err(Error::Config(format!(
+            "MAIL_TRANSPORT {other:?}: expected ses or smtp"
+        ))),
+    }
+}

@@ -1,0 +1,12 @@
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use stt_common::events::S3Notification;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    stt_common::init_tracing();
+    let deps = send_email::Deps::from_env().await?;
+    run(service_fn(|ev: LambdaEvent<S3Notification>| {
+        send_email::handler(&deps, ev.payload)
+    }))
+    .await
+}

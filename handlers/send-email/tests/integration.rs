@@ -1,0 +1,119 @@
+//! send_email against ministack (S3, SES v2) and MariaDB. Runs with STT_INTEGRATION=1.
+
+use std::sync::Arc;
+
+use send_email::mail::SesMailer;
+use send_email::{handler, Deps};
+use stt_common::events::S3Notification;
+use stt_common::repo::{MySqlRepo, NewUpload, UploadRepo};
+use stt_common::store::S3Store;
+use stt_common::testing::{self, integration_enabled, require_services};
+
+fn messages_to(addr: &str) -> Vec<serde_json::Value> {
+    let (code, body) = testing::http(
+        "GET",
+        &format!("{}/_ministack/ses/messages", testing::ministack_url()),
+    )
+    .expect("GET /_ministack/ses/messages");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let mut out = Vec::new();
+    for (_, msgs) in v["messages"].as_object().unwrap() {
+        for m in msgs.as_array().unwrap() {
+            if m["To"].as_array().unwrap().iter().any(|t| t == addr) {
+                out.push(m.clone());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn mails_once_through_ses() {
+    if !integration_enabled("send_email::integration") {
+        return;
+    }
+    require_services().await;
+    let cfg = testing::ministack_config().await;
+    let s3 = testing::s3_client(&cfg);
+    let ses = aws_sdk_sesv2::Client::new(&cfg);
+    let bucket = testing::create_bucket(&s3, "stt-mail").await;
+    let (db, pool) = testing::fresh_database("stt_mail").await;
+    let repo = Arc::new(MySqlRepo::new(pool));
+    let from = "stt@example.com";
+    let _ = ses
+        .create_email_identity()
+        .email_identity(from)
+        .send()
+        .await;
+
+    let n = std::process::id() % 100_000;
+    let to = format!(
+        "u{n}x{}@example.com",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            % 10_000
+    );
+    let upload_id = format!("{:032x}", 0xb0b0_0000_u128 + n as u128);
+    repo.insert(&NewUpload {
+        upload_id: upload_id.clone(),
+        email: to.clone(),
+        filename: "한글 녹음.mp3".into(),
+        language: "ko-KR".into(),
+        audio_key: format!("input_audio/{upload_id}/한글 녹음.mp3"),
+    })
+    .await
+    .unwrap();
+    let key = format!("output_text/{upload_id}/한글 녹음.txt");
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body("안녕하세요 <script>x</script>".as_bytes().to_vec().into())
+        .content_type("text/plain; charset=utf-8")
+        .send()
+        .await
+        .unwrap();
+    let raw = std::fs::read_to_string(format!(
+        "{}/../common/fixtures/s3-put-text-korean.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replace("stt-audio-bucket", &bucket)
+    .replace("0123456789abcdef0123456789abcdef", &upload_id);
+    let deps = Deps {
+        repo: repo.clone(),
+        store: Arc::new(S3Store::new(s3.clone())),
+        mailer: Arc::new(SesMailer {
+            client: ses.clone(),
+            configuration_set: None,
+        }),
+        from: from.into(),
+    };
+    let ev: S3Notification = serde_json::from_str(&raw).unwrap();
+    let out = handler(&deps, ev).await.expect("send_email");
+    assert_eq!(out["sent"].as_array().unwrap().len(), 1, "{out}");
+    let msgs = messages_to(&to);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0]["Subject"]
+        .as_str()
+        .unwrap()
+        .contains("한글 녹음.mp3"));
+    assert!(msgs[0]["BodyText"]
+        .as_str()
+        .unwrap()
+        .contains("안녕하세요 <script>"));
+    if let Some(html) = msgs[0]["BodyHtml"].as_str() {
+        assert!(
+            html.contains("&lt;script&gt;") && !html.contains("<script>"),
+            "{html}"
+        );
+    }
+
+    // The repeated event sends nothing more.
+    let ev: S3Notification = serde_json::from_str(&raw).unwrap();
+    handler(&deps, ev).await.unwrap();
+    assert_eq!(messages_to(&to).len(), 1, "no second mail");
+    testing::drop_database(&db).await;
+}
