@@ -47,7 +47,7 @@ build:
 zips: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip $(HANDLERS)
 
-local: deps build
+local: deps build zips mariadb
 	scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 

@@ -4,6 +4,8 @@
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudfront as cloudfront;
 use aws_sdk_ec2 as ec2;
+use aws_sdk_iam as iam;
+use aws_sdk_lambda as lambda;
 use aws_sdk_rds as rds;
 use aws_sdk_s3 as s3;
 use aws_sdk_sts as sts;
@@ -28,6 +30,8 @@ pub struct Clients {
     pub cloudfront: cloudfront::Client,
     pub ec2: ec2::Client,
     pub rds: rds::Client,
+    pub iam: iam::Client,
+    pub lambda: lambda::Client,
     pub calls: CallCounter,
     pub region: String,
     pub account_id: String,
@@ -87,6 +91,16 @@ impl Clients {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let iam = iam::Client::from_conf(
+            iam::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let lambda = lambda::Client::from_conf(
+            lambda::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         let sts = sts::Client::from_conf(
             sts::config::Builder::from(&sdk)
                 .interceptor(calls.clone())
@@ -104,6 +118,8 @@ impl Clients {
             cloudfront,
             ec2,
             rds,
+            iam,
+            lambda,
             calls,
             region: region.to_owned(),
             account_id,

@@ -278,6 +278,8 @@ pub struct Aws {
     pub cloudfront: aws_sdk_cloudfront::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub rds: aws_sdk_rds::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Aws {
@@ -304,6 +306,8 @@ impl Aws {
             cloudfront: aws_sdk_cloudfront::Client::new(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The RDS MySQL instance (console step S15), the slowest resource of the stack: created as
-//! soon as its subnet group and security group exist, then waited for after everything else.
+//! soon as its subnet group and security group exist, and waited for while everything that
+//! does not need it goes on.
 //!
 //! The master password is managed by RDS in Secrets Manager (never seen by this tool), storage
 //! is encrypted, the instance is not publicly accessible, and `down` takes a final snapshot
@@ -460,6 +461,11 @@ impl Resource for DbInstance {
                 })?;
                 self.modify(cx, planned, &db).await?;
             }
+        }
+        if matches!(planned.action, Action::Create | Action::Replace) {
+            // The functions need the endpoint, which exists only once the instance is
+            // available; what does not depend on the database goes on meanwhile.
+            return self.wait_ready(cx).await;
         }
         if let Some(db) = self.find(cx).await? {
             self.publish(cx, &db);

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use values::{
-    AllowedMethods, CachePolicy, DbIdentifier, EndpointService, Engine, GatewayService,
-    HttpVersion, InstanceClass, Ipv4Cidr, OriginShieldRegion, PriceClass, Region, RetentionDays,
-    StackName, StorageSize, StorageType, TagKey, ViewerProtocolPolicy,
+    AllowedMethods, CachePolicy, DbIdentifier, EndpointService, Engine, EphemeralStorageSize,
+    GatewayService, HttpVersion, InstanceClass, Ipv4Cidr, MailAddress, MemorySize,
+    OriginShieldRegion, PriceClass, Region, RetentionDays, StackName, StorageSize, StorageType,
+    TagKey, TimeoutSeconds, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -53,6 +54,45 @@ pub struct Stt {
     /// RDS MySQL (S15, S16); needs `network`.
     #[serde(default)]
     pub database: Option<Database>,
+    /// The Lambda functions, their roles and the audio bucket (S8 to S10, S17, S22, S23,
+    /// S25, S27, S29); needs `network` and `database`.
+    #[serde(default)]
+    pub functions: Option<Functions>,
+}
+
+/// The speech-to-text functions. Each is built by `make zips` into
+/// `{zips_dir}/{function}/bootstrap.zip`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Functions {
+    #[serde(default = "defaults::zips_dir")]
+    pub zips_dir: PathBuf,
+    /// The sender of the transcript mails (an SES identity of the account), e.g.
+    /// `transcripts@example.com`.
+    pub mail_from: MailAddress,
+    /// Origin allowed to call the upload API (CORS). Default: the site's CloudFront address.
+    #[serde(default)]
+    pub allowed_origin: Option<String>,
+    /// The console build: 512 MB and 90 s; Rust needs far less.
+    #[serde(default = "defaults::file_upload")]
+    pub file_upload: FunctionSettings,
+    #[serde(default = "defaults::small_function")]
+    pub audio_transcribe: FunctionSettings,
+    #[serde(default = "defaults::small_function")]
+    pub save_text: FunctionSettings,
+    #[serde(default = "defaults::small_function")]
+    pub send_email: FunctionSettings,
+    #[serde(default = "defaults::small_function")]
+    pub db_migrate: FunctionSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSettings {
+    pub memory_mb: MemorySize,
+    pub timeout_s: TimeoutSeconds,
+    #[serde(default = "defaults::ephemeral_storage")]
+    pub ephemeral_storage_mb: EphemeralStorageSize,
 }
 
 /// Console steps S16 to S18, S20, S21: VPC, subnets, routes, security groups, endpoints.
@@ -240,6 +280,26 @@ mod defaults {
     }
     pub fn database_name() -> DbIdentifier {
         DbIdentifier("stt".into())
+    }
+    pub fn zips_dir() -> PathBuf {
+        PathBuf::from("target/lambda")
+    }
+    pub fn ephemeral_storage() -> EphemeralStorageSize {
+        EphemeralStorageSize(512)
+    }
+    pub fn file_upload() -> FunctionSettings {
+        FunctionSettings {
+            memory_mb: MemorySize(256),
+            timeout_s: TimeoutSeconds(30),
+            ephemeral_storage_mb: ephemeral_storage(),
+        }
+    }
+    pub fn small_function() -> FunctionSettings {
+        FunctionSettings {
+            memory_mb: MemorySize(128),
+            timeout_s: TimeoutSeconds(60),
+            ephemeral_storage_mb: ephemeral_storage(),
+        }
     }
     pub fn error_responses() -> Vec<ErrorResponse> {
         vec![ErrorResponse {

@@ -570,3 +570,37 @@ impl GatewayService {
         }
     }
 }
+
+bounded_number!(
+    /// Lambda memory in MB (128 to 10240).
+    MemorySize, i32, 128u64, 10240u64, "memory (MB)"
+);
+bounded_number!(
+    /// Lambda timeout in seconds (1 to 900).
+    TimeoutSeconds, i32, 1u64, 900u64, "timeout (s)"
+);
+bounded_number!(
+    /// Lambda ephemeral storage in MB (512 to 10240).
+    EphemeralStorageSize, i32, 512u64, 10240u64, "ephemeral storage (MB)"
+);
+
+string_newtype!(
+    /// An e-mail address: something@domain, the domain with a dot.
+    MailAddress,
+    |s| {
+        let valid = s.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !s.contains(char::is_whitespace)
+        });
+        if valid {
+            Ok(())
+        } else {
+            Err(format!("{s:?} is not an e-mail address"))
+        }
+    }
+);
+
+impl MailAddress {
+    pub fn domain(&self) -> &str {
+        self.0.split_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}

@@ -1,6 +1,7 @@
 //! Which resources make up each system, how they are named and how they link.
 
 pub mod stt;
+pub mod stt_functions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,10 +21,15 @@ pub fn graph(cx: &Context) -> Result<Graph, GraphError> {
     if let Some(database) = &cx.stack.stt.database {
         resources.extend(stt::database(cx, database));
     }
+    if let Some(functions) = &cx.stack.stt.functions {
+        resources.extend(stt_functions::resources(cx, functions));
+    }
     Graph::new(resources)
 }
 
 /// What a person needs after `up`: URLs, names, ids.
 pub fn outputs(cx: &Context) -> BTreeMap<&'static str, String> {
-    stt::outputs(cx)
+    let mut out = stt::outputs(cx);
+    stt_functions::outputs(cx, &mut out);
+    out
 }

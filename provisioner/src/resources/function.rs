@@ -1,0 +1,417 @@
+//! A Lambda function from a zip built by `make zips` (console steps S10, S17, S23, S27, S29,
+//! V5): runtime `provided.al2023`, x86_64, memory, ephemeral storage and timeout from
+//! `stack.yaml`, environment, and the VPC for the functions that reach the database. Code is
+//! uploaded only when the zip's SHA-256 differs from the deployed `CodeSha256`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    Architecture, Environment, EphemeralStorage, FunctionCode, LastUpdateStatus, Runtime, State,
+    VpcConfig,
+};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::tag_diff;
+use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::{
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
+    ResourceKey,
+};
+
+/// Where a function runs inside the VPC.
+pub struct Network {
+    pub subnets: Vec<ResourceKey>,
+    pub security_group: ResourceKey,
+    /// Outbound IPv6 to dual-stack AWS endpoints.
+    pub ipv6: bool,
+}
+
+pub struct Function {
+    pub key: ResourceKey,
+    pub name: String,
+    pub role: ResourceKey,
+    pub zip: PathBuf,
+    pub memory_mb: i32,
+    pub timeout_s: i32,
+    pub ephemeral_storage_mb: i32,
+    pub network: Option<Network>,
+    /// Other resources whose outputs the environment needs.
+    pub inputs: Vec<ResourceKey>,
+    pub environment: Box<dyn Fn(&Context) -> BTreeMap<String, String> + Send + Sync>,
+}
+
+/// Lambda's `CodeSha256`: the base64 of the zip's SHA-256.
+pub fn code_sha256(zip: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip))
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+impl Function {
+    fn zip(&self) -> Result<Vec<u8>, Error> {
+        std::fs::read(&self.zip).map_err(|e| Error::Refused {
+            resource: self.key.clone(),
+            message: format!(
+                "cannot read {}: {e}; build the zips with `make zips`",
+                self.zip.display()
+            ),
+        })
+    }
+
+    fn vpc_config(&self, cx: &Context) -> VpcConfig {
+        match &self.network {
+            Some(n) => VpcConfig::builder()
+                .set_subnet_ids(Some(
+                    n.subnets
+                        .iter()
+                        .filter_map(|s| cx.output(s, "id"))
+                        .collect(),
+                ))
+                .set_security_group_ids(Some(
+                    cx.output(&n.security_group, "id").into_iter().collect(),
+                ))
+                .ipv6_allowed_for_dual_stack(n.ipv6)
+                .build(),
+            // Empty lists detach a function from a VPC.
+            None => VpcConfig::builder()
+                .set_subnet_ids(Some(vec![]))
+                .set_security_group_ids(Some(vec![]))
+                .build(),
+        }
+    }
+
+    /// Lambda refuses a role IAM has not propagated yet, and any change while another is
+    /// being applied: both settle within seconds to a couple of minutes.
+    fn transient(e: &Error) -> bool {
+        match e.code() {
+            Some("ResourceConflictException") => true,
+            Some("InvalidParameterValueException") => {
+                e.to_string().contains("cannot be assumed") || e.to_string().contains("role")
+            }
+            _ => false,
+        }
+    }
+
+    async fn wait_settled(&self, cx: &Context) -> Result<(), Error> {
+        let interval = if cx.aws.local {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(2)
+        };
+        let spinner = cx.spinner(format!("waiting for function {} to be active", self.name));
+        for _ in 0..600 {
+            let out = cx
+                .aws
+                .lambda
+                .get_function_configuration()
+                .function_name(&self.name)
+                .send()
+                .await
+                .step(&self.key, "GetFunctionConfiguration")?;
+            let state = out.state().cloned();
+            let update = out.last_update_status().cloned();
+            if matches!(state, Some(State::Failed))
+                || matches!(update, Some(LastUpdateStatus::Failed))
+            {
+                return Err(Error::Refused {
+                    resource: self.key.clone(),
+                    message: format!(
+                        "function {} failed: {}",
+                        self.name,
+                        out.state_reason()
+                            .or(out.last_update_status_reason())
+                            .unwrap_or("no reason given")
+                    ),
+                });
+            }
+            let active = matches!(state, None | Some(State::Active));
+            let updated = matches!(update, None | Some(LastUpdateStatus::Successful));
+            if active && updated {
+                return Ok(());
+            }
+            spinner.set_message(format!(
+                "waiting for function {} ({:?}, {:?})",
+                self.name, state, update
+            ));
+            tokio::time::sleep(interval).await;
+        }
+        Err(Error::Timeout {
+            resource: self.key.clone(),
+            what: format!("function {} to be active", self.name),
+            seconds: 600 * interval.as_secs().max(1),
+        })
+    }
+
+    async fn create(&self, cx: &Context) -> Result<(), Error> {
+        let zip = self.zip()?;
+        let role = cx.require(&self.key, &self.role, "arn")?;
+        let environment = Environment::builder()
+            .set_variables(Some((self.environment)(cx).into_iter().collect()))
+            .build();
+        let tags: std::collections::HashMap<String, String> = cx.tags().into_iter().collect();
+        let result = retry_when(Backoff::SETTLING, Self::transient, || async {
+            cx.aws
+                .lambda
+                .create_function()
+                .function_name(&self.name)
+                .runtime(Runtime::Providedal2023)
+                .handler("bootstrap")
+                .architectures(Architecture::X8664)
+                .role(&role)
+                .code(
+                    FunctionCode::builder()
+                        .zip_file(Blob::new(zip.clone()))
+                        .build(),
+                )
+                .memory_size(self.memory_mb)
+                .timeout(self.timeout_s)
+                .ephemeral_storage(
+                    EphemeralStorage::builder()
+                        .size(self.ephemeral_storage_mb)
+                        .build()
+                        .expect("size set"),
+                )
+                .environment(environment.clone())
+                .vpc_config(self.vpc_config(cx))
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await
+                .step(&self.key, "CreateFunction")
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Created by a run interrupted before it saw the answer.
+            Err(e) if e.code() == Some("ResourceConflictException") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for Function {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        let mut deps = vec![self.role.clone()];
+        if let Some(n) = &self.network {
+            deps.extend(n.subnets.iter().cloned());
+            deps.push(n.security_group.clone());
+        }
+        deps.extend(self.inputs.iter().cloned());
+        deps
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let zip = self.zip()?;
+        let out = match cx
+            .aws
+            .lambda
+            .get_function()
+            .function_name(&self.name)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(Planned::create(self.key.clone(), self.name.clone()));
+            }
+            Err(e) => return Err(e).step(&self.key, "GetFunction"),
+        };
+        let Some(live) = out.configuration() else {
+            return Ok(Planned::create(self.key.clone(), self.name.clone()));
+        };
+        if let Some(arn) = live.function_arn() {
+            cx.publish(&self.key, "arn", arn);
+        }
+        cx.publish(&self.key, "name", &self.name);
+        let mut diff = Diff::default();
+        diff.field(
+            "CodeSha256",
+            code_sha256(&zip),
+            live.code_sha256().unwrap_or_default().to_owned(),
+        );
+        diff.field(
+            "Runtime",
+            "provided.al2023",
+            live.runtime().map(|r| r.as_str()).unwrap_or_default(),
+        );
+        diff.field("Handler", "bootstrap", live.handler().unwrap_or_default());
+        diff.field(
+            "Role",
+            cx.output(&self.role, "arn"),
+            live.role().map(str::to_owned),
+        );
+        diff.field("MemorySize", Some(self.memory_mb), live.memory_size());
+        diff.field("Timeout", Some(self.timeout_s), live.timeout());
+        diff.field(
+            "EphemeralStorage",
+            Some(self.ephemeral_storage_mb),
+            live.ephemeral_storage().map(|e| e.size()),
+        );
+        let live_env: BTreeMap<String, String> = live
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        diff.field("Environment", (self.environment)(cx), live_env);
+        let wanted_vpc = self.vpc_config(cx);
+        let live_vpc = live.vpc_config();
+        diff.field(
+            "VpcConfig.SubnetIds",
+            sorted(wanted_vpc.subnet_ids().to_vec()),
+            sorted(
+                live_vpc
+                    .map(|v| v.subnet_ids().to_vec())
+                    .unwrap_or_default(),
+            ),
+        );
+        diff.field(
+            "VpcConfig.SecurityGroupIds",
+            sorted(wanted_vpc.security_group_ids().to_vec()),
+            sorted(
+                live_vpc
+                    .map(|v| v.security_group_ids().to_vec())
+                    .unwrap_or_default(),
+            ),
+        );
+        let live_tags = out
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        diff.extend(tag_diff(&cx.tags(), &live_tags));
+        Ok(Planned::from_diff(
+            self.key.clone(),
+            self.name.clone(),
+            diff.into_vec(),
+        ))
+    }
+
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
+        let lambda = &cx.aws.lambda;
+        if planned.action == Action::Create {
+            self.create(cx).await?;
+        } else {
+            // One change at a time: Lambda refuses an update while another is in progress.
+            self.wait_settled(cx).await?;
+            let configuration = planned
+                .changes
+                .iter()
+                .any(|c| !c.field.starts_with("Tags.") && c.field != "CodeSha256");
+            if configuration {
+                let role = cx.require(&self.key, &self.role, "arn")?;
+                let environment = Environment::builder()
+                    .set_variables(Some((self.environment)(cx).into_iter().collect()))
+                    .build();
+                retry_when(Backoff::SETTLING, Self::transient, || async {
+                    lambda
+                        .update_function_configuration()
+                        .function_name(&self.name)
+                        .runtime(Runtime::Providedal2023)
+                        .handler("bootstrap")
+                        .role(&role)
+                        .memory_size(self.memory_mb)
+                        .timeout(self.timeout_s)
+                        .ephemeral_storage(
+                            EphemeralStorage::builder()
+                                .size(self.ephemeral_storage_mb)
+                                .build()
+                                .expect("size set"),
+                        )
+                        .environment(environment.clone())
+                        .vpc_config(self.vpc_config(cx))
+                        .send()
+                        .await
+                        .step(&self.key, "UpdateFunctionConfiguration")
+                })
+                .await?;
+                self.wait_settled(cx).await?;
+            }
+            if planned.touches("CodeSha256") {
+                let zip = self.zip()?;
+                retry_when(Backoff::SETTLING, Self::transient, || async {
+                    lambda
+                        .update_function_code()
+                        .function_name(&self.name)
+                        .zip_file(Blob::new(zip.clone()))
+                        .send()
+                        .await
+                        .step(&self.key, "UpdateFunctionCode")
+                })
+                .await?;
+            }
+            if planned.touches("Tags.") {
+                let arn = cx.require(&self.key, &self.key, "arn")?;
+                lambda
+                    .tag_resource()
+                    .resource(arn)
+                    .set_tags(Some(cx.tags().into_iter().collect()))
+                    .send()
+                    .await
+                    .step(&self.key, "TagResource")?;
+            }
+        }
+        let out = lambda
+            .get_function_configuration()
+            .function_name(&self.name)
+            .send()
+            .await
+            .step(&self.key, "GetFunctionConfiguration")?;
+        if let Some(arn) = out.function_arn() {
+            cx.publish(&self.key, "arn", arn);
+        }
+        cx.publish(&self.key, "name", &self.name);
+        Ok(())
+    }
+
+    async fn wait_ready(&self, cx: &Context) -> Result<(), Error> {
+        self.wait_settled(cx).await
+    }
+
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        match cx
+            .aws
+            .lambda
+            .delete_function()
+            .function_name(&self.name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(Deleted::Absent)
+            }
+            Err(e) => Err(e).step(&self.key, "DeleteFunction"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_sha256_is_base64_of_the_digest() {
+        // sha256("") = e3b0c442..., base64 as Lambda reports it.
+        assert_eq!(
+            code_sha256(b""),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+    }
+}

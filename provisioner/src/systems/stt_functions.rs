@@ -1,0 +1,378 @@
+//! The speech-to-text functions (console steps S8 to S10, S17, S22, S23, S25, S27, S29): the
+//! audio bucket, one role per function allowed exactly what its handler does on the stack's
+//! own resources, and the functions themselves.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::stt::{subnet_key, DATABASE, FUNCTIONS_SG, SITE_DISTRIBUTION};
+use crate::engine::{Context, Resource, ResourceKey};
+use crate::resources::bucket::Bucket;
+use crate::resources::function::{self, Function};
+use crate::resources::role::Role;
+use crate::resources::schema_migration::SchemaMigration;
+use crate::spec::{FunctionSettings, Functions};
+
+pub const AUDIO_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-audio");
+pub const SCHEMA: ResourceKey = ResourceKey::new("schema_migration", "stt");
+
+/// The five functions, by the name of their binary (and zip).
+pub const FUNCTIONS: [&str; 5] = [
+    "file_upload",
+    "audio_transcribe",
+    "save_text",
+    "send_email",
+    "db_migrate",
+];
+
+pub fn audio_bucket_name(cx: &Context) -> String {
+    format!("{}-audio-{}", cx.stack_name(), cx.aws.account_id)
+}
+
+pub fn function_name(cx: &Context, function: &str) -> String {
+    format!("{}-{function}", cx.stack_name())
+}
+
+pub fn role_key(function: &'static str) -> ResourceKey {
+    ResourceKey::new("role", function)
+}
+
+pub fn function_key(function: &'static str) -> ResourceKey {
+    ResourceKey::new("function", function)
+}
+
+/// What a role's policy is scoped to.
+pub struct Scope {
+    pub region: String,
+    pub account: String,
+    /// `{stack}-{function}`: the function's name and log group.
+    pub function_name: String,
+    pub bucket: String,
+    /// The RDS-managed database secret (absent on the local emulator).
+    pub secret: Option<String>,
+    /// The domain of the SES identity mail is sent from.
+    pub mail_domain: String,
+}
+
+/// The inline policy of one function's role: exactly what its handler does, on the stack's
+/// own resources.
+pub fn policy(scope: &Scope, function: &str) -> Value {
+    let Scope {
+        region,
+        account,
+        bucket,
+        ..
+    } = scope;
+    let group = format!(
+        "arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{}",
+        scope.function_name
+    );
+    let mut statements = vec![
+        json!({"Sid": "OwnLogGroup", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group}),
+        json!({"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": format!("{group}:*")}),
+        // These EC2 actions take no resource-level scoping (AWS requires "*"); they are the
+        // ones of the managed AWSLambdaVPCAccessExecutionRole.
+        json!({
+            "Sid": "VpcNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:CreateNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSubnets",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses"
+            ],
+            "Resource": "*"
+        }),
+    ];
+    if let Some(secret) = &scope.secret {
+        statements.push(json!({"Sid": "DatabaseSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret}));
+    }
+    let objects = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
+    let jobs = format!("arn:aws:transcribe:{region}:{account}:transcription-job/*");
+    match function {
+        "file_upload" => statements.push(json!({"Sid": "StoreUploads", "Effect": "Allow", "Action": "s3:PutObject", "Resource": objects("input_audio/")})),
+        "audio_transcribe" => {
+            statements.push(json!({"Sid": "StartJobs", "Effect": "Allow", "Action": "transcribe:StartTranscriptionJob", "Resource": jobs}));
+            // Transcribe reads the audio and writes the transcript with the caller's rights.
+            statements.push(json!({"Sid": "ReadUploads", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects("input_audio/")}));
+            statements.push(json!({"Sid": "WriteTranscripts", "Effect": "Allow", "Action": "s3:PutObject", "Resource": objects("output_text/")}));
+        }
+        "save_text" => {
+            statements.push(json!({"Sid": "ReadJobs", "Effect": "Allow", "Action": "transcribe:GetTranscriptionJob", "Resource": jobs}));
+            statements.push(json!({"Sid": "Transcripts", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": objects("output_text/")}));
+        }
+        "send_email" => {
+            statements.push(json!({"Sid": "ReadTexts", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects("output_text/")}));
+            statements.push(json!({
+                "Sid": "SendFromOwnIdentity",
+                "Effect": "Allow",
+                "Action": "ses:SendEmail",
+                "Resource": format!("arn:aws:ses:{region}:{account}:identity/{}", scope.mail_domain)
+            }));
+        }
+        _ => {}
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+fn scope(cx: &Context, function: &str, mail_domain: &str) -> Scope {
+    Scope {
+        region: cx.aws.region.clone(),
+        account: cx.aws.account_id.clone(),
+        function_name: function_name(cx, function),
+        bucket: audio_bucket_name(cx),
+        secret: cx.output(&DATABASE, "secret_arn"),
+        mail_domain: mail_domain.to_owned(),
+    }
+}
+
+/// The environment of one function. Never a password: on AWS the functions read the
+/// RDS-managed secret; only on the local emulator, which has no secret, they get a URL.
+pub fn environment(
+    cx: &Context,
+    functions: &Functions,
+    function: &str,
+    ipv6: bool,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let database = cx
+        .stack
+        .stt
+        .database
+        .as_ref()
+        .expect("functions need a database");
+    env.insert("DB_NAME".into(), database.database_name.as_str().to_owned());
+    env.insert("RUST_LOG".into(), "info".into());
+    if cx.aws.local {
+        env.insert("DB_URL".into(), "mysql://root@127.0.0.1:3306".into());
+        if let Some(endpoint) = &cx.aws.endpoint {
+            // The emulator passes no endpoint to the functions it runs.
+            env.insert("AWS_ENDPOINT_URL".into(), endpoint.clone());
+        }
+    } else {
+        if let Some(address) = cx.output(&DATABASE, "address") {
+            env.insert("DB_HOST".into(), address);
+        }
+        if let Some(port) = cx.output(&DATABASE, "port") {
+            env.insert("DB_PORT".into(), port);
+        }
+        if let Some(secret) = cx.output(&DATABASE, "secret_arn") {
+            env.insert("DB_SECRET_ARN".into(), secret);
+        }
+        if ipv6 {
+            // Services without a VPC endpoint (SES) are reached over IPv6.
+            env.insert("AWS_USE_DUALSTACK_ENDPOINT".into(), "true".into());
+        }
+    }
+    match function {
+        "file_upload" => {
+            env.insert("AUDIO_BUCKET".into(), audio_bucket_name(cx));
+            let origin = functions.allowed_origin.clone().or_else(|| {
+                let domain = cx.output(&SITE_DISTRIBUTION, "domain_name")?;
+                let url = super::stt::site_url(
+                    &domain,
+                    cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten(),
+                );
+                Some(url.trim_end_matches('/').to_owned())
+            });
+            if let Some(origin) = origin {
+                env.insert("ALLOWED_ORIGIN".into(), origin);
+            }
+        }
+        "send_email" => {
+            env.insert("MAIL_FROM".into(), functions.mail_from.as_str().to_owned());
+            env.insert("MAIL_TRANSPORT".into(), "ses".into());
+        }
+        _ => {}
+    }
+    env
+}
+
+fn settings<'a>(functions: &'a Functions, function: &str) -> &'a FunctionSettings {
+    match function {
+        "file_upload" => &functions.file_upload,
+        "audio_transcribe" => &functions.audio_transcribe,
+        "save_text" => &functions.save_text,
+        "send_email" => &functions.send_email,
+        _ => &functions.db_migrate,
+    }
+}
+
+pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
+    let network = cx
+        .stack
+        .stt
+        .network
+        .as_ref()
+        .expect("functions need a network");
+    let ipv6 = network.ipv6 && !cx.aws.local;
+    let zones = cx.stack.availability_zones();
+    let zips = cx.stack.base_dir.join(&functions.zips_dir);
+    let mut resources: Vec<Arc<dyn Resource>> = vec![Arc::new(Bucket {
+        key: AUDIO_BUCKET,
+        name: audio_bucket_name(cx),
+        website: None,
+    })];
+    let site = cx.stack.stt.website.is_some();
+    for function in FUNCTIONS {
+        let mail_domain = functions.mail_from.domain().to_owned();
+        resources.push(Arc::new(Role {
+            key: role_key(function),
+            name: function_name(cx, function),
+            service: "lambda.amazonaws.com",
+            inputs: vec![DATABASE],
+            policy: Box::new(move |cx| policy(&scope(cx, function, &mail_domain), function)),
+        }));
+        let s = settings(functions, function);
+        let spec = functions.clone();
+        let mut inputs = vec![DATABASE, AUDIO_BUCKET];
+        if site && function == "file_upload" {
+            inputs.push(SITE_DISTRIBUTION);
+        }
+        resources.push(Arc::new(Function {
+            key: function_key(function),
+            name: function_name(cx, function),
+            role: role_key(function),
+            zip: zips.join(function).join("bootstrap.zip"),
+            memory_mb: s.memory_mb.0,
+            timeout_s: s.timeout_s.0,
+            ephemeral_storage_mb: s.ephemeral_storage_mb.0,
+            network: Some(function::Network {
+                subnets: zones.iter().map(|z| subnet_key(z)).collect(),
+                security_group: FUNCTIONS_SG,
+                ipv6,
+            }),
+            inputs,
+            environment: Box::new(move |cx| environment(cx, &spec, function, ipv6)),
+        }));
+    }
+    resources.push(Arc::new(SchemaMigration {
+        key: SCHEMA,
+        function: function_key("db_migrate"),
+        database: DATABASE,
+    }));
+    resources
+}
+
+pub fn outputs(cx: &Context, out: &mut BTreeMap<&'static str, String>) {
+    if let Some(name) = cx.output(&AUDIO_BUCKET, "name") {
+        out.insert("stt_audio_bucket", name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(function: &str) -> Scope {
+        Scope {
+            region: "us-east-1".into(),
+            account: "111122223333".into(),
+            function_name: format!("demo-{function}"),
+            bucket: "demo-audio-111122223333".into(),
+            secret: Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1".into()),
+            mail_domain: "example.com".into(),
+        }
+    }
+
+    fn statements(function: &str) -> Vec<Value> {
+        policy(&scope(function), function)["Statement"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn as_list(v: &Value) -> Vec<String> {
+        match v {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap().to_owned())
+                .collect(),
+            other => vec![other.as_str().unwrap().to_owned()],
+        }
+    }
+
+    #[test]
+    fn no_policy_grants_wildcard_actions_or_wildcard_s3_resources() {
+        for function in FUNCTIONS {
+            for statement in statements(function) {
+                let actions = as_list(&statement["Action"]);
+                let resources = as_list(&statement["Resource"]);
+                assert!(
+                    actions.iter().all(|a| !a.ends_with(":*") && a != "*"),
+                    "{function}: {statement}"
+                );
+                assert_eq!(statement["Effect"], "Allow");
+                if resources.contains(&"*".to_owned()) {
+                    assert_eq!(
+                        statement["Sid"], "VpcNetworkInterfaces",
+                        "{function}: only the VPC actions may use *"
+                    );
+                }
+                for resource in resources.iter().filter(|r| r.starts_with("arn:aws:s3")) {
+                    assert!(
+                        resource.starts_with("arn:aws:s3:::demo-audio-111122223333/"),
+                        "{function}: {resource}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_function_gets_exactly_its_own_grants() {
+        let grants = |function: &str| -> Vec<(String, Vec<String>)> {
+            statements(function)
+                .iter()
+                .filter(|s| {
+                    !matches!(
+                        s["Sid"].as_str(),
+                        Some(
+                            "OwnLogGroup"
+                                | "OwnLogStreams"
+                                | "VpcNetworkInterfaces"
+                                | "DatabaseSecret"
+                        )
+                    )
+                })
+                .map(|s| (as_list(&s["Action"]).join(","), as_list(&s["Resource"])))
+                .collect()
+        };
+        assert_eq!(
+            grants("file_upload"),
+            vec![(
+                "s3:PutObject".into(),
+                vec!["arn:aws:s3:::demo-audio-111122223333/input_audio/*".into()]
+            )]
+        );
+        assert_eq!(grants("db_migrate"), vec![]);
+        let email = grants("send_email");
+        assert!(email.contains(&(
+            "ses:SendEmail".into(),
+            vec!["arn:aws:ses:us-east-1:111122223333:identity/example.com".into()]
+        )));
+        assert!(grants("audio_transcribe")
+            .iter()
+            .any(|(a, _)| a == "transcribe:StartTranscriptionJob"));
+        assert!(!grants("save_text")
+            .iter()
+            .any(|(a, _)| a == "transcribe:StartTranscriptionJob"));
+        let logs = &statements("save_text")[1];
+        assert_eq!(
+            logs["Resource"],
+            "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda/demo-save_text:*"
+        );
+    }
+
+    #[test]
+    fn without_a_secret_there_is_no_secret_grant() {
+        let mut s = scope("file_upload");
+        s.secret = None;
+        let doc = policy(&s, "file_upload");
+        assert!(!doc.to_string().contains("secretsmanager"));
+    }
+}
