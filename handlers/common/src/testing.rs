@@ -193,3 +193,46 @@ pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
         .filter_map(|o| o.key().map(str::to_string))
         .collect()
 }
+
+/// Creates a `provided.al2023` function from a built zip in ministack and waits until it
+/// has left `Pending`, as the zip tests of the handlers need.
+pub async fn deploy_zip(
+    lambda: &aws_sdk_lambda::Client,
+    name: &str,
+    zip: &std::path::Path,
+    environment: aws_sdk_lambda::types::Environment,
+    memory_mb: i32,
+    timeout_s: i32,
+) {
+    use aws_sdk_lambda::primitives::Blob;
+    use aws_sdk_lambda::types::{FunctionCode, Runtime, State};
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role("arn:aws:iam::000000000000:role/x")
+        .timeout(timeout_s)
+        .memory_size(memory_mb)
+        .environment(environment)
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(std::fs::read(zip).unwrap()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateFunction");
+    for _ in 0..60 {
+        let f = lambda
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
+        if f.configuration().and_then(|c| c.state()) != Some(&State::Pending) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

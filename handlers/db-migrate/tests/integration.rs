@@ -2,10 +2,9 @@
 //! Runs with STT_INTEGRATION=1.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime, State};
+use aws_sdk_lambda::types::Environment;
 use db_migrate::{handler, Deps};
 use sqlx::{AssertSqlSafe, Connection};
 use stt_common::testing::{self, integration_enabled, require_services};
@@ -121,34 +120,7 @@ async fn built_zip_runs_in_ministack_lambda() {
         .variables("DB_NAME", &db)
         .variables("RUST_LOG", "info")
         .build();
-    lambda
-        .create_function()
-        .function_name(&name)
-        .runtime(Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role("arn:aws:iam::000000000000:role/x")
-        .timeout(60)
-        .environment(env)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(std::fs::read(&zip).unwrap()))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateFunction");
-    for _ in 0..60 {
-        let f = lambda
-            .get_function()
-            .function_name(&name)
-            .send()
-            .await
-            .unwrap();
-        if f.configuration().and_then(|c| c.state()) != Some(&State::Pending) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    testing::deploy_zip(&lambda, &name, &zip, env, 128, 60).await;
     let out = lambda
         .invoke()
         .function_name(&name)

@@ -4,10 +4,9 @@
 //! STT_REQUIRE_ZIPS=1).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime, State};
+use aws_sdk_lambda::types::Environment;
 use stt_common::testing::{self, integration_enabled, require_services};
 
 #[tokio::test]
@@ -44,35 +43,7 @@ async fn built_zip_stores_an_upload() {
         .variables("AWS_ENDPOINT_URL", testing::ministack_url())
         .variables("ALLOWED_ORIGIN", "https://d111111abcdef8.cloudfront.net")
         .build();
-    lambda
-        .create_function()
-        .function_name(&name)
-        .runtime(Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role("arn:aws:iam::000000000000:role/x")
-        .timeout(90)
-        .memory_size(512)
-        .environment(env)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(std::fs::read(&zip).unwrap()))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateFunction");
-    for _ in 0..60 {
-        let f = lambda
-            .get_function()
-            .function_name(&name)
-            .send()
-            .await
-            .unwrap();
-        if f.configuration().and_then(|c| c.state()) != Some(&State::Pending) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    testing::deploy_zip(&lambda, &name, &zip, env, 512, 90).await;
     let event = std::fs::read(format!(
         "{}/tests/fixtures/apigw-upload-base64.json",
         env!("CARGO_MANIFEST_DIR")

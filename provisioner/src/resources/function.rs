@@ -66,6 +66,19 @@ impl Function {
         })
     }
 
+    fn ephemeral_storage(&self) -> EphemeralStorage {
+        EphemeralStorage::builder()
+            .size(self.ephemeral_storage_mb)
+            .build()
+            .expect("size set")
+    }
+
+    fn lambda_environment(&self, cx: &Context) -> Environment {
+        Environment::builder()
+            .set_variables(Some((self.environment)(cx).into_iter().collect()))
+            .build()
+    }
+
     fn vpc_config(&self, cx: &Context) -> VpcConfig {
         match &self.network {
             Some(n) => VpcConfig::builder()
@@ -153,9 +166,7 @@ impl Function {
     async fn create(&self, cx: &Context) -> Result<(), Error> {
         let zip = self.zip()?;
         let role = cx.require(&self.key, &self.role, "arn")?;
-        let environment = Environment::builder()
-            .set_variables(Some((self.environment)(cx).into_iter().collect()))
-            .build();
+        let environment = self.lambda_environment(cx);
         let tags: std::collections::HashMap<String, String> = cx.tags().into_iter().collect();
         let result = retry_when(Backoff::SETTLING, Self::transient, || async {
             cx.aws
@@ -173,12 +184,7 @@ impl Function {
                 )
                 .memory_size(self.memory_mb)
                 .timeout(self.timeout_s)
-                .ephemeral_storage(
-                    EphemeralStorage::builder()
-                        .size(self.ephemeral_storage_mb)
-                        .build()
-                        .expect("size set"),
-                )
+                .ephemeral_storage(self.ephemeral_storage())
                 .environment(environment.clone())
                 .vpc_config(self.vpc_config(cx))
                 .set_tags(Some(tags.clone()))
@@ -313,9 +319,7 @@ impl Resource for Function {
                 .any(|c| !c.field.starts_with("Tags.") && c.field != "CodeSha256");
             if configuration {
                 let role = cx.require(&self.key, &self.role, "arn")?;
-                let environment = Environment::builder()
-                    .set_variables(Some((self.environment)(cx).into_iter().collect()))
-                    .build();
+                let environment = self.lambda_environment(cx);
                 retry_when(Backoff::SETTLING, Self::transient, || async {
                     lambda
                         .update_function_configuration()
@@ -325,12 +329,7 @@ impl Resource for Function {
                         .role(&role)
                         .memory_size(self.memory_mb)
                         .timeout(self.timeout_s)
-                        .ephemeral_storage(
-                            EphemeralStorage::builder()
-                                .size(self.ephemeral_storage_mb)
-                                .build()
-                                .expect("size set"),
-                        )
+                        .ephemeral_storage(self.ephemeral_storage())
                         .environment(environment.clone())
                         .vpc_config(self.vpc_config(cx))
                         .send()
