@@ -104,11 +104,11 @@ impl Function {
     /// Lambda refuses a role IAM has not propagated yet, and any change while another is
     /// being applied: both settle within seconds to a couple of minutes.
     fn transient(e: &Error) -> bool {
+        let message = e.to_string();
         match e.code() {
-            Some("ResourceConflictException") => true,
-            Some("InvalidParameterValueException") => {
-                e.to_string().contains("cannot be assumed") || e.to_string().contains("role")
-            }
+            // "already exist" is a create that an earlier run made: not worth waiting for.
+            Some("ResourceConflictException") => !message.contains("already exist"),
+            Some("InvalidParameterValueException") => message.contains("cannot be assumed"),
             _ => false,
         }
     }
@@ -404,6 +404,35 @@ impl Resource for Function {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn error(code: &str, message: &str) -> Error {
+        Error::Aws {
+            resource: ResourceKey::new("function", "f"),
+            step: "CreateFunction",
+            code: Some(code.into()),
+            source: format!("{code}: {message}").into(),
+        }
+    }
+
+    #[test]
+    fn role_propagation_and_update_conflicts_are_retried_but_not_an_existing_function() {
+        assert!(Function::transient(&error(
+            "InvalidParameterValueException",
+            "The role defined for the function cannot be assumed by Lambda."
+        )));
+        assert!(Function::transient(&error(
+            "ResourceConflictException",
+            "The operation cannot be performed at this time. An update is in progress"
+        )));
+        assert!(!Function::transient(&error(
+            "ResourceConflictException",
+            "Function already exist: demo-file_upload"
+        )));
+        assert!(!Function::transient(&error(
+            "InvalidParameterValueException",
+            "Unzipped size must be smaller than 262144000 bytes"
+        )));
+    }
 
     #[test]
     fn code_sha256_is_base64_of_the_digest() {
