@@ -241,6 +241,16 @@ pub fn run_provision(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     Run(output)
 }
 
+/// A resource's line in a JSON report.
+pub fn line<'a>(report: &'a serde_json::Value, resource: &str) -> &'a serde_json::Value {
+    report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == resource)
+        .unwrap_or_else(|| panic!("{resource} not in {report:#}"))
+}
+
 /// What one run of `provision` did.
 pub struct Run(pub Output);
 

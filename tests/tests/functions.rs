@@ -4,7 +4,7 @@
 //! `down`. Needs the zips (`make zips`; `make test` builds them first).
 
 use serde_json::Value;
-use system_tests::{root, Aws, Emulator, TestStack};
+use system_tests::{line, root, Aws, Emulator, TestStack};
 
 const FUNCTIONS: [&str; 5] = [
     "file_upload",
@@ -13,15 +13,6 @@ const FUNCTIONS: [&str; 5] = [
     "send_email",
     "db_migrate",
 ];
-
-fn line<'a>(report: &'a Value, resource: &str) -> &'a Value {
-    report["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["resource"] == resource)
-        .unwrap_or_else(|| panic!("{resource} not in {report:#}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn functions_and_roles_on_the_local_target() {

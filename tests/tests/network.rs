@@ -3,8 +3,7 @@
 //! torn down to nothing but the database's final snapshot.
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
-use serde_json::Value;
-use system_tests::{Aws, Emulator, TestStack};
+use system_tests::{line, Aws, Emulator, TestStack};
 
 const NETWORK: &str =
     "  network:\n    cidr: 10.30.0.0/16\n  database:\n    backup_retention_days: 3\n";
@@ -14,15 +13,6 @@ fn owned(stack: &str) -> Filter {
         .name("tag:provision:stack")
         .values(stack)
         .build()
-}
-
-fn line<'a>(report: &'a Value, resource: &str) -> &'a Value {
-    report["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["resource"] == resource)
-        .unwrap_or_else(|| panic!("{resource} not in {report:#}"))
 }
 
 async fn lifecycle(emulator: Emulator, name: &str) {

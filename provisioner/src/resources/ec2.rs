@@ -42,6 +42,11 @@ pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Tag drift of an EC2 resource: the stack's tags and its `Name`.
+pub fn tag_drift(cx: &Context, name: &str, live: &[Tag]) -> Vec<crate::engine::FieldDiff> {
+    super::tag_diff(&wanted_tags(cx, name), &tag_map(live))
+}
+
 /// Filters that select the stack's resource of this `Name`.
 pub fn owned(cx: &Context, name: &str) -> Vec<Filter> {
     vec![

@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{EgressOnlyInternetGateway, ResourceType};
 
 use super::ec2;
-use super::tag_diff;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
@@ -64,10 +63,7 @@ impl Resource for EgressGateway {
             .find_map(|a| a.vpc_id())
             .map(str::to_owned);
         diff.field("Attachment.VpcId", cx.output(&self.vpc, "id"), attached);
-        diff.extend(tag_diff(
-            &ec2::wanted_tags(cx, &self.name),
-            &ec2::tag_map(gw.tags()),
-        ));
+        diff.extend(ec2::tag_drift(cx, &self.name, gw.tags()));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 

@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteTable as Ec2RouteTable};
 
 use super::ec2;
-use super::tag_diff;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
@@ -98,10 +97,7 @@ impl Resource for RouteTable {
             self.wanted_subnets(cx),
             Self::associated(&table),
         );
-        diff.extend(tag_diff(
-            &ec2::wanted_tags(cx, &self.name),
-            &ec2::tag_map(table.tags()),
-        ));
+        diff.extend(ec2::tag_drift(cx, &self.name, table.tags()));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 

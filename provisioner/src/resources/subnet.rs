@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Subnet as Ec2Subnet, SubnetCidrBlockStateCode};
 
 use super::ec2::{self, filter};
-use super::tag_diff;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
@@ -114,10 +113,7 @@ impl Resource for Subnet {
         if self.ipv6_index.is_some() {
             diff.field("Ipv6CidrBlock", self.wanted_ipv6(cx), ipv6_of(&subnet));
         }
-        diff.extend(tag_diff(
-            &ec2::wanted_tags(cx, &self.name),
-            &ec2::tag_map(subnet.tags()),
-        ));
+        diff.extend(ec2::tag_drift(cx, &self.name, subnet.tags()));
         Ok(Planned::with_replacement(
             self.key.clone(),
             id,

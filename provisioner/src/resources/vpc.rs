@@ -7,7 +7,6 @@ use aws_sdk_ec2::types::{
 };
 
 use super::ec2::{self, filter};
-use super::tag_diff;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
@@ -135,10 +134,7 @@ impl Resource for Vpc {
             self.attribute(cx, &id, VpcAttributeName::EnableDnsHostnames)
                 .await?,
         );
-        diff.extend(tag_diff(
-            &ec2::wanted_tags(cx, &self.name),
-            &ec2::tag_map(vpc.tags()),
-        ));
+        diff.extend(ec2::tag_drift(cx, &self.name, vpc.tags()));
         Ok(Planned::with_replacement(
             self.key.clone(),
             id,

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, State, VpcEndpoint as Ec2Endpoint, VpcEndpointType};
 
 use super::ec2::{self, filter};
-use super::tag_diff;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
@@ -154,10 +153,7 @@ impl Resource for VpcEndpoint {
                 }
             }
         }
-        diff.extend(tag_diff(
-            &ec2::wanted_tags(cx, &self.name),
-            &ec2::tag_map(endpoint.tags()),
-        ));
+        diff.extend(ec2::tag_drift(cx, &self.name, endpoint.tags()));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 
