@@ -3,7 +3,6 @@
 //! a changed memory size and a widened IAM policy found as drift and repaired, removed by
 //! `down`. Needs the zips (`make zips`; `make test` builds them first).
 
-use serde_json::Value;
 use system_tests::{line, root, Aws, Emulator, TestStack};
 
 const FUNCTIONS: [&str; 5] = [
