@@ -11,10 +11,10 @@ VENV := .venv
 MOTO_VENV := .venv-moto
 PROVISION := target/debug/provision
 
-.PHONY: help deps build zips local local-stop test mariadb
+.PHONY: help deps build zips web browser-deps test-tools local local-stop test mariadb
 
 # The Lambda functions; each becomes target/lambda/<binary>/bootstrap.zip.
-HANDLERS := -p file-upload -p audio-transcribe -p save-text -p send-email -p db-migrate
+HANDLERS := -p file-upload -p audio-transcribe -p save-text -p send-email -p db-migrate -p vod-convert
 
 help:
 	@echo "make local       the whole system on the local emulator; prints the URLs"
@@ -39,6 +39,32 @@ $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION): $(VENV)/.ministack-$(MINISTACK_VE
 
 deps: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 
+# The player's hls.js, from npm (version pinned in site/vod/package-lock.json), copied next to
+# the page so that no CDN is needed at run time.
+web: site/vod/vendor/hls.min.js
+
+site/vod/vendor/hls.min.js: site/vod/package.json site/vod/package-lock.json
+	cd site/vod && npm ci --no-audit --no-fund && npm run build
+
+# The browser tests' driver (playwright-core, pinned; it drives Debian's Chromium and
+# downloads no browser).
+browser-deps: tests/browser/node_modules/.package-lock.json
+
+tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund
+
+# Debian packages the tests use: Chromium for the browser tests, espeak-ng and ffmpeg to make
+# the test audio and video. Debian's security updates replace Chromium's exact version, so
+# these follow the release (bookworm) instead of a version that may leave the mirror.
+TEST_PACKAGES := chromium espeak-ng ffmpeg
+test-tools:
+	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+
 # One build of the whole workspace, shared by `local` and the tests.
 build:
 	cargo build --workspace --all-targets
@@ -47,7 +73,7 @@ build:
 zips: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip $(HANDLERS)
 
-local: deps build zips mariadb
+local: deps build zips web mariadb
 	scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 
@@ -62,7 +88,7 @@ mariadb:
 	  for i in $$(seq 1 30); do mysqladmin --host=127.0.0.1 --user=root ping >/dev/null 2>&1 && break; sleep 1; done; }
 
 # Integration tests talk to the emulators and MariaDB; the zip tests run the built zips.
-test: deps build zips mariadb
+test: deps build zips web browser-deps test-tools mariadb
 	scripts/local-aws.sh start ministack
 	scripts/local-aws.sh start moto
 	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 cargo test --workspace

@@ -2,8 +2,10 @@
 //! profiles, `AWS_ENDPOINT_URL`), and the service clients made from it.
 
 use aws_config::BehaviorVersion;
+use aws_sdk_apigateway as apigateway;
 use aws_sdk_cloudfront as cloudfront;
 use aws_sdk_ec2 as ec2;
+use aws_sdk_eventbridge as eventbridge;
 use aws_sdk_iam as iam;
 use aws_sdk_lambda as lambda;
 use aws_sdk_rds as rds;
@@ -32,6 +34,8 @@ pub struct Clients {
     pub rds: rds::Client,
     pub iam: iam::Client,
     pub lambda: lambda::Client,
+    pub apigateway: apigateway::Client,
+    pub events: eventbridge::Client,
     pub calls: CallCounter,
     pub region: String,
     pub account_id: String,
@@ -101,6 +105,16 @@ impl Clients {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let apigateway = apigateway::Client::from_conf(
+            apigateway::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let events = eventbridge::Client::from_conf(
+            eventbridge::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         let sts = sts::Client::from_conf(
             sts::config::Builder::from(&sdk)
                 .interceptor(calls.clone())
@@ -120,6 +134,8 @@ impl Clients {
             rds,
             iam,
             lambda,
+            apigateway,
+            events,
             calls,
             region: region.to_owned(),
             account_id,

@@ -32,8 +32,19 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     output: Format,
+    /// Act on one system of the stack only; the other is left as it is.
+    #[arg(long, global = true, value_enum)]
+    only: Option<System>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum System {
+    /// The speech-to-text service (stt: in stack.yaml).
+    Stt,
+    /// The video-on-demand service (vod: in stack.yaml).
+    Vod,
 }
 
 #[derive(Subcommand)]
@@ -93,7 +104,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // stack.yaml is read and checked before any AWS call.
-    let stack = Stack::load(&cli.stack)?;
+    let mut stack = Stack::load(&cli.stack)?;
+    match cli.only {
+        Some(System::Stt) => stack.vod = None,
+        Some(System::Vod) => stack.stt = Default::default(),
+        None => {}
+    }
     let target = Target {
         local: cli.local,
         profile: cli.profile,

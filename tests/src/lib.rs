@@ -126,18 +126,26 @@ impl TestStack {
     /// On `emulator`, with `stt_yaml` as the `stt:` section (each line indented by two
     /// spaces). The repository's site pages are copied next to the stack file, in `site/`.
     pub fn build(name: &str, emulator: Emulator, stt_yaml: &str) -> TestStack {
+        Self::with_sections(name, emulator, &format!("stt:\n{stt_yaml}"))
+    }
+
+    /// With `sections` (top-level YAML: `stt:`, `vod:`) after the `stack:` section.
+    pub fn with_sections(name: &str, emulator: Emulator, sections: &str) -> TestStack {
         emulator.ensure();
         let dir =
             std::env::temp_dir().join(format!("provision-test-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let site = dir.join("site");
         std::fs::create_dir_all(&site).unwrap();
-        for f in ["index.html", "error.html"] {
-            std::fs::copy(root().join("site/stt").join(f), site.join(f)).unwrap();
+        for entry in std::fs::read_dir(root().join("site/stt")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, site.join(path.file_name().unwrap())).unwrap();
+            }
         }
         let file = dir.join("stack.yaml");
         let yaml = format!(
-            "stack:\n  name: {name}\n  region: us-east-1\n  tags:\n    test: \"yes\"\nstt:\n{stt_yaml}"
+            "stack:\n  name: {name}\n  region: us-east-1\n  tags:\n    test: \"yes\"\n{sections}"
         );
         std::fs::write(&file, yaml).unwrap();
         let stack = TestStack {
@@ -290,6 +298,8 @@ pub struct Aws {
     pub rds: aws_sdk_rds::Client,
     pub iam: aws_sdk_iam::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub apigateway: aws_sdk_apigateway::Client,
+    pub events: aws_sdk_eventbridge::Client,
 }
 
 impl Aws {
@@ -318,6 +328,8 @@ impl Aws {
             rds: aws_sdk_rds::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
             lambda: aws_sdk_lambda::Client::new(&config),
+            apigateway: aws_sdk_apigateway::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
         }
     }
 
@@ -398,6 +410,19 @@ impl Aws {
 
 /// GET through the emulator's CloudFront data plane: (status, body).
 pub fn http_get(url: &str) -> (u16, String) {
+    let (status, _, body) = http_request("GET", url, &[], &[]);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One HTTP/1.0 request to a URL on this machine: (status, headers lower-cased, body).
+/// `*.localhost` host names (the emulator's CloudFront and API hosts) are sent to loopback,
+/// as browsers do.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest
@@ -405,25 +430,99 @@ pub fn http_get(url: &str) -> (u16, String) {
         .map(|(h, p)| (h, format!("/{p}")))
         .unwrap_or((rest, "/".into()));
     let port = host.rsplit_once(':').map(|(_, p)| p).unwrap_or("80");
-    // *.localhost names resolve to loopback in browsers; here we connect to it directly.
     let mut stream = TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body)
+}
+
+/// A `multipart/form-data` body of text fields and one file; returns (content type, body).
+pub fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String, Vec<u8>) {
+    let boundary = "----provision-test-boundary-7d1c";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    let (name, filename, bytes) = file;
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Rows of a query against the machine's MariaDB (the local target's database), by the
+/// `mariadb` client: one `Vec` of tab-separated columns per row.
+pub fn mysql_rows(database: &str, sql: &str) -> Vec<Vec<String>> {
+    let out = Command::new("mysql")
+        .args(["--host=127.0.0.1", "--user=root", "--batch", "--skip-column-names"])
+        .arg(format!("--database={database}"))
+        .arg(format!("--execute={sql}"))
+        .output()
+        .expect("run the mysql client");
+    assert!(
+        out.status.success(),
+        "mysql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Runs a Node script of `tests/browser/` (Playwright driving Debian's Chromium); screenshots
+/// go to `tests/artifacts/`.
+pub fn browser_script(script: &str, args: &[&str]) -> Run {
+    let dir = root().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "install the browser test driver first: make browser-deps (npm ci in tests/browser)"
+    );
+    let output = Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .env("ARTIFACTS_DIR", root().join("tests/artifacts"))
+        .output()
+        .expect("run node");
+    Run(output)
 }
 
 /// Waits until `check` holds or `limit` passes.

@@ -1,7 +1,8 @@
-//! The functions and their roles (console steps S8 to S10, S17, S22, S23, S25, S27, S29) on
-//! the local target: created from the zips `make zips` builds, left alone by a second `up`,
-//! a changed memory size and a widened IAM policy found as drift and repaired, removed by
-//! `down`. Needs the zips (`make zips`; `make test` builds them first).
+//! The functions, their roles and their triggers (console steps S8 to S14, S17, S22 to S29)
+//! on the local target: created from the zips `make zips` builds, left alone by a second
+//! `up`, a changed memory size, a widened IAM policy and a removed S3 notification found as
+//! drift and repaired, removed by `down`. Needs the zips (`make zips`; `make test` builds
+//! them first).
 
 use system_tests::{line, root, Aws, Emulator, TestStack};
 
@@ -94,7 +95,54 @@ async fn functions_and_roles_on_the_local_target() {
         .await
         .unwrap();
 
+    // And the notification that mails transcripts removed from the audio bucket.
+    let bucket = format!("{name}-audio-000000000000");
+    let live = aws
+        .s3
+        .get_bucket_notification_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let kept: Vec<_> = live
+        .lambda_function_configurations()
+        .iter()
+        .filter(|c| c.id() != Some("email-txt"))
+        .cloned()
+        .collect();
+    assert_eq!(kept.len(), 8, "one rule per audio format: {live:?}");
+    aws.s3
+        .put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .set_lambda_function_configurations(Some(kept))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
     let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
+    let notification = &line(&drift, "bucket_notification/stt-audio")["changes"][0];
+    assert_eq!(
+        (
+            notification["field"].as_str(),
+            notification["actual"].as_str()
+        ),
+        (
+            Some("LambdaFunctionConfigurations.email-txt"),
+            Some("(missing)")
+        ),
+        "{drift:#}"
+    );
+    assert!(
+        notification["expected"]
+            .as_str()
+            .unwrap()
+            .ends_with("output_text/*.txt -> t-functions-send_email"),
+        "{drift:#}"
+    );
     let memory = &line(&drift, "function/save_text")["changes"][0];
     assert_eq!(
         (
@@ -148,4 +196,21 @@ async fn functions_and_roles_on_the_local_target() {
             "role of {function} left"
         );
     }
+    assert!(
+        aws.events
+            .describe_rule()
+            .name(format!("{name}-transcribe-job-state"))
+            .send()
+            .await
+            .is_err(),
+        "Transcribe rule left"
+    );
+    let apis = aws.apigateway.get_rest_apis().send().await.unwrap();
+    assert!(
+        !apis
+            .items()
+            .iter()
+            .any(|a| a.name() == Some(&format!("{name}-file-upload-api"))),
+        "upload API left"
+    );
 }

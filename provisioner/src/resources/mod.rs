@@ -2,14 +2,19 @@
 //! plan (observe and diff), apply, delete.
 
 pub mod bucket;
+pub mod bucket_cors;
+pub mod bucket_notification;
 pub mod bucket_policy;
 pub mod db_instance;
 pub mod db_subnet_group;
 pub mod distribution;
 pub mod ec2;
 pub mod egress_gateway;
+pub mod event_rule;
 pub mod function;
+pub mod lambda_permission;
 pub mod oac;
+pub mod rest_api;
 pub mod role;
 pub mod route_table;
 pub mod schema_migration;

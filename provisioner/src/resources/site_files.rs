@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_sdk_s3::primitives::ByteStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
@@ -20,6 +21,20 @@ pub struct SiteFiles {
     pub bucket: ResourceKey,
     pub bucket_name: String,
     pub source_dir: PathBuf,
+    /// Top-level names below `source_dir` that are not part of the site (build files).
+    pub exclude: Vec<&'static str>,
+    /// The distribution serving the bucket: changed files are invalidated in its caches.
+    pub distribution: Option<ResourceKey>,
+    /// Files made at deploy time from other resources' outputs (the page's configuration).
+    pub generated: Vec<GeneratedFile>,
+}
+
+/// A file whose contents come from the stack's outputs, e.g. `config.js` with the API URL.
+pub struct GeneratedFile {
+    pub key: &'static str,
+    /// The resources whose outputs the contents need.
+    pub inputs: Vec<ResourceKey>,
+    pub contents: Box<dyn Fn(&Context) -> String + Send + Sync>,
 }
 
 /// A file of the site folder as it will be stored.
@@ -29,6 +44,8 @@ pub struct LocalFile {
     pub path: PathBuf,
     pub md5: String,
     pub content_type: String,
+    /// The body when it is not read from `path` (generated files).
+    pub contents: Option<Vec<u8>>,
 }
 
 /// Every file below `dir`, keyed by its path relative to `dir` with `/` separators, sorted.
@@ -54,6 +71,7 @@ pub fn local_files(dir: &Path) -> std::io::Result<Vec<LocalFile>> {
                 md5: hex(&Md5::digest(&bytes)),
                 content_type: content_type(&path),
                 path,
+                contents: None,
             });
         }
     }
@@ -81,14 +99,31 @@ pub fn content_type(path: &Path) -> String {
 }
 
 impl SiteFiles {
-    fn files(&self) -> Result<Vec<LocalFile>, Error> {
-        local_files(&self.source_dir).map_err(|e| Error::Refused {
+    fn files(&self, cx: &Context) -> Result<Vec<LocalFile>, Error> {
+        let mut files = local_files(&self.source_dir).map_err(|e| Error::Refused {
             resource: self.key.clone(),
             message: format!(
                 "cannot read the site folder {}: {e}",
                 self.source_dir.display()
             ),
-        })
+        })?;
+        files.retain(|f| {
+            let top = f.key.split('/').next().unwrap_or_default();
+            !self.exclude.contains(&top) && !top.starts_with('.')
+        });
+        for generated in &self.generated {
+            let bytes = (generated.contents)(cx).into_bytes();
+            files.retain(|f| f.key != generated.key);
+            files.push(LocalFile {
+                key: generated.key.to_owned(),
+                md5: hex(&Md5::digest(&bytes)),
+                content_type: content_type(Path::new(generated.key)),
+                path: PathBuf::new(),
+                contents: Some(bytes),
+            });
+        }
+        files.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(files)
     }
 
     /// Key to ETag (without quotes) of every object in the bucket.
@@ -116,12 +151,15 @@ impl SiteFiles {
     }
 
     async fn upload(&self, cx: &Context, file: &LocalFile) -> Result<(), Error> {
-        let body = ByteStream::from_path(&file.path)
-            .await
-            .map_err(|e| Error::Refused {
-                resource: self.key.clone(),
-                message: format!("cannot read {}: {e}", file.path.display()),
-            })?;
+        let body = match &file.contents {
+            Some(bytes) => ByteStream::from(bytes.clone()),
+            None => ByteStream::from_path(&file.path)
+                .await
+                .map_err(|e| Error::Refused {
+                    resource: self.key.clone(),
+                    message: format!("cannot read {}: {e}", file.path.display()),
+                })?,
+        };
         cx.aws
             .s3
             .put_object()
@@ -135,6 +173,76 @@ impl SiteFiles {
             .step(&self.key, "PutObject")?;
         Ok(())
     }
+}
+
+impl SiteFiles {
+    /// Asks CloudFront to drop its cached copies of the files just replaced, so visitors get
+    /// them before the cache policy's TTL runs out (a day for CachingOptimized).
+    async fn invalidate(
+        &self,
+        cx: &Context,
+        files: &[LocalFile],
+        planned: &Planned,
+    ) -> Result<(), Error> {
+        let Some(distribution) = &self.distribution else {
+            return Ok(());
+        };
+        let Some(id) = cx.output(distribution, "id") else {
+            return Ok(());
+        };
+        let changed: Vec<&LocalFile> = files
+            .iter()
+            .filter(|f| {
+                planned
+                    .changes
+                    .iter()
+                    .any(|c| c.field.strip_prefix("Object.") == Some(f.key.as_str()))
+            })
+            .collect();
+        let paths = invalidation_paths(&changed);
+        if paths.is_empty() {
+            return Ok(());
+        }
+        // The same changes give the same reference: a re-run does not invalidate twice.
+        let reference = hex(&Md5::digest(
+            changed
+                .iter()
+                .map(|f| format!("{}={}", f.key, f.md5))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        ));
+        let batch = InvalidationBatch::builder()
+            .paths(
+                Paths::builder()
+                    .quantity(paths.len() as i32)
+                    .set_items(Some(paths))
+                    .build()
+                    .expect("quantity set"),
+            )
+            .caller_reference(format!("provision-{reference}"))
+            .build()
+            .expect("paths and reference set");
+        cx.aws
+            .cloudfront
+            .create_invalidation()
+            .distribution_id(id)
+            .invalidation_batch(batch)
+            .send()
+            .await
+            .step(&self.key, "CreateInvalidation")?;
+        Ok(())
+    }
+}
+
+/// CloudFront paths of changed files; the root too when the index page changed.
+pub fn invalidation_paths(changed: &[&LocalFile]) -> Vec<String> {
+    let mut paths: Vec<String> = changed.iter().map(|f| format!("/{}", f.key)).collect();
+    if changed.iter().any(|f| f.key == "index.html") {
+        paths.push("/".into());
+    }
+    paths.sort();
+    paths
 }
 
 /// Changed or missing files, as diffs of their content hash.
@@ -161,11 +269,13 @@ impl Resource for SiteFiles {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        vec![self.bucket.clone()]
+        let mut deps = vec![self.bucket.clone()];
+        deps.extend(self.generated.iter().flat_map(|g| g.inputs.iter().cloned()));
+        deps
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
-        let files = self.files()?;
+        let files = self.files(cx)?;
         let id = format!("s3://{}/", self.bucket_name);
         if cx.output(&self.bucket, "name").is_none() {
             let mut planned = Planned::create(self.key.clone(), id);
@@ -181,7 +291,7 @@ impl Resource for SiteFiles {
     }
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
-        let files = self.files()?;
+        let files = self.files(cx)?;
         let changed: Vec<&LocalFile> = files
             .iter()
             .filter(|f| {
@@ -197,6 +307,9 @@ impl Resource for SiteFiles {
             .buffer_unordered(8)
             .try_collect::<Vec<()>>()
             .await?;
+        if planned.action != Action::Create {
+            self.invalidate(cx, &files, planned).await?;
+        }
         Ok(())
     }
 
@@ -207,7 +320,7 @@ impl Resource for SiteFiles {
             Err(e) if e.code() == Some("NoSuchBucket") => return Ok(Deleted::Absent),
             Err(e) => return Err(e),
         };
-        let files = self.files().unwrap_or_default();
+        let files = self.files(cx).unwrap_or_default();
         let mut deleted = Deleted::Absent;
         for file in files.iter().filter(|f| live.contains_key(&f.key)) {
             let head = cx
@@ -277,6 +390,7 @@ mod tests {
             path: PathBuf::new(),
             md5: md5.into(),
             content_type: String::new(),
+            contents: None,
         };
         let files = vec![
             file("a.html", "11"),
@@ -291,5 +405,7 @@ mod tests {
         let fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(fields, vec!["Object.b.html", "Object.c.html"]);
         assert_eq!(diffs[1].actual, "(missing)");
+        let changed: Vec<&LocalFile> = files.iter().skip(1).collect();
+        assert_eq!(invalidation_paths(&changed), vec!["/b.html", "/c.html"]);
     }
 }

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use values::{
-    AllowedMethods, CachePolicy, DbIdentifier, EndpointService, Engine, EphemeralStorageSize,
+    AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService, Engine, EphemeralStorageSize,
     GatewayService, HttpVersion, InstanceClass, Ipv4Cidr, MailAddress, MemorySize,
     OriginShieldRegion, PriceClass, Region, RetentionDays, StackName, StorageSize, StorageType,
-    TagKey, TimeoutSeconds, ViewerProtocolPolicy,
+    TagKey, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -24,7 +24,12 @@ pub use values::{
 #[serde(deny_unknown_fields)]
 pub struct Stack {
     pub stack: StackSettings,
+    /// The speech-to-text system; absent means none of it.
+    #[serde(default)]
     pub stt: Stt,
+    /// The video-on-demand system (V1 to V8); absent means none of it.
+    #[serde(default)]
+    pub vod: Option<Vod>,
     /// Where the file was read from; relative paths inside it are resolved against its folder.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -42,7 +47,7 @@ pub struct StackSettings {
 }
 
 /// The speech-to-text system.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stt {
     /// The static site (S1 to S7).
@@ -58,6 +63,79 @@ pub struct Stt {
     /// S25, S27, S29); needs `network` and `database`.
     #[serde(default)]
     pub functions: Option<Functions>,
+}
+
+/// The video-on-demand system: a source bucket whose new videos `vod_convert` hands to
+/// MediaConvert, and an output bucket served by CloudFront with the player page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vod {
+    /// V2, V8: the player page, uploaded to the output bucket, and the distribution serving
+    /// both (no error page rewrite by default: a missing playlist must stay a 403/404).
+    #[serde(default)]
+    pub player: Player,
+    /// V7: CORS on the output bucket, as in the tutorial.
+    #[serde(default)]
+    pub cors: Cors,
+    /// V5: the converter function.
+    #[serde(default)]
+    pub function: VodFunction,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Player {
+    #[serde(default = "defaults::player_dir")]
+    pub source_dir: PathBuf,
+    #[serde(default = "defaults::player_distribution")]
+    pub distribution: Distribution,
+}
+
+impl Default for Player {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
+}
+
+/// One CORS rule of the output bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    #[serde(default = "defaults::cors_origins")]
+    pub allowed_origins: Vec<CorsOrigin>,
+    #[serde(default = "defaults::cors_methods")]
+    pub allowed_methods: Vec<CorsMethod>,
+    #[serde(default = "defaults::cors_headers")]
+    pub allowed_headers: Vec<String>,
+    #[serde(default = "defaults::cors_max_age")]
+    pub max_age_s: CorsMaxAge,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VodFunction {
+    #[serde(default = "defaults::zips_dir")]
+    pub zips_dir: PathBuf,
+    #[serde(default = "defaults::vod_function")]
+    pub settings: FunctionSettings,
+    /// The tutorial's `Application` environment variable, put into each job's metadata.
+    #[serde(default = "defaults::application")]
+    pub application: String,
+    /// New objects with these suffixes in the source bucket are converted.
+    #[serde(default = "defaults::video_suffixes")]
+    pub video_suffixes: Vec<VideoSuffix>,
+}
+
+impl Default for VodFunction {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
 }
 
 /// The speech-to-text functions. Each is built by `make zips` into
@@ -301,6 +379,43 @@ mod defaults {
             ephemeral_storage_mb: ephemeral_storage(),
         }
     }
+    pub fn player_dir() -> PathBuf {
+        PathBuf::from("site/vod")
+    }
+    pub fn player_distribution() -> Distribution {
+        serde_yaml::from_str("error_responses: []").expect("valid defaults")
+    }
+    pub fn cors_origins() -> Vec<CorsOrigin> {
+        vec![CorsOrigin("*".into())]
+    }
+    pub fn cors_methods() -> Vec<CorsMethod> {
+        ["GET", "PUT", "POST"]
+            .iter()
+            .map(|m| CorsMethod((*m).into()))
+            .collect()
+    }
+    pub fn cors_headers() -> Vec<String> {
+        vec!["*".into()]
+    }
+    pub fn cors_max_age() -> CorsMaxAge {
+        CorsMaxAge(3000)
+    }
+    pub fn vod_function() -> FunctionSettings {
+        FunctionSettings {
+            memory_mb: MemorySize(128),
+            timeout_s: TimeoutSeconds(60),
+            ephemeral_storage_mb: ephemeral_storage(),
+        }
+    }
+    pub fn application() -> String {
+        "VOD".into()
+    }
+    pub fn video_suffixes() -> Vec<VideoSuffix> {
+        [".mp4", ".mov", ".m4v", ".mkv", ".webm", ".mpg", ".mpeg", ".avi", ".wmv"]
+            .iter()
+            .map(|s| VideoSuffix((*s).into()))
+            .collect()
+    }
     pub fn error_responses() -> Vec<ErrorResponse> {
         vec![ErrorResponse {
             error_code: values::ErrorCode(403),
@@ -358,6 +473,17 @@ impl Stack {
                     .into(),
             });
         }
+        if stack.stt.functions.is_some()
+            && (stack.stt.network.is_none() || stack.stt.database.is_none())
+        {
+            return Err(SpecError::Invalid {
+                path: path.to_owned(),
+                location: None,
+                message: "stt.functions needs stt.network and stt.database: the functions \
+                          reach the database inside the stack's VPC"
+                    .into(),
+            });
+        }
         if let Some(zones) = stack
             .stt
             .network
@@ -382,14 +508,15 @@ impl Stack {
             }
         }
         // Origin Shield needs a region that offers it.
-        if let Some(website) = stack
+        let distributions = stack
             .stt
             .website
-            .as_ref()
-            .filter(|w| w.distribution.origin_shield.enabled)
-        {
+            .iter()
+            .map(|w| &w.distribution)
+            .chain(stack.vod.iter().map(|v| &v.player.distribution));
+        for distribution in distributions.filter(|d| d.origin_shield.enabled) {
             stack
-                .origin_shield_region(&website.distribution)
+                .origin_shield_region(distribution)
                 .map_err(|message| SpecError::Invalid {
                     path: path.to_owned(),
                     location: None,

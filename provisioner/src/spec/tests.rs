@@ -135,6 +135,29 @@ fn origin_shield_region_must_be_offered() {
 
 #[test]
 fn missing_section_is_an_error() {
-    let (_, message) = location(parse("stack:\n  name: demo\n  region: us-east-1\n").unwrap_err());
-    assert!(message.contains("missing field `stt`"), "{message}");
+    let (_, message) = location(parse("stt:\n  website: {}\n").unwrap_err());
+    assert!(message.contains("missing field `stack`"), "{message}");
+    // Each system is optional: a stack may hold only one of them.
+    let vod_only = parse("stack:\n  name: demo\n  region: us-east-1\nvod: {}\n").unwrap();
+    assert!(vod_only.stt.website.is_none());
+    assert_eq!(vod_only.vod.unwrap().cors.max_age_s.0, 3000);
+}
+
+#[test]
+fn vod_values_are_checked_where_they_are_written() {
+    let text = "stack:\n  name: demo\n  region: us-east-1\nvod:\n  cors:\n    allowed_origins: [\"example.com/path\"]\n";
+    let (loc, message) = location(parse(text).unwrap_err());
+    assert_eq!(loc, Some((6, 23)), "{message}");
+    assert!(message.contains("not a CORS origin"), "{message}");
+    let text = "stack:\n  name: demo\n  region: us-east-1\nvod:\n  function:\n    video_suffixes: [mp4]\n";
+    let (loc, message) = location(parse(text).unwrap_err());
+    assert_eq!(loc.map(|l| l.0), Some(6), "{message}");
+    assert!(message.contains("not a file suffix"), "{message}");
+}
+
+#[test]
+fn functions_need_the_network_and_the_database() {
+    let text = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  functions:\n    mail_from: a@example.com\n";
+    let (_, message) = location(parse(text).unwrap_err());
+    assert!(message.contains("stt.functions needs stt.network and stt.database"), "{message}");
 }

@@ -604,3 +604,57 @@ impl MailAddress {
         self.0.split_once('@').map(|(_, d)| d).unwrap_or_default()
     }
 }
+
+string_newtype!(
+    /// A CORS origin: `*` or `scheme://host[:port]`, without a path.
+    CorsOrigin,
+    |s| {
+        let valid = s == "*"
+            || ["http://", "https://"].iter().any(|scheme| {
+                s.strip_prefix(scheme).is_some_and(|host| {
+                    !host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace)
+                })
+            });
+        if valid {
+            Ok(())
+        } else {
+            Err(format!(
+                "{s:?} is not a CORS origin: use * or scheme://host[:port], e.g. https://example.com"
+            ))
+        }
+    }
+);
+
+string_newtype!(
+    /// A method S3 CORS rules accept.
+    CorsMethod,
+    |s| {
+        if ["GET", "PUT", "POST", "DELETE", "HEAD"].contains(&s) {
+            Ok(())
+        } else {
+            Err(format!("{s:?} is not a CORS method S3 accepts: GET, PUT, POST, DELETE or HEAD"))
+        }
+    }
+);
+
+string_newtype!(
+    /// A file name suffix that triggers the converter, e.g. `.mp4`: lower case, as S3
+    /// suffix filters are case-sensitive.
+    VideoSuffix,
+    |s| {
+        let valid = s.len() >= 2
+            && s.len() <= 16
+            && s.starts_with('.')
+            && s[1..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if valid {
+            Ok(())
+        } else {
+            Err(format!("{s:?} is not a file suffix: use a dot and lowercase letters or digits, e.g. .mp4"))
+        }
+    }
+);
+
+bounded_number!(
+    /// Seconds browsers may cache a CORS preflight answer.
+    CorsMaxAge, i32, 0u64, 86400u64, "a CORS max age in seconds"
+);

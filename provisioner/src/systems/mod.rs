@@ -2,6 +2,8 @@
 
 pub mod stt;
 pub mod stt_functions;
+pub mod vod;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,9 @@ pub fn graph(cx: &Context) -> Result<Graph, GraphError> {
     if let Some(functions) = &cx.stack.stt.functions {
         resources.extend(stt_functions::resources(cx, functions));
     }
+    if let Some(vod) = &cx.stack.vod {
+        resources.extend(vod::resources(cx, vod));
+    }
     Graph::new(resources)
 }
 
@@ -31,5 +36,6 @@ pub fn graph(cx: &Context) -> Result<Graph, GraphError> {
 pub fn outputs(cx: &Context) -> BTreeMap<&'static str, String> {
     let mut out = stt::outputs(cx);
     stt_functions::outputs(cx, &mut out);
+    vod::outputs(cx, &mut out);
     out
 }

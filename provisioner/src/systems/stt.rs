@@ -5,20 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::engine::{Context, Resource, ResourceKey};
-use crate::resources::bucket::{self, Bucket};
-use crate::resources::bucket_policy::BucketPolicy;
+use super::web;
+use crate::resources::bucket;
 use crate::resources::db_instance::{DbInstance, DbSettings};
 use crate::resources::db_subnet_group::DbSubnetGroup;
-use crate::resources::distribution::{Distribution, Settings};
 use crate::resources::egress_gateway::EgressGateway;
-use crate::resources::oac::OriginAccessControl;
 use crate::resources::route_table::RouteTable;
 use crate::resources::security_group::{SecurityGroup, WantedPeer, WantedRule};
-use crate::resources::site_files::SiteFiles;
 use crate::resources::subnet::Subnet;
 use crate::resources::vpc::Vpc;
 use crate::resources::vpc_endpoint::{Attachment, VpcEndpoint};
-use crate::spec::{Database, EndpointService, Network, ViewerProtocolPolicy, Website};
+use crate::spec::{Database, EndpointService, Network, Website};
 
 pub const SITE_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-site");
 pub const SITE_OAC: ResourceKey = ResourceKey::new("origin_access_control", "stt-site");
@@ -32,98 +29,31 @@ pub fn site_bucket_name(cx: &Context) -> String {
 }
 
 pub fn website(cx: &Context, site: &Website) -> Vec<Arc<dyn Resource>> {
-    let stack = &cx.stack;
-    let bucket_name = site_bucket_name(cx);
-    let origin_domain = Bucket::regional_domain(&bucket_name, &cx.aws.region);
-    let comment = format!("provision:{}:stt-site", stack.name());
-
-    let d = site.distribution.clone();
-    let origin_shield = stack
-        .origin_shield_region(&site.distribution)
-        .ok()
-        .filter(|_| d.origin_shield.enabled);
-    let settings_comment = comment.clone();
-    // The emulator speaks plain HTTP only: a redirect to HTTPS would lead nowhere there.
-    let viewer_protocol_policy = if cx.aws.local {
-        ViewerProtocolPolicy::AllowAll
-    } else {
-        d.viewer_protocol_policy
-    };
-    let settings = move |origin_domain: &str, oac_id: &str| Settings {
-        comment: settings_comment.clone(),
-        enabled: d.enabled,
-        default_root_object: d.default_root_object.clone(),
-        price_class: d.price_class.as_str().into(),
-        http_version: d.http_version.as_str().into(),
-        ipv6: d.ipv6,
-        origin_domain: origin_domain.into(),
-        origin_access_control_id: oac_id.into(),
-        origin_shield: origin_shield.clone(),
-        viewer_protocol_policy: viewer_protocol_policy.as_str().into(),
-        cache_policy_id: d.cache_policy.id().into(),
-        allowed_methods: sorted(d.allowed_methods.methods()),
-        // Only GET and HEAD answers are cached, as in the console's default.
-        cached_methods: sorted(&["GET", "HEAD"]),
-        compress: d.compress,
-        error_responses: {
-            let mut r: Vec<_> = d
-                .error_responses
-                .iter()
-                .map(|e| {
-                    (
-                        i32::from(e.error_code.0),
-                        e.response_page_path.as_str().to_owned(),
-                        e.response_code.0.to_string(),
-                        i64::from(e.caching_min_ttl),
-                    )
-                })
-                .collect();
-            r.sort();
-            r
-        },
-    };
-
-    vec![
-        Arc::new(Bucket {
-            key: SITE_BUCKET,
-            name: bucket_name.clone(),
-            website: Some(bucket::Website {
+    web::served_bucket(
+        cx,
+        web::ServedBucket {
+            label: "stt-site",
+            bucket: SITE_BUCKET,
+            oac: SITE_OAC,
+            distribution: SITE_DISTRIBUTION,
+            policy: SITE_BUCKET_POLICY,
+            files: SITE_FILES,
+            bucket_name: site_bucket_name(cx),
+            // S3: the console build turned on static website hosting.
+            static_website: Some(bucket::Website {
                 index_document: site.index_document.clone(),
                 error_document: site.error_document.clone(),
             }),
-        }),
-        Arc::new(OriginAccessControl {
-            key: SITE_OAC,
-            name: format!("{}-stt-site", stack.name()),
-        }),
-        Arc::new(Distribution {
-            key: SITE_DISTRIBUTION,
-            bucket: SITE_BUCKET,
-            origin_domain,
-            oac: SITE_OAC,
-            settings: Box::new(settings),
-            comment,
-        }),
-        Arc::new(BucketPolicy {
-            key: SITE_BUCKET_POLICY,
-            bucket: SITE_BUCKET,
-            bucket_name: bucket_name.clone(),
-            distribution: SITE_DISTRIBUTION,
-            tls_only: !cx.aws.local,
-        }),
-        Arc::new(SiteFiles {
-            key: SITE_FILES,
-            bucket: SITE_BUCKET,
-            bucket_name,
-            source_dir: stack.site_dir(site),
-        }),
-    ]
-}
-
-fn sorted(methods: &[&str]) -> Vec<String> {
-    let mut m: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
-    m.sort();
-    m
+            settings: site.distribution.clone(),
+            source_dir: cx.stack.site_dir(site),
+            exclude: vec!["config.example.js"],
+            generated: if cx.stack.stt.functions.is_some() {
+                vec![super::stt_functions::site_config_file()]
+            } else {
+                vec![]
+            },
+        },
+    )
 }
 
 pub fn outputs(cx: &Context) -> BTreeMap<&'static str, String> {

@@ -1,6 +1,7 @@
-//! The speech-to-text functions (console steps S8 to S10, S17, S22, S23, S25, S27, S29): the
-//! audio bucket, one role per function allowed exactly what its handler does on the stack's
-//! own resources, and the functions themselves.
+//! The speech-to-text functions and their wiring (console steps S8 to S14, S17, S22 to S29):
+//! the audio bucket, one role per function allowed exactly what its handler does on the
+//! stack's own resources, the functions, the upload API, the bucket's notifications, the
+//! Transcribe rule, and the permissions that let each trigger invoke its function.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,13 +11,32 @@ use serde_json::{json, Value};
 use super::stt::{subnet_key, DATABASE, FUNCTIONS_SG, SITE_DISTRIBUTION};
 use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket::Bucket;
+use crate::resources::bucket_notification::{self, BucketNotification};
+use crate::resources::event_rule::{self, EventRule};
 use crate::resources::function::{self, Function};
+use crate::resources::lambda_permission::LambdaPermission;
+use crate::resources::rest_api::RestApi;
 use crate::resources::role::Role;
 use crate::resources::schema_migration::SchemaMigration;
+use crate::resources::site_files::GeneratedFile;
 use crate::spec::{FunctionSettings, Functions};
 
 pub const AUDIO_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-audio");
 pub const SCHEMA: ResourceKey = ResourceKey::new("schema_migration", "stt");
+pub const UPLOAD_API: ResourceKey = ResourceKey::new("rest_api", "stt-upload");
+pub const AUDIO_NOTIFICATIONS: ResourceKey = ResourceKey::new("bucket_notification", "stt-audio");
+pub const TRANSCRIBE_RULE: ResourceKey = ResourceKey::new("event_rule", "stt-transcribe-state");
+
+/// The API's path and stage (console steps S12, S14).
+pub const UPLOAD_PATH: &str = "file-upload";
+pub const UPLOAD_STAGE: &str = "prod";
+
+/// Suffixes of the audio keys file_upload writes: it names each file after the format it
+/// detected (mp3, wav, flac, ogg, m4a, mp4, webm, amr), always in lower case. The console
+/// build had only `.mp3`; one rule per format keeps the rules from overlapping.
+pub const AUDIO_SUFFIXES: [&str; 8] = [
+    ".mp3", ".wav", ".flac", ".ogg", ".m4a", ".mp4", ".webm", ".amr",
+];
 
 /// The five functions, by the name of their binary (and zip).
 pub const FUNCTIONS: [&str; 5] = [
@@ -33,6 +53,10 @@ pub fn audio_bucket_name(cx: &Context) -> String {
 
 pub fn function_name(cx: &Context, function: &str) -> String {
     format!("{}-{function}", cx.stack_name())
+}
+
+fn permission_key(name: &'static str) -> ResourceKey {
+    ResourceKey::new("lambda_permission", name)
 }
 
 pub fn role_key(function: &'static str) -> ResourceKey {
@@ -171,15 +195,7 @@ pub fn environment(
     match function {
         "file_upload" => {
             env.insert("AUDIO_BUCKET".into(), audio_bucket_name(cx));
-            let origin = functions.allowed_origin.clone().or_else(|| {
-                let domain = cx.output(&SITE_DISTRIBUTION, "domain_name")?;
-                let url = super::stt::site_url(
-                    &domain,
-                    cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten(),
-                );
-                Some(url.trim_end_matches('/').to_owned())
-            });
-            if let Some(origin) = origin {
+            if let Some(origin) = allowed_origin(cx, functions) {
                 env.insert("ALLOWED_ORIGIN".into(), origin);
             }
         }
@@ -190,6 +206,149 @@ pub fn environment(
         _ => {}
     }
     env
+}
+
+/// The origin the upload API answers CORS for: `stack.yaml`'s `allowed_origin`, else the
+/// site's own CloudFront address.
+pub fn allowed_origin(cx: &Context, functions: &Functions) -> Option<String> {
+    functions.allowed_origin.clone().or_else(|| {
+        let domain = cx.output(&SITE_DISTRIBUTION, "domain_name")?;
+        let url = super::stt::site_url(
+            &domain,
+            cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten(),
+        );
+        Some(url.trim_end_matches('/').to_owned())
+    })
+}
+
+/// `config.js` next to the upload page: the API URL `up` created and Transcribe's languages.
+pub fn site_config(cx: &Context) -> String {
+    let languages: Vec<&str> = aws_sdk_transcribe::types::LanguageCode::values().to_vec();
+    let config = json!({
+        "apiUrl": cx.output(&UPLOAD_API, "url"),
+        "languages": languages,
+    });
+    format!("// Written by `provision up`; do not edit.\nwindow.STT_CONFIG = {config};\n")
+}
+
+pub fn site_config_file() -> GeneratedFile {
+    GeneratedFile {
+        key: "config.js",
+        inputs: vec![UPLOAD_API],
+        contents: Box::new(site_config),
+    }
+}
+
+/// The upload API, the notifications, the Transcribe rule and their permissions.
+fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
+    let stack = cx.stack_name().to_owned();
+    let audio_bucket = audio_bucket_name(cx);
+    let site = cx.stack.stt.website.is_some();
+    let spec = functions.clone();
+    let mut api_inputs = vec![];
+    if site {
+        api_inputs.push(SITE_DISTRIBUTION);
+    }
+    let api = RestApi {
+        key: UPLOAD_API,
+        name: format!("{stack}-file-upload-api"),
+        description: format!("Audio uploads of the {stack} speech-to-text service"),
+        path_part: UPLOAD_PATH.to_owned(),
+        binary_media_types: vec!["multipart/form-data".to_owned()],
+        stage: UPLOAD_STAGE.to_owned(),
+        function: function_key("file_upload"),
+        // Without a site nor a configured origin, no browser page is expected: deny all.
+        allowed_origin: Box::new(move |cx| allowed_origin(cx, &spec).unwrap_or_else(|| "null".into())),
+        inputs: api_inputs,
+    };
+    let api_permission = LambdaPermission {
+        key: permission_key("stt-api-file_upload"),
+        function: function_key("file_upload"),
+        function_name: function_name(cx, "file_upload"),
+        statement_id: "apigateway-file-upload".into(),
+        principal: "apigateway.amazonaws.com",
+        // Only this API's POST on its one path, in any stage.
+        source_arn: Box::new(|cx| {
+            let api = cx.output(&UPLOAD_API, "execute_arn")?;
+            Some(format!("{api}/*/POST/{UPLOAD_PATH}"))
+        }),
+        source_account: false,
+        inputs: vec![UPLOAD_API],
+    };
+    let s3_permission = |key: &'static str, function: &'static str| {
+        let bucket = audio_bucket.clone();
+        LambdaPermission {
+            key: permission_key(key),
+            function: function_key(function),
+            function_name: function_name(cx, function),
+            statement_id: "s3-audio-bucket".into(),
+            principal: "s3.amazonaws.com",
+            source_arn: Box::new(move |_| Some(format!("arn:aws:s3:::{bucket}"))),
+            // Bucket ARNs name no account: someone else's bucket of that name must not call.
+            source_account: true,
+            inputs: vec![AUDIO_BUCKET],
+        }
+    };
+    let transcribe_permission = s3_permission("stt-s3-audio_transcribe", "audio_transcribe");
+    let email_permission = s3_permission("stt-s3-send_email", "send_email");
+    let mut rules: Vec<bucket_notification::Rule> = AUDIO_SUFFIXES
+        .iter()
+        .map(|suffix| bucket_notification::Rule {
+            id: format!("transcribe-{}", suffix.trim_start_matches('.')),
+            function: function_key("audio_transcribe"),
+            prefix: "input_audio/".into(),
+            suffix: (*suffix).into(),
+        })
+        .collect();
+    // Only the plain text: save_text also writes the transcript JSON there, and Transcribe
+    // its `.write_access_check_file.temp`.
+    rules.push(bucket_notification::Rule {
+        id: "email-txt".into(),
+        function: function_key("send_email"),
+        prefix: "output_text/".into(),
+        suffix: ".txt".into(),
+    });
+    let notifications = BucketNotification {
+        key: AUDIO_NOTIFICATIONS,
+        bucket: AUDIO_BUCKET,
+        bucket_name: audio_bucket.clone(),
+        rules,
+        permissions: vec![transcribe_permission.key.clone(), email_permission.key.clone()],
+    };
+    let rule_name = format!("{stack}-transcribe-job-state");
+    let rule = EventRule {
+        key: TRANSCRIBE_RULE,
+        name: rule_name.clone(),
+        description: format!("Transcribe jobs of {stack} that finished or failed, to save_text"),
+        pattern: json!({
+            "source": ["aws.transcribe"],
+            "detail-type": ["Transcribe Job State Change"],
+            "detail": {"TranscriptionJobStatus": ["COMPLETED", "FAILED"]}
+        }),
+        target: function_key("save_text"),
+        target_id: "save_text".into(),
+    };
+    let events_permission = LambdaPermission {
+        key: permission_key("stt-events-save_text"),
+        function: function_key("save_text"),
+        function_name: function_name(cx, "save_text"),
+        statement_id: "events-transcribe-job-state".into(),
+        principal: "events.amazonaws.com",
+        source_arn: Box::new(move |cx| {
+            Some(event_rule::rule_arn(&cx.aws.region, &cx.aws.account_id, &rule_name))
+        }),
+        source_account: false,
+        inputs: vec![],
+    };
+    vec![
+        Arc::new(api),
+        Arc::new(api_permission),
+        Arc::new(transcribe_permission),
+        Arc::new(email_permission),
+        Arc::new(notifications),
+        Arc::new(rule),
+        Arc::new(events_permission),
+    ]
 }
 
 fn settings<'a>(functions: &'a Functions, function: &str) -> &'a FunctionSettings {
@@ -224,7 +383,13 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
             key: role_key(function),
             name: function_name(cx, function),
             service: "lambda.amazonaws.com",
-            inputs: vec![DATABASE],
+            // Also after the network: `down` deletes the role only once the security group
+            // (which waits for the functions' network interfaces to go) is gone, because
+            // Lambda needs the role to release those interfaces.
+            inputs: std::iter::once(DATABASE)
+                .chain(std::iter::once(FUNCTIONS_SG))
+                .chain(zones.iter().map(|z| subnet_key(z)))
+                .collect(),
             policy: Box::new(move |cx| policy(&scope(cx, function, &mail_domain), function)),
         }));
         let s = settings(functions, function);
@@ -255,12 +420,16 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         function: function_key("db_migrate"),
         database: DATABASE,
     }));
+    resources.extend(wiring(cx, functions));
     resources
 }
 
 pub fn outputs(cx: &Context, out: &mut BTreeMap<&'static str, String>) {
     if let Some(name) = cx.output(&AUDIO_BUCKET, "name") {
         out.insert("stt_audio_bucket", name);
+    }
+    if let Some(url) = cx.output(&UPLOAD_API, "url") {
+        out.insert("stt_api_url", url);
     }
 }
 

@@ -1,0 +1,296 @@
+//! A bucket's event notifications to Lambda functions (console steps S24, S28, V6): one rule
+//! per prefix and suffix. The notification configuration is one document per bucket, owned
+//! whole by this resource; it is put only after the functions' permissions exist, since S3
+//! validates the destinations when it is put (`aws-pitfalls.md`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_s3::types::{
+    Event, FilterRule, FilterRuleName, LambdaFunctionConfiguration, NotificationConfiguration,
+    NotificationConfigurationFilter, S3KeyFilter,
+};
+
+use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::{
+    AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource,
+    ResourceKey,
+};
+
+pub struct Rule {
+    /// The configuration id, e.g. `transcribe-mp3`.
+    pub id: String,
+    /// The function invoked (its `arn` output).
+    pub function: ResourceKey,
+    pub prefix: String,
+    pub suffix: String,
+}
+
+pub struct BucketNotification {
+    pub key: ResourceKey,
+    pub bucket: ResourceKey,
+    pub bucket_name: String,
+    pub rules: Vec<Rule>,
+    /// The Lambda permissions S3 must find when the configuration is put.
+    pub permissions: Vec<ResourceKey>,
+}
+
+/// One rule as compared: function ARN, events, prefix, suffix.
+pub type RuleState = (String, Vec<String>, String, String);
+
+const EVENT: &str = "s3:ObjectCreated:*";
+
+/// Rules by id, from a live configuration.
+pub fn live_rules(configs: &[LambdaFunctionConfiguration]) -> BTreeMap<String, RuleState> {
+    configs
+        .iter()
+        .map(|c| {
+            let filter = |name: FilterRuleName| {
+                c.filter()
+                    .and_then(|f| f.key())
+                    .map(|k| k.filter_rules())
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|r| {
+                        r.name()
+                            .is_some_and(|n| n.as_str().eq_ignore_ascii_case(name.as_str()))
+                    })
+                    .and_then(|r| r.value())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let mut events: Vec<String> =
+                c.events().iter().map(|e| e.as_str().to_owned()).collect();
+            events.sort();
+            (
+                c.id().unwrap_or_default().to_owned(),
+                (
+                    c.lambda_function_arn().to_owned(),
+                    events,
+                    filter(FilterRuleName::Prefix),
+                    filter(FilterRuleName::Suffix),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// One diff per rule that is missing, different or not ours.
+pub fn rule_diffs(
+    wanted: &BTreeMap<String, RuleState>,
+    live: &BTreeMap<String, RuleState>,
+) -> Vec<FieldDiff> {
+    let show = |r: Option<&RuleState>| match r {
+        Some((arn, events, prefix, suffix)) => {
+            let function = arn.rsplit(':').next().unwrap_or(arn);
+            format!("{} {prefix}*{suffix} -> {function}", events.join(","))
+        }
+        None => "(missing)".to_owned(),
+    };
+    let ids: std::collections::BTreeSet<&String> = wanted.keys().chain(live.keys()).collect();
+    ids.into_iter()
+        .filter(|id| wanted.get(*id) != live.get(*id))
+        .map(|id| {
+            FieldDiff::new(
+                format!("LambdaFunctionConfigurations.{id}"),
+                show(wanted.get(id)),
+                show(live.get(id)),
+            )
+        })
+        .collect()
+}
+
+impl BucketNotification {
+    fn wanted(&self, cx: &Context) -> BTreeMap<String, RuleState> {
+        self.rules
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    (
+                        cx.output(&r.function, "arn").unwrap_or_default(),
+                        vec![EVENT.to_owned()],
+                        r.prefix.clone(),
+                        r.suffix.clone(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    async fn put(&self, cx: &Context, configs: Vec<LambdaFunctionConfiguration>) -> Result<(), Error> {
+        let configuration = NotificationConfiguration::builder()
+            .set_lambda_function_configurations(Some(configs))
+            .build();
+        // S3 checks the functions' policies, which Lambda propagates within seconds.
+        let unvalidated = |e: &Error| {
+            e.code() == Some("InvalidArgument")
+                && e.to_string().contains("Unable to validate")
+        };
+        retry_when(Backoff::SETTLING, unvalidated, || async {
+            cx.aws
+                .s3
+                .put_bucket_notification_configuration()
+                .bucket(&self.bucket_name)
+                .notification_configuration(configuration.clone())
+                .send()
+                .await
+                .step(&self.key, "PutBucketNotificationConfiguration")
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Resource for BucketNotification {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        let mut deps = vec![self.bucket.clone()];
+        deps.extend(self.rules.iter().map(|r| r.function.clone()));
+        deps.extend(self.permissions.iter().cloned());
+        deps
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let wanted = self.wanted(cx);
+        let live = if cx.output(&self.bucket, "name").is_none() {
+            BTreeMap::new()
+        } else {
+            let out = cx
+                .aws
+                .s3
+                .get_bucket_notification_configuration()
+                .bucket(&self.bucket_name)
+                .send()
+                .await
+                .step(&self.key, "GetBucketNotificationConfiguration")?;
+            live_rules(out.lambda_function_configurations())
+        };
+        Ok(Planned::from_diff(
+            self.key.clone(),
+            format!("s3://{}", self.bucket_name),
+            rule_diffs(&wanted, &live),
+        ))
+    }
+
+    async fn apply(&self, cx: &Context, _: &Planned) -> Result<(), Error> {
+        let configs = self
+            .rules
+            .iter()
+            .map(|r| {
+                let arn = cx.require(&self.key, &r.function, "arn")?;
+                let filter = |name: FilterRuleName, value: &str| {
+                    FilterRule::builder().name(name).value(value).build()
+                };
+                Ok(LambdaFunctionConfiguration::builder()
+                    .id(&r.id)
+                    .lambda_function_arn(arn)
+                    .events(Event::from(EVENT))
+                    .filter(
+                        NotificationConfigurationFilter::builder()
+                            .key(
+                                S3KeyFilter::builder()
+                                    .filter_rules(filter(FilterRuleName::Prefix, &r.prefix))
+                                    .filter_rules(filter(FilterRuleName::Suffix, &r.suffix))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+                    .expect("function ARN and events are set"))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.put(cx, configs).await
+    }
+
+    /// Puts an empty configuration: the functions are no longer invoked by the bucket.
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        let live = match cx
+            .aws
+            .s3
+            .get_bucket_notification_configuration()
+            .bucket(&self.bucket_name)
+            .send()
+            .await
+            .step(&self.key, "GetBucketNotificationConfiguration")
+        {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(Deleted::Absent),
+            Err(e) => return Err(e),
+        };
+        if live.lambda_function_configurations().is_empty() {
+            return Ok(Deleted::Absent);
+        }
+        self.put(cx, vec![]).await?;
+        Ok(Deleted::Deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(arn: &str, prefix: &str, suffix: &str) -> RuleState {
+        (arn.into(), vec![EVENT.into()], prefix.into(), suffix.into())
+    }
+
+    #[test]
+    fn live_rules_read_filters_case_insensitively() {
+        let config = LambdaFunctionConfiguration::builder()
+            .id("transcribe-mp3")
+            .lambda_function_arn("arn:aws:lambda:us-east-1:1:function:demo-audio_transcribe")
+            .events(Event::from(EVENT))
+            .filter(
+                NotificationConfigurationFilter::builder()
+                    .key(
+                        S3KeyFilter::builder()
+                            // S3 answers "Prefix"/"Suffix" although the request says lower case.
+                            .filter_rules(FilterRule::builder().name(FilterRuleName::from("Prefix")).value("input_audio/").build())
+                            .filter_rules(FilterRule::builder().name(FilterRuleName::from("Suffix")).value(".mp3").build())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let live = live_rules(&[config]);
+        assert_eq!(
+            live["transcribe-mp3"],
+            rule("arn:aws:lambda:us-east-1:1:function:demo-audio_transcribe", "input_audio/", ".mp3")
+        );
+    }
+
+    #[test]
+    fn a_removed_or_changed_rule_is_a_diff_and_an_extra_one_too() {
+        let arn = "arn:aws:lambda:us-east-1:1:function:demo-send_email";
+        let wanted: BTreeMap<String, RuleState> = [
+            ("email-txt".to_owned(), rule(arn, "output_text/", ".txt")),
+            ("transcribe-mp3".to_owned(), rule(arn, "input_audio/", ".mp3")),
+        ]
+        .into();
+        let mut live = wanted.clone();
+        assert!(rule_diffs(&wanted, &live).is_empty());
+        live.remove("email-txt");
+        live.insert("by-hand".into(), rule(arn, "", ""));
+        let diffs = rule_diffs(&wanted, &live);
+        let fields: Vec<(&str, &str, &str)> = diffs
+            .iter()
+            .map(|d| (d.field.as_str(), d.expected.as_str(), d.actual.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("LambdaFunctionConfigurations.by-hand", "(missing)", "s3:ObjectCreated:* * -> demo-send_email"),
+                (
+                    "LambdaFunctionConfigurations.email-txt",
+                    "s3:ObjectCreated:* output_text/*.txt -> demo-send_email",
+                    "(missing)"
+                ),
+            ]
+        );
+    }
+}

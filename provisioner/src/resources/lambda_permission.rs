@@ -1,0 +1,202 @@
+//! A statement of a Lambda function's resource policy letting one AWS service invoke it from
+//! one source (console steps S13, S24, S26, S28, V6): API Gateway from this API's method, S3
+//! from this bucket, EventBridge from this rule. Found by statement id in `GetPolicy`.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::{
+    AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource, ResourceKey,
+};
+
+pub struct LambdaPermission {
+    pub key: ResourceKey,
+    /// The function (its `name` output).
+    pub function: ResourceKey,
+    pub function_name: String,
+    pub statement_id: String,
+    /// `apigateway.amazonaws.com`, `s3.amazonaws.com`, `events.amazonaws.com`.
+    pub principal: &'static str,
+    /// The ARN the call must come from; computed from the stack's names and outputs.
+    pub source_arn: Box<dyn Fn(&Context) -> Option<String> + Send + Sync>,
+    /// S3 ARNs carry no account: AWS recommends `SourceAccount` with them.
+    pub source_account: bool,
+    pub inputs: Vec<ResourceKey>,
+}
+
+/// The parts of a policy statement this resource manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub principal: Option<String>,
+    pub action: Option<String>,
+    pub source_arn: Option<String>,
+    pub source_account: Option<String>,
+}
+
+/// The statement with id `sid` of a function policy document, as a [`Grant`].
+pub fn grant_in_policy(policy: &str, sid: &str) -> Option<Grant> {
+    let doc: Value = serde_json::from_str(policy).ok()?;
+    let statement = doc["Statement"]
+        .as_array()?
+        .iter()
+        .find(|s| s["Sid"] == sid)?;
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let condition = &statement["Condition"];
+    Some(Grant {
+        principal: text(&statement["Principal"]["Service"]).or_else(|| text(&statement["Principal"])),
+        action: text(&statement["Action"]),
+        source_arn: text(&condition["ArnLike"]["AWS:SourceArn"])
+            .or_else(|| text(&condition["ArnEquals"]["AWS:SourceArn"])),
+        source_account: text(&condition["StringEquals"]["AWS:SourceAccount"]),
+    })
+}
+
+impl LambdaPermission {
+    fn wanted(&self, cx: &Context) -> Grant {
+        Grant {
+            principal: Some(self.principal.to_owned()),
+            action: Some("lambda:InvokeFunction".to_owned()),
+            source_arn: (self.source_arn)(cx),
+            source_account: self.source_account.then(|| cx.aws.account_id.clone()),
+        }
+    }
+
+    async fn live(&self, cx: &Context) -> Result<Option<Grant>, Error> {
+        match cx
+            .aws
+            .lambda
+            .get_policy()
+            .function_name(&self.function_name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .policy()
+                .and_then(|p| grant_in_policy(p, &self.statement_id))),
+            // No function or no policy yet.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).step(&self.key, "GetPolicy"),
+        }
+    }
+
+    async fn remove(&self, cx: &Context) -> Result<Deleted, Error> {
+        match cx
+            .aws
+            .lambda
+            .remove_permission()
+            .function_name(&self.function_name)
+            .statement_id(&self.statement_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                Ok(Deleted::Absent)
+            }
+            Err(e) => Err(e).step(&self.key, "RemovePermission"),
+        }
+    }
+}
+
+/// A principal IAM has not propagated yet is refused for a few seconds.
+fn transient(e: &Error) -> bool {
+    e.code() == Some("InvalidParameterValueException")
+        && e.to_string().contains("principal was invalid")
+}
+
+#[async_trait]
+impl Resource for LambdaPermission {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        let mut deps = vec![self.function.clone()];
+        deps.extend(self.inputs.iter().cloned());
+        deps
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let id = format!("{}#{}", self.function_name, self.statement_id);
+        let Some(live) = self.live(cx).await? else {
+            return Ok(Planned::create(self.key.clone(), id));
+        };
+        let wanted = self.wanted(cx);
+        let mut diff = Diff::default();
+        diff.field("Principal", wanted.principal, live.principal);
+        diff.field("Action", wanted.action, live.action);
+        diff.field("Condition.SourceArn", wanted.source_arn, live.source_arn);
+        diff.field(
+            "Condition.SourceAccount",
+            wanted.source_account,
+            live.source_account,
+        );
+        Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
+    }
+
+    async fn apply(&self, cx: &Context, _: &Planned) -> Result<(), Error> {
+        // A statement cannot be changed in place: replace it (absent is fine).
+        self.remove(cx).await?;
+        let wanted = self.wanted(cx);
+        let source_arn = wanted.source_arn.ok_or_else(|| Error::MissingDependency {
+            resource: self.key.clone(),
+            dependency: "the source ARN".into(),
+        })?;
+        retry_when(Backoff::SETTLING, transient, || async {
+            cx.aws
+                .lambda
+                .add_permission()
+                .function_name(&self.function_name)
+                .statement_id(&self.statement_id)
+                .action("lambda:InvokeFunction")
+                .principal(self.principal)
+                .source_arn(&source_arn)
+                .set_source_account(wanted.source_account.clone())
+                .send()
+                .await
+                .step(&self.key, "AddPermission")
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        self.remove(cx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_statement_as_lambda_writes_it() {
+        // The shape GetPolicy returns for AddPermission with SourceArn and SourceAccount.
+        let policy = r#"{"Version":"2012-10-17","Id":"default","Statement":[
+          {"Sid":"other","Effect":"Allow","Principal":{"Service":"events.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:111122223333:function:f"},
+          {"Sid":"s3-invoke","Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"arn:aws:lambda:us-east-1:111122223333:function:f",
+           "Condition":{"StringEquals":{"AWS:SourceAccount":"111122223333"},"ArnLike":{"AWS:SourceArn":"arn:aws:s3:::demo-audio"}}}]}"#;
+        assert_eq!(
+            grant_in_policy(policy, "s3-invoke"),
+            Some(Grant {
+                principal: Some("s3.amazonaws.com".into()),
+                action: Some("lambda:InvokeFunction".into()),
+                source_arn: Some("arn:aws:s3:::demo-audio".into()),
+                source_account: Some("111122223333".into()),
+            })
+        );
+        let other = grant_in_policy(policy, "other").unwrap();
+        assert_eq!(other.source_arn, None);
+        assert_eq!(grant_in_policy(policy, "missing"), None);
+        assert_eq!(grant_in_policy("not json", "s3-invoke"), None);
+    }
+}

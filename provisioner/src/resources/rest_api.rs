@@ -1,0 +1,674 @@
+//! An API Gateway REST API with one resource proxied to a Lambda function (console steps S11
+//! to S14): Regional endpoint, `binaryMediaTypes`, `POST` with Lambda proxy integration,
+//! `OPTIONS` answered by a mock integration with the CORS headers, deployed to a stage.
+//!
+//! A deployment is made only when the API's definition changed: the stage's deployment carries
+//! the SHA-256 of the definition it was made from in its description, so a run interrupted
+//! between changing a method and deploying it still deploys on the next run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_apigateway::types::{
+    EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation, RestApi as LiveApi,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{owned_by, tag_diff};
+use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::{
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
+    Resource, ResourceKey,
+};
+
+/// Written into deployment descriptions, before the definition's digest.
+const DEPLOYMENT_MARK: &str = "provision definition sha256:";
+
+pub struct RestApi {
+    pub key: ResourceKey,
+    pub name: String,
+    pub description: String,
+    /// The one resource below the root, e.g. `file-upload`.
+    pub path_part: String,
+    pub binary_media_types: Vec<String>,
+    pub stage: String,
+    /// The function `POST` is proxied to (its `arn` output).
+    pub function: ResourceKey,
+    /// The origin allowed by CORS, computed from other resources' outputs.
+    pub allowed_origin: Box<dyn Fn(&Context) -> String + Send + Sync>,
+    pub inputs: Vec<ResourceKey>,
+}
+
+/// What the API must look like; its digest decides whether to deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    pub binary_media_types: Vec<String>,
+    pub path: String,
+    pub proxy_uri: String,
+    pub cors: BTreeMap<String, String>,
+}
+
+impl Definition {
+    pub fn digest(&self) -> String {
+        let canonical = json!({
+            "binaryMediaTypes": self.binary_media_types,
+            "path": self.path,
+            "POST": {"type": "AWS_PROXY", "httpMethod": "POST", "uri": self.proxy_uri},
+            "OPTIONS": {"type": "MOCK", "responseParameters": self.cors},
+        });
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The integration URI API Gateway uses to invoke a Lambda function.
+pub fn lambda_integration_uri(region: &str, function_arn: &str) -> String {
+    format!("arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations")
+}
+
+/// Integration response parameters answering a CORS preflight (values are quoted literals).
+pub fn cors_parameters(origin: &str) -> BTreeMap<String, String> {
+    [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Methods", "OPTIONS,POST"),
+        ("Access-Control-Allow-Headers", "Content-Type"),
+    ]
+    .into_iter()
+    .map(|(h, v)| (format!("method.response.header.{h}"), format!("'{v}'")))
+    .collect()
+}
+
+/// The URL a client posts to.
+pub fn invoke_url(
+    api_id: &str,
+    region: &str,
+    stage: &str,
+    path: &str,
+    emulator: Option<&str>,
+) -> String {
+    match emulator {
+        Some(endpoint) => format!(
+            "{}/restapis/{api_id}/{stage}/_user_request_/{path}",
+            endpoint.trim_end_matches('/')
+        ),
+        None => format!("https://{api_id}.execute-api.{region}.amazonaws.com/{stage}/{path}"),
+    }
+}
+
+/// `/` in a JSON-patch path is written `~1`.
+fn patch_path(value: &str) -> String {
+    value.replace('~', "~0").replace('/', "~1")
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl RestApi {
+    fn definition(&self, cx: &Context) -> Definition {
+        let function_arn = cx.output(&self.function, "arn").unwrap_or_default();
+        Definition {
+            binary_media_types: sorted(self.binary_media_types.clone()),
+            path: format!("/{}", self.path_part),
+            proxy_uri: lambda_integration_uri(&cx.aws.region, &function_arn),
+            cors: cors_parameters(&(self.allowed_origin)(cx)),
+        }
+    }
+
+    fn arn(cx: &Context, api_id: &str) -> String {
+        format!("arn:aws:apigateway:{}::/restapis/{api_id}", cx.aws.region)
+    }
+
+    /// Every API with our name and ownership tag, oldest first.
+    async fn find(&self, cx: &Context) -> Result<Vec<LiveApi>, Error> {
+        let pages: Vec<_> = cx
+            .aws
+            .apigateway
+            .get_rest_apis()
+            .limit(500)
+            .into_paginator()
+            .send()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .step(&self.key, "GetRestApis")?;
+        let mut apis: Vec<LiveApi> = pages
+            .into_iter()
+            .flat_map(|p| p.items.unwrap_or_default())
+            .filter(|a| a.name() == Some(self.name.as_str()) && owned_by(&tags(a), cx.stack_name()))
+            .collect();
+        apis.sort_by_key(|a| a.created_date().map(|d| d.secs()).unwrap_or(i64::MAX));
+        Ok(apis)
+    }
+
+    fn publish(&self, cx: &Context, api_id: &str) {
+        cx.publish(&self.key, "id", api_id);
+        let emulator = cx
+            .aws
+            .local
+            .then_some(cx.aws.endpoint.as_deref())
+            .flatten();
+        cx.publish(
+            &self.key,
+            "url",
+            invoke_url(
+                api_id,
+                &cx.aws.region,
+                &self.stage,
+                &self.path_part,
+                emulator,
+            ),
+        );
+        cx.publish(
+            &self.key,
+            "execute_arn",
+            format!(
+                "arn:aws:execute-api:{}:{}:{api_id}",
+                cx.aws.region, cx.aws.account_id
+            ),
+        );
+    }
+
+    /// The id of the resource at `/{path_part}`, if it exists.
+    async fn resource_id(&self, cx: &Context, api_id: &str) -> Result<(String, Option<String>), Error> {
+        let out = cx
+            .aws
+            .apigateway
+            .get_resources()
+            .rest_api_id(api_id)
+            .limit(500)
+            .send()
+            .await
+            .step(&self.key, "GetResources")?;
+        let items = out.items();
+        let root = items
+            .iter()
+            .find(|r| r.path() == Some("/"))
+            .and_then(|r| r.id())
+            .unwrap_or_default()
+            .to_owned();
+        let path = format!("/{}", self.path_part);
+        let ours = items
+            .iter()
+            .find(|r| r.path() == Some(path.as_str()))
+            .and_then(|r| r.id())
+            .map(str::to_owned);
+        Ok((root, ours))
+    }
+
+    /// Differences of the two methods from the definition.
+    async fn method_diffs(
+        &self,
+        cx: &Context,
+        api_id: &str,
+        resource_id: &str,
+        wanted: &Definition,
+    ) -> Result<Vec<FieldDiff>, Error> {
+        let mut diff = Diff::default();
+        for method in ["POST", "OPTIONS"] {
+            let live = match cx
+                .aws
+                .apigateway
+                .get_method()
+                .rest_api_id(api_id)
+                .resource_id(resource_id)
+                .http_method(method)
+                .send()
+                .await
+            {
+                Ok(m) => Some(m),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => None,
+                Err(e) => return Err(e).step(&self.key, "GetMethod"),
+            };
+            let Some(live) = live else {
+                diff.push(FieldDiff::new(
+                    format!("Methods.{method}"),
+                    "present",
+                    "(missing)",
+                ));
+                continue;
+            };
+            let integration = live.method_integration();
+            let kind = integration.and_then(|i| i.r#type()).map(|t| t.as_str().to_owned());
+            diff.field(
+                &format!("Methods.{method}.AuthorizationType"),
+                Some("NONE"),
+                live.authorization_type(),
+            );
+            if method == "POST" {
+                diff.field(
+                    "Methods.POST.Integration.Type",
+                    Some("AWS_PROXY".to_owned()),
+                    kind,
+                );
+                diff.field(
+                    "Methods.POST.Integration.HttpMethod",
+                    Some("POST"),
+                    integration.and_then(|i| i.http_method()),
+                );
+                diff.field(
+                    "Methods.POST.Integration.Uri",
+                    Some(wanted.proxy_uri.as_str()),
+                    integration.and_then(|i| i.uri()),
+                );
+            } else {
+                diff.field("Methods.OPTIONS.Integration.Type", Some("MOCK".to_owned()), kind);
+                let live_cors: BTreeMap<String, String> = integration
+                    .and_then(|i| i.integration_responses())
+                    .and_then(|r| r.get("200"))
+                    .and_then(|r| r.response_parameters())
+                    .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                diff.field(
+                    "Methods.OPTIONS.IntegrationResponse.200",
+                    &wanted.cors,
+                    &live_cors,
+                );
+            }
+        }
+        Ok(diff.into_vec())
+    }
+
+    /// The digest in the description of the deployment the stage serves, if any.
+    async fn deployed_digest(&self, cx: &Context, api_id: &str) -> Result<Option<String>, Error> {
+        let stage = match cx
+            .aws
+            .apigateway
+            .get_stage()
+            .rest_api_id(api_id)
+            .stage_name(&self.stage)
+            .send()
+            .await
+        {
+            Ok(s) => s,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e).step(&self.key, "GetStage"),
+        };
+        let Some(deployment_id) = stage.deployment_id() else {
+            return Ok(None);
+        };
+        let deployment = cx
+            .aws
+            .apigateway
+            .get_deployment()
+            .rest_api_id(api_id)
+            .deployment_id(deployment_id)
+            .send()
+            .await
+            .step(&self.key, "GetDeployment")?;
+        Ok(deployment
+            .description()
+            .and_then(|d| d.strip_prefix(DEPLOYMENT_MARK))
+            .map(str::to_owned))
+    }
+
+    async fn create_api(&self, cx: &Context) -> Result<String, Error> {
+        let out = cx
+            .aws
+            .apigateway
+            .create_rest_api()
+            .name(&self.name)
+            .description(&self.description)
+            .endpoint_configuration(
+                EndpointConfiguration::builder()
+                    .types(EndpointType::Regional)
+                    .build(),
+            )
+            .set_binary_media_types(Some(sorted(self.binary_media_types.clone())))
+            .set_tags(Some(cx.tags().into_iter().collect()))
+            .send()
+            .await
+            .step(&self.key, "CreateRestApi")?;
+        Ok(out.id().unwrap_or_default().to_owned())
+    }
+
+    /// Brings the API's own settings (endpoint type, binary media types) in line.
+    async fn update_api(&self, cx: &Context, live: &LiveApi, api_id: &str) -> Result<(), Error> {
+        let mut ops = Vec::new();
+        let live_types: Vec<String> = live.binary_media_types().to_vec();
+        for t in self.binary_media_types.iter().filter(|t| !live_types.contains(t)) {
+            ops.push(patch(Op::Add, &format!("/binaryMediaTypes/{}", patch_path(t)), None));
+        }
+        for t in live_types.iter().filter(|t| !self.binary_media_types.contains(t)) {
+            ops.push(patch(Op::Remove, &format!("/binaryMediaTypes/{}", patch_path(t)), None));
+        }
+        let endpoint = endpoint_types(live);
+        if endpoint != ["REGIONAL"] {
+            if let Some(current) = endpoint.first() {
+                ops.push(patch(
+                    Op::Replace,
+                    &format!("/endpointConfiguration/types/{current}"),
+                    Some("REGIONAL"),
+                ));
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        cx.aws
+            .apigateway
+            .update_rest_api()
+            .rest_api_id(api_id)
+            .set_patch_operations(Some(ops))
+            .send()
+            .await
+            .step(&self.key, "UpdateRestApi")?;
+        Ok(())
+    }
+
+    /// (Re)creates one method with its integration and responses.
+    async fn put_method(
+        &self,
+        cx: &Context,
+        api_id: &str,
+        resource_id: &str,
+        method: &str,
+        wanted: &Definition,
+    ) -> Result<(), Error> {
+        let api = &cx.aws.apigateway;
+        // A method cannot be put over an existing one: remove it first (absent is fine).
+        match api
+            .delete_method()
+            .rest_api_id(api_id)
+            .resource_id(resource_id)
+            .http_method(method)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {}
+            Err(e) => return Err(e).step(&self.key, "DeleteMethod"),
+        }
+        api.put_method()
+            .rest_api_id(api_id)
+            .resource_id(resource_id)
+            .http_method(method)
+            .authorization_type("NONE")
+            .send()
+            .await
+            .step(&self.key, "PutMethod")?;
+        if method == "POST" {
+            api.put_integration()
+                .rest_api_id(api_id)
+                .resource_id(resource_id)
+                .http_method("POST")
+                .r#type(IntegrationType::AwsProxy)
+                .integration_http_method("POST")
+                .uri(&wanted.proxy_uri)
+                .send()
+                .await
+                .step(&self.key, "PutIntegration")?;
+            return Ok(());
+        }
+        api.put_integration()
+            .rest_api_id(api_id)
+            .resource_id(resource_id)
+            .http_method("OPTIONS")
+            .r#type(IntegrationType::Mock)
+            .request_templates("application/json", r#"{"statusCode": 200}"#)
+            .send()
+            .await
+            .step(&self.key, "PutIntegration")?;
+        api.put_method_response()
+            .rest_api_id(api_id)
+            .resource_id(resource_id)
+            .http_method("OPTIONS")
+            .status_code("200")
+            .set_response_parameters(Some(
+                wanted.cors.keys().map(|k| (k.clone(), false)).collect(),
+            ))
+            .send()
+            .await
+            .step(&self.key, "PutMethodResponse")?;
+        api.put_integration_response()
+            .rest_api_id(api_id)
+            .resource_id(resource_id)
+            .http_method("OPTIONS")
+            .status_code("200")
+            .set_response_parameters(Some(wanted.cors.clone().into_iter().collect()))
+            .response_templates("application/json", "")
+            .send()
+            .await
+            .step(&self.key, "PutIntegrationResponse")?;
+        Ok(())
+    }
+
+    async fn delete_api(&self, cx: &Context, api_id: &str) -> Result<Deleted, Error> {
+        // DeleteRestApi is limited to one call every 30 s per account.
+        let throttled = |e: &Error| e.code() == Some("TooManyRequestsException");
+        let backoff = Backoff {
+            first: Duration::from_secs(5),
+            max: Duration::from_secs(30),
+            total: Duration::from_secs(300),
+        };
+        let result = retry_when(backoff, throttled, || async {
+            cx.aws
+                .apigateway
+                .delete_rest_api()
+                .rest_api_id(api_id)
+                .send()
+                .await
+                .step(&self.key, "DeleteRestApi")
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(e) if e.code() == Some("NotFoundException") => Ok(Deleted::Absent),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn patch(op: Op, path: &str, value: Option<&str>) -> PatchOperation {
+    PatchOperation::builder()
+        .op(op)
+        .path(path)
+        .set_value(value.map(str::to_owned))
+        .build()
+}
+
+fn tags(api: &LiveApi) -> BTreeMap<String, String> {
+    api.tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn endpoint_types(api: &LiveApi) -> Vec<String> {
+    api.endpoint_configuration()
+        .map(|e| e.types().iter().map(|t| t.as_str().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Resource for RestApi {
+    fn key(&self) -> ResourceKey {
+        self.key.clone()
+    }
+
+    fn depends_on(&self) -> Vec<ResourceKey> {
+        let mut deps = vec![self.function.clone()];
+        deps.extend(self.inputs.iter().cloned());
+        deps
+    }
+
+    async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
+        let apis = self.find(cx).await?;
+        let Some(live) = apis.first() else {
+            return Ok(Planned::create(self.key.clone(), self.name.clone()));
+        };
+        let api_id = live.id().unwrap_or_default().to_owned();
+        self.publish(cx, &api_id);
+        let wanted = self.definition(cx);
+        let mut diff = Diff::default();
+        for extra in &apis[1..] {
+            // Left by a create whose answer was lost; `apply` removes it.
+            diff.push(FieldDiff::new(
+                format!("Duplicate.{}", extra.id().unwrap_or_default()),
+                "(absent)",
+                "present",
+            ));
+        }
+        diff.field("EndpointConfiguration.Types", vec!["REGIONAL".to_owned()], endpoint_types(live));
+        diff.field(
+            "BinaryMediaTypes",
+            wanted.binary_media_types.clone(),
+            sorted(live.binary_media_types().to_vec()),
+        );
+        diff.extend(tag_diff(&cx.tags(), &tags(live)));
+        match self.resource_id(cx, &api_id).await?.1 {
+            Some(resource_id) => diff.extend(self.method_diffs(cx, &api_id, &resource_id, &wanted).await?),
+            None => diff.push(FieldDiff::new(format!("Resources.{}", wanted.path), "present", "(missing)")),
+        }
+        let digest = wanted.digest();
+        let deployed = self.deployed_digest(cx, &api_id).await?;
+        diff.field(
+            &format!("Stages.{}.Definition", self.stage),
+            Some(digest),
+            deployed,
+        );
+        Ok(Planned::from_diff(self.key.clone(), api_id, diff.into_vec()))
+    }
+
+    async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
+        let (api_id, live) = if planned.action == Action::Create {
+            (self.create_api(cx).await?, None)
+        } else {
+            let apis = self.find(cx).await?;
+            for extra in apis.iter().skip(1) {
+                self.delete_api(cx, extra.id().unwrap_or_default()).await?;
+            }
+            let live = apis.into_iter().next();
+            let id = live.as_ref().and_then(|a| a.id()).unwrap_or_default().to_owned();
+            (id, live)
+        };
+        self.publish(cx, &api_id);
+        if let Some(live) = &live {
+            self.update_api(cx, live, &api_id).await?;
+            if planned.touches("Tags.") {
+                cx.aws
+                    .apigateway
+                    .tag_resource()
+                    .resource_arn(Self::arn(cx, &api_id))
+                    .set_tags(Some(cx.tags().into_iter().collect()))
+                    .send()
+                    .await
+                    .step(&self.key, "TagResource")?;
+            }
+        }
+        let wanted = self.definition(cx);
+        let (root, existing) = self.resource_id(cx, &api_id).await?;
+        let resource_id = match existing {
+            Some(id) => id,
+            None => cx
+                .aws
+                .apigateway
+                .create_resource()
+                .rest_api_id(&api_id)
+                .parent_id(root)
+                .path_part(&self.path_part)
+                .send()
+                .await
+                .step(&self.key, "CreateResource")?
+                .id()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let methods_changed = planned.action == Action::Create
+            || planned.touches("Methods.")
+            || planned.touches("Resources.");
+        if methods_changed {
+            let diffs = self.method_diffs(cx, &api_id, &resource_id, &wanted).await?;
+            for method in ["POST", "OPTIONS"] {
+                if diffs.iter().any(|d| d.field.starts_with(&format!("Methods.{method}"))) {
+                    self.put_method(cx, &api_id, &resource_id, method, &wanted)
+                        .await?;
+                }
+            }
+        }
+        let digest = wanted.digest();
+        if self.deployed_digest(cx, &api_id).await?.as_deref() != Some(digest.as_str()) {
+            cx.aws
+                .apigateway
+                .create_deployment()
+                .rest_api_id(&api_id)
+                .stage_name(&self.stage)
+                .description(format!("{DEPLOYMENT_MARK}{digest}"))
+                .send()
+                .await
+                .step(&self.key, "CreateDeployment")?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        let mut deleted = Deleted::Absent;
+        for api in self.find(cx).await? {
+            if self.delete_api(cx, api.id().unwrap_or_default()).await? == Deleted::Deleted {
+                deleted = Deleted::Deleted;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(origin: &str) -> Definition {
+        Definition {
+            binary_media_types: vec!["multipart/form-data".into()],
+            path: "/file-upload".into(),
+            proxy_uri: lambda_integration_uri(
+                "us-east-1",
+                "arn:aws:lambda:us-east-1:111122223333:function:demo-file_upload",
+            ),
+            cors: cors_parameters(origin),
+        }
+    }
+
+    #[test]
+    fn the_digest_changes_with_the_definition_only() {
+        let a = definition("https://d1.cloudfront.net");
+        assert_eq!(a.digest(), definition("https://d1.cloudfront.net").digest());
+        assert_ne!(a.digest(), definition("https://d2.cloudfront.net").digest());
+        let mut b = a.clone();
+        b.binary_media_types.push("audio/mpeg".into());
+        assert_ne!(a.digest(), b.digest());
+        assert_eq!(a.digest().len(), 64);
+    }
+
+    #[test]
+    fn integration_uri_and_invoke_urls_follow_aws_formats() {
+        assert_eq!(
+            lambda_integration_uri("eu-west-1", "arn:aws:lambda:eu-west-1:1:function:f"),
+            "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/arn:aws:lambda:eu-west-1:1:function:f/invocations"
+        );
+        assert_eq!(
+            invoke_url("abc123", "eu-west-1", "prod", "file-upload", None),
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/file-upload"
+        );
+        assert_eq!(
+            invoke_url("abc123", "us-east-1", "prod", "file-upload", Some("http://127.0.0.1:4566/")),
+            "http://127.0.0.1:4566/restapis/abc123/prod/_user_request_/file-upload"
+        );
+    }
+
+    #[test]
+    fn cors_values_are_quoted_literals_and_patch_paths_escape_slashes() {
+        let cors = cors_parameters("https://d1.cloudfront.net");
+        assert_eq!(
+            cors["method.response.header.Access-Control-Allow-Origin"],
+            "'https://d1.cloudfront.net'"
+        );
+        assert_eq!(cors.len(), 3);
+        assert_eq!(patch_path("multipart/form-data"), "multipart~1form-data");
+    }
+}

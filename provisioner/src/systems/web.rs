@@ -1,0 +1,125 @@
+//! A private bucket served through CloudFront with origin access control, and the files of a
+//! folder uploaded into it: the speech-to-text site (console steps S1 to S7) and the
+//! video-on-demand output with its player page (V1, V2, V8) are both built from this.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::engine::{Context, Resource, ResourceKey};
+use crate::resources::bucket::{self, Bucket};
+use crate::resources::bucket_policy::BucketPolicy;
+use crate::resources::distribution::{Distribution, Settings};
+use crate::resources::oac::OriginAccessControl;
+use crate::resources::site_files::{GeneratedFile, SiteFiles};
+use crate::spec::{self, ViewerProtocolPolicy};
+
+pub struct ServedBucket {
+    /// Names the OAC and marks the distribution's comment, e.g. `stt-site`.
+    pub label: &'static str,
+    pub bucket: ResourceKey,
+    pub oac: ResourceKey,
+    pub distribution: ResourceKey,
+    pub policy: ResourceKey,
+    pub files: ResourceKey,
+    pub bucket_name: String,
+    pub static_website: Option<bucket::Website>,
+    pub settings: spec::Distribution,
+    pub source_dir: PathBuf,
+    /// Names below `source_dir` never uploaded (build files, examples).
+    pub exclude: Vec<&'static str>,
+    pub generated: Vec<GeneratedFile>,
+}
+
+pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
+    let stack = &cx.stack;
+    let origin_domain = Bucket::regional_domain(&s.bucket_name, &cx.aws.region);
+    let comment = format!("provision:{}:{}", stack.name(), s.label);
+
+    let d = s.settings.clone();
+    let origin_shield = stack
+        .origin_shield_region(&d)
+        .ok()
+        .filter(|_| d.origin_shield.enabled);
+    let settings_comment = comment.clone();
+    // The emulator speaks plain HTTP only: a redirect to HTTPS would lead nowhere there.
+    let viewer_protocol_policy = if cx.aws.local {
+        ViewerProtocolPolicy::AllowAll
+    } else {
+        d.viewer_protocol_policy
+    };
+    let settings = move |origin_domain: &str, oac_id: &str| Settings {
+        comment: settings_comment.clone(),
+        enabled: d.enabled,
+        default_root_object: d.default_root_object.clone(),
+        price_class: d.price_class.as_str().into(),
+        http_version: d.http_version.as_str().into(),
+        ipv6: d.ipv6,
+        origin_domain: origin_domain.into(),
+        origin_access_control_id: oac_id.into(),
+        origin_shield: origin_shield.clone(),
+        viewer_protocol_policy: viewer_protocol_policy.as_str().into(),
+        cache_policy_id: d.cache_policy.id().into(),
+        allowed_methods: sorted(d.allowed_methods.methods()),
+        // Only GET and HEAD answers are cached, as in the console's default.
+        cached_methods: sorted(&["GET", "HEAD"]),
+        compress: d.compress,
+        error_responses: {
+            let mut r: Vec<_> = d
+                .error_responses
+                .iter()
+                .map(|e| {
+                    (
+                        i32::from(e.error_code.0),
+                        e.response_page_path.as_str().to_owned(),
+                        e.response_code.0.to_string(),
+                        i64::from(e.caching_min_ttl),
+                    )
+                })
+                .collect();
+            r.sort();
+            r
+        },
+    };
+
+    vec![
+        Arc::new(Bucket {
+            key: s.bucket.clone(),
+            name: s.bucket_name.clone(),
+            website: s.static_website,
+        }),
+        Arc::new(OriginAccessControl {
+            key: s.oac.clone(),
+            name: format!("{}-{}", stack.name(), s.label),
+        }),
+        Arc::new(Distribution {
+            key: s.distribution.clone(),
+            bucket: s.bucket.clone(),
+            origin_domain,
+            oac: s.oac,
+            settings: Box::new(settings),
+            comment,
+        }),
+        Arc::new(BucketPolicy {
+            key: s.policy,
+            bucket: s.bucket.clone(),
+            bucket_name: s.bucket_name.clone(),
+            distribution: s.distribution.clone(),
+            tls_only: !cx.aws.local,
+        }),
+        Arc::new(SiteFiles {
+            key: s.files,
+            bucket: s.bucket,
+            bucket_name: s.bucket_name,
+            source_dir: s.source_dir,
+            exclude: s.exclude,
+            generated: s.generated,
+            distribution: Some(s.distribution),
+        }),
+    ]
+}
+
+fn sorted(methods: &[&str]) -> Vec<String> {
+    let mut m: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
+    m.sort();
+    m
+}

@@ -1,0 +1,176 @@
+//! The video-on-demand system (console steps V1 to V8) on the local target, next to the
+//! speech-to-text site: created by `up`, left alone by a second `up`, a CORS rule changed by
+//! hand found as drift and repaired, the player page playing an HLS rendition in headless
+//! Chromium, `--only` acting on one system, and `down` keeping the videos unless told.
+//! Needs the zips (`make zips`), the player's hls.js (`make web`), the browser driver
+//! (`make browser-deps`) and ffmpeg (`make test-tools`); `make test` does all of it.
+
+use system_tests::{browser_script, http_get, line, root, Aws, Emulator, TestStack};
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        Some("jpg") => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn video_on_demand_next_to_the_speech_to_text_site() {
+    let zips = root().join("target/lambda");
+    assert!(
+        zips.join("vod_convert/bootstrap.zip").exists(),
+        "build the zips first: make zips"
+    );
+    assert!(
+        root().join("site/vod/vendor/hls.min.js").exists(),
+        "build the player first: make web"
+    );
+    let name = "t-vod";
+    let sections = format!(
+        "stt:\n  website:\n    source_dir: site\nvod:\n  player:\n    source_dir: {}\n  cors:\n    allowed_origins: [\"*\"]\n    max_age_s: 3000\n  function:\n    zips_dir: {}\n",
+        root().join("site/vod").display(),
+        zips.display()
+    );
+    let stack = TestStack::with_sections(name, Emulator::Ministack, &sections);
+    let aws = Aws::new().await;
+    let output_bucket = format!("{name}-vod-output-000000000000");
+    let source_bucket = format!("{name}-vod-source-000000000000");
+
+    let up = stack.run(&["--output", "json", "up"]).expect(0).json();
+    for resource in [
+        "bucket/vod-source",
+        "bucket/vod-output",
+        "distribution/vod-output",
+        "bucket_cors/vod-output",
+        "role/vod-mediaconvert",
+        "role/vod_convert",
+        "function/vod_convert",
+        "bucket_notification/vod-source",
+        "site_files/vod-player",
+        "site_files/stt-site",
+    ] {
+        assert_eq!(line(&up, resource)["result"], "create", "{resource}: {up:#}");
+    }
+    let player_url = up["outputs"]["vod_player_url"]
+        .as_str()
+        .expect("player URL in outputs")
+        .to_owned();
+
+    // The converter's environment, as the tutorial names it.
+    let convert = aws
+        .lambda
+        .get_function_configuration()
+        .function_name(format!("{name}-vod_convert"))
+        .send()
+        .await
+        .unwrap();
+    let env = convert.environment().and_then(|e| e.variables()).unwrap();
+    assert_eq!(env["DestinationBucket"], output_bucket);
+    assert_eq!(
+        env["MediaConvertRole"],
+        format!("arn:aws:iam::000000000000:role/{name}-vod-mediaconvert")
+    );
+    assert_eq!(env["Application"], "VOD");
+    // Only the player's files, not the npm project around it.
+    let listed = aws
+        .s3
+        .list_objects_v2()
+        .bucket(&output_bucket)
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort();
+    assert!(keys.contains(&"vendor/hls.min.js"), "{keys:?}");
+    assert!(keys.contains(&"index.html"), "{keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.starts_with("node_modules") || k.starts_with("package")),
+        "{keys:?}"
+    );
+
+    let second = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
+
+    // A CORS rule changed by hand is drift; `up` puts it back.
+    aws.s3
+        .put_bucket_cors()
+        .bucket(&output_bucket)
+        .cors_configuration(
+            aws_sdk_s3::types::CorsConfiguration::builder()
+                .cors_rules(
+                    aws_sdk_s3::types::CorsRule::builder()
+                        .allowed_origins("*")
+                        .allowed_methods("GET")
+                        .allowed_methods("PUT")
+                        .allowed_methods("POST")
+                        .allowed_methods("DELETE")
+                        .allowed_headers("*")
+                        .max_age_seconds(3000)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
+    let cors = &line(&drift, "bucket_cors/vod-output");
+    assert_eq!(cors["changes"][0]["field"], "CORSRules.AllowedMethods", "{drift:#}");
+    assert!(
+        cors["changes"][0]["actual"].as_str().unwrap().contains("DELETE"),
+        "{drift:#}"
+    );
+    assert_eq!(line(&drift, "site_files/stt-site")["result"], "noop");
+    stack.run(&["up"]).expect(0);
+    stack.run(&["drift"]).expect(0);
+
+    // An HLS rendition where MediaConvert would have written it, played by the page.
+    let hls_dir = stack.dir.join("hls");
+    let status = std::process::Command::new(root().join("tests/browser/make-hls.sh"))
+        .arg(&hls_dir)
+        .arg("sample")
+        .status()
+        .expect("run make-hls.sh (needs ffmpeg: make test-tools)");
+    assert!(status.success());
+    let rendition = hls_dir.join("sample/hls");
+    for entry in std::fs::read_dir(&rendition).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+        aws.s3
+            .put_object()
+            .bucket(&output_bucket)
+            .key(format!("sample/hls/{file}"))
+            .content_type(content_type(&file))
+            .body(std::fs::read(&path).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let (status, manifest) = http_get(&format!("{player_url}sample/hls/sample.m3u8"));
+    assert_eq!(status, 200, "{manifest}");
+    assert!(manifest.starts_with("#EXTM3U"), "{manifest}");
+    let play = browser_script("vod-play.mjs", &["--url", &player_url, "--video", "sample"]);
+    assert_eq!(play.code(), 0, "{}\n{}", play.stdout(), play.stderr());
+    assert!(root().join("tests/artifacts/vod-play.png").exists());
+
+    // `--only vod` leaves the speech-to-text site alone, and keeps the videos without consent.
+    let refused = stack.run(&["--only", "vod", "down"]);
+    assert_eq!(refused.code(), 1, "{}", refused.stdout());
+    assert!(refused.stdout().contains(&output_bucket), "{}", refused.stdout());
+    assert!(aws.bucket_exists(&output_bucket).await);
+    stack
+        .run(&["--only", "vod", "down", "--delete-data"])
+        .expect(0);
+    for bucket in [&output_bucket, &source_bucket] {
+        assert!(!aws.bucket_exists(bucket).await, "{bucket} left");
+    }
+    assert!(aws.bucket_exists(&stack.bucket()).await, "the STT site went too");
+    let stt = stack.run(&["--output", "json", "--only", "stt", "drift"]).expect(0).json();
+    assert!(stt["resources"].as_array().unwrap().len() >= 5, "{stt:#}");
+    stack.run(&["down", "--delete-data"]).expect(0);
+    assert!(!aws.bucket_exists(&stack.bucket()).await);
+}
