@@ -10,6 +10,7 @@ use aws_sdk_iam as iam;
 use aws_sdk_lambda as lambda;
 use aws_sdk_rds as rds;
 use aws_sdk_s3 as s3;
+use aws_sdk_sesv2 as ses;
 use aws_sdk_sts as sts;
 
 use crate::engine::CallCounter;
@@ -36,6 +37,7 @@ pub struct Clients {
     pub lambda: lambda::Client,
     pub apigateway: apigateway::Client,
     pub events: eventbridge::Client,
+    pub ses: ses::Client,
     pub calls: CallCounter,
     pub region: String,
     pub account_id: String,
@@ -115,6 +117,11 @@ impl Clients {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let ses = ses::Client::from_conf(
+            ses::config::Builder::from(&sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         let sts = sts::Client::from_conf(
             sts::config::Builder::from(&sdk)
                 .interceptor(calls.clone())
@@ -136,6 +143,7 @@ impl Clients {
             lambda,
             apigateway,
             events,
+            ses,
             calls,
             region: region.to_owned(),
             account_id,

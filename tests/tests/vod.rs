@@ -51,7 +51,9 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
         "site_files/vod-player",
         "site_files/stt-site",
     ] {
-        assert_eq!(line(&up, resource)["result"], "create", "{resource}: {up:#}");
+        // Made by this `up` (kinds that live inside a bucket report "update").
+        let result = line(&up, resource)["result"].as_str().unwrap_or_default();
+        assert!(matches!(result, "create" | "update"), "{resource}: {up:#}");
     }
     let player_url = up["outputs"]["vod_player_url"]
         .as_str()

@@ -59,8 +59,42 @@ async fn up_builds_the_site_and_a_second_up_writes_nothing() {
     .unwrap();
     let third = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(third["summary"]["updated"], 1, "{third:#}");
-    assert_eq!(third["api_calls"]["write"], 1, "one PutObject: {third:#}");
+    // One PutObject, and one invalidation of that page (and of `/`, which serves it).
+    assert_eq!(
+        third["api_calls"]["write"], 2,
+        "PutObject + CreateInvalidation: {third:#}"
+    );
     assert!(http_get(&url).1.contains("v2"));
+    let aws = system_tests::Aws::new().await;
+    let id = third["outputs"]["stt_site_distribution_id"].as_str().unwrap();
+    let invalidations = aws
+        .cloudfront
+        .list_invalidations()
+        .distribution_id(id)
+        .send()
+        .await
+        .unwrap();
+    let list = invalidations.invalidation_list().unwrap();
+    assert_eq!(list.quantity(), 1, "{list:?}");
+    let only = aws
+        .cloudfront
+        .get_invalidation()
+        .distribution_id(id)
+        .id(list.items()[0].id())
+        .send()
+        .await
+        .unwrap();
+    let mut paths = only
+        .invalidation()
+        .unwrap()
+        .invalidation_batch()
+        .unwrap()
+        .paths()
+        .unwrap()
+        .items()
+        .to_vec();
+    paths.sort();
+    assert_eq!(paths, vec!["/", "/index.html"]);
 
     stack.run(&["down"]).expect(0);
 }

@@ -10,6 +10,7 @@ pub mod db_subnet_group;
 pub mod distribution;
 pub mod ec2;
 pub mod egress_gateway;
+pub mod email_identity;
 pub mod event_rule;
 pub mod function;
 pub mod lambda_permission;

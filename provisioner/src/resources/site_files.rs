@@ -193,10 +193,12 @@ impl SiteFiles {
         let changed: Vec<&LocalFile> = files
             .iter()
             .filter(|f| {
-                planned
-                    .changes
-                    .iter()
-                    .any(|c| c.field.strip_prefix("Object.") == Some(f.key.as_str()))
+                // A file that was missing cannot be in the caches (error answers are cached
+                // for seconds only).
+                planned.changes.iter().any(|c| {
+                    c.field.strip_prefix("Object.") == Some(f.key.as_str())
+                        && c.actual != "(missing)"
+                })
             })
             .collect();
         let paths = invalidation_paths(&changed);
@@ -270,6 +272,7 @@ impl Resource for SiteFiles {
 
     fn depends_on(&self) -> Vec<ResourceKey> {
         let mut deps = vec![self.bucket.clone()];
+        deps.extend(self.distribution.iter().cloned());
         deps.extend(self.generated.iter().flat_map(|g| g.inputs.iter().cloned()));
         deps
     }

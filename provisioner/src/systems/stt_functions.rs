@@ -12,6 +12,7 @@ use super::stt::{subnet_key, DATABASE, FUNCTIONS_SG, SITE_DISTRIBUTION};
 use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket::Bucket;
 use crate::resources::bucket_notification::{self, BucketNotification};
+use crate::resources::email_identity::EmailIdentity;
 use crate::resources::event_rule::{self, EventRule};
 use crate::resources::function::{self, Function};
 use crate::resources::lambda_permission::LambdaPermission;
@@ -23,6 +24,7 @@ use crate::spec::{FunctionSettings, Functions};
 
 pub const AUDIO_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-audio");
 pub const SCHEMA: ResourceKey = ResourceKey::new("schema_migration", "stt");
+pub const MAIL_IDENTITY: ResourceKey = ResourceKey::new("email_identity", "stt-mail-from");
 pub const UPLOAD_API: ResourceKey = ResourceKey::new("rest_api", "stt-upload");
 pub const AUDIO_NOTIFICATIONS: ResourceKey = ResourceKey::new("bucket_notification", "stt-audio");
 pub const TRANSCRIBE_RULE: ResourceKey = ResourceKey::new("event_rule", "stt-transcribe-state");
@@ -76,8 +78,8 @@ pub struct Scope {
     pub bucket: String,
     /// The RDS-managed database secret (absent on the local emulator).
     pub secret: Option<String>,
-    /// The domain of the SES identity mail is sent from.
-    pub mail_domain: String,
+    /// The SES identity mail is sent from (`mail_from`).
+    pub mail_from: String,
 }
 
 /// The inline policy of one function's role: exactly what its handler does, on the stack's
@@ -131,11 +133,15 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
         }
         "send_email" => {
             statements.push(json!({"Sid": "ReadTexts", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects("output_text/")}));
+            // SES authorizes against the identity it sends with: the address the stack
+            // verifies, or its domain where the account verified that instead.
+            let identity = |name: &str| format!("arn:aws:ses:{region}:{account}:identity/{name}");
+            let domain = scope.mail_from.rsplit('@').next().unwrap_or_default();
             statements.push(json!({
                 "Sid": "SendFromOwnIdentity",
                 "Effect": "Allow",
                 "Action": "ses:SendEmail",
-                "Resource": format!("arn:aws:ses:{region}:{account}:identity/{}", scope.mail_domain)
+                "Resource": [identity(&scope.mail_from), identity(domain)]
             }));
         }
         _ => {}
@@ -143,14 +149,14 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-fn scope(cx: &Context, function: &str, mail_domain: &str) -> Scope {
+fn scope(cx: &Context, function: &str, mail_from: &str) -> Scope {
     Scope {
         region: cx.aws.region.clone(),
         account: cx.aws.account_id.clone(),
         function_name: function_name(cx, function),
         bucket: audio_bucket_name(cx),
         secret: cx.output(&DATABASE, "secret_arn"),
-        mail_domain: mail_domain.to_owned(),
+        mail_from: mail_from.to_owned(),
     }
 }
 
@@ -371,14 +377,20 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
     let ipv6 = network.ipv6 && !cx.aws.local;
     let zones = cx.stack.availability_zones();
     let zips = cx.stack.base_dir.join(&functions.zips_dir);
-    let mut resources: Vec<Arc<dyn Resource>> = vec![Arc::new(Bucket {
-        key: AUDIO_BUCKET,
-        name: audio_bucket_name(cx),
-        website: None,
-    })];
+    let mut resources: Vec<Arc<dyn Resource>> = vec![
+        Arc::new(Bucket {
+            key: AUDIO_BUCKET,
+            name: audio_bucket_name(cx),
+            website: None,
+        }),
+        Arc::new(EmailIdentity {
+            key: MAIL_IDENTITY,
+            address: functions.mail_from.as_str().to_owned(),
+        }),
+    ];
     let site = cx.stack.stt.website.is_some();
     for function in FUNCTIONS {
-        let mail_domain = functions.mail_from.domain().to_owned();
+        let mail_from = functions.mail_from.as_str().to_owned();
         resources.push(Arc::new(Role {
             key: role_key(function),
             name: function_name(cx, function),
@@ -390,13 +402,16 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
                 .chain(std::iter::once(FUNCTIONS_SG))
                 .chain(zones.iter().map(|z| subnet_key(z)))
                 .collect(),
-            policy: Box::new(move |cx| policy(&scope(cx, function, &mail_domain), function)),
+            policy: Box::new(move |cx| policy(&scope(cx, function, &mail_from), function)),
         }));
         let s = settings(functions, function);
         let spec = functions.clone();
         let mut inputs = vec![DATABASE, AUDIO_BUCKET];
         if site && function == "file_upload" {
             inputs.push(SITE_DISTRIBUTION);
+        }
+        if function == "send_email" {
+            inputs.push(MAIL_IDENTITY);
         }
         resources.push(Arc::new(Function {
             key: function_key(function),
@@ -444,7 +459,7 @@ mod tests {
             function_name: format!("demo-{function}"),
             bucket: "demo-audio-111122223333".into(),
             secret: Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1".into()),
-            mail_domain: "example.com".into(),
+            mail_from: "transcripts@example.com".into(),
         }
     }
 
@@ -522,7 +537,10 @@ mod tests {
         let email = grants("send_email");
         assert!(email.contains(&(
             "ses:SendEmail".into(),
-            vec!["arn:aws:ses:us-east-1:111122223333:identity/example.com".into()]
+            vec![
+                "arn:aws:ses:us-east-1:111122223333:identity/transcripts@example.com".into(),
+                "arn:aws:ses:us-east-1:111122223333:identity/example.com".into()
+            ]
         )));
         assert!(grants("audio_transcribe")
             .iter()
