@@ -142,10 +142,7 @@ impl Session {
                 }
             })
             .await;
-        self.report(
-            "down",
-            self.lines(outcomes, |key, d| ResourceLine::deleted(key, d)),
-        )
+        self.report("down", self.lines(outcomes, ResourceLine::deleted))
     }
 }
 

@@ -492,7 +492,12 @@ pub fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String,
 /// `mariadb` client: one `Vec` of tab-separated columns per row.
 pub fn mysql_rows(database: &str, sql: &str) -> Vec<Vec<String>> {
     let out = Command::new("mysql")
-        .args(["--host=127.0.0.1", "--user=root", "--batch", "--skip-column-names"])
+        .args([
+            "--host=127.0.0.1",
+            "--user=root",
+            "--batch",
+            "--skip-column-names",
+        ])
         .arg(format!("--database={database}"))
         .arg(format!("--execute={sql}"))
         .output()

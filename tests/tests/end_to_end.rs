@@ -105,8 +105,13 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     }
     let outputs = &up["outputs"];
     let api_url = outputs["stt_api_url"].as_str().expect("API URL in outputs");
-    let site_url = outputs["stt_site_url"].as_str().expect("site URL in outputs");
-    assert!(api_url.ends_with("/prod/_user_request_/file-upload"), "{api_url}");
+    let site_url = outputs["stt_site_url"]
+        .as_str()
+        .expect("site URL in outputs");
+    assert!(
+        api_url.ends_with("/prod/_user_request_/file-upload"),
+        "{api_url}"
+    );
     for key in ["stt_audio_bucket", "stt_database_endpoint"] {
         assert!(outputs[key].is_string(), "{key} missing: {outputs:#}");
     }
@@ -122,7 +127,10 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     let (status, headers, _) = http_request(
         "OPTIONS",
         api_url,
-        &[("Origin", origin), ("Access-Control-Request-Method", "POST")],
+        &[
+            ("Origin", origin),
+            ("Access-Control-Request-Method", "POST"),
+        ],
         &[],
     );
     assert_eq!(status, 200);
@@ -150,7 +158,10 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     assert_eq!(status, 201, "{answer}");
     let upload_id = answer["uploadId"].as_str().expect("uploadId").to_owned();
     let audio_key = answer["key"].as_str().expect("key").to_owned();
-    assert!(audio_key.starts_with(&format!("input_audio/{upload_id}/")), "{audio_key}");
+    assert!(
+        audio_key.starts_with(&format!("input_audio/{upload_id}/")),
+        "{audio_key}"
+    );
 
     let rows = mysql_rows(
         database,
@@ -197,7 +208,10 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     let mail = mails_to(email).remove(0);
     assert_eq!(mail["Source"], "transcripts@example.com", "{mail}");
     assert!(
-        mail["BodyText"].as_str().unwrap_or_default().contains(text.trim()),
+        mail["BodyText"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(text.trim()),
         "the mail carries the transcript: {mail}"
     );
 
@@ -206,20 +220,44 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     let mp3_path = mp3_path.to_str().unwrap();
     let ok = browser_script(
         "stt-upload.mjs",
-        &["--url", site_url, "--file", mp3_path, "--email", "browser@example.com", "--expect", "success"],
+        &[
+            "--url",
+            site_url,
+            "--file",
+            mp3_path,
+            "--email",
+            "browser@example.com",
+            "--expect",
+            "success",
+        ],
     );
     assert_eq!(ok.code(), 0, "{}\n{}", ok.stdout(), ok.stderr());
     let bad = browser_script(
         "stt-upload.mjs",
-        &["--url", site_url, "--file", mp3_path, "--email", "not-an-email", "--expect", "error"],
+        &[
+            "--url",
+            site_url,
+            "--file",
+            mp3_path,
+            "--email",
+            "not-an-email",
+            "--expect",
+            "error",
+        ],
     );
     assert_eq!(bad.code(), 0, "{}\n{}", bad.stdout(), bad.stderr());
-    assert!(root().join("tests/artifacts/stt-upload-success.png").exists());
+    assert!(root()
+        .join("tests/artifacts/stt-upload-success.png")
+        .exists());
     let browser_rows = mysql_rows(
         database,
         "SELECT COUNT(*) FROM fileTable WHERE email IN ('browser@example.com', 'not-an-email')",
     );
-    assert_eq!(browser_rows, vec![vec!["1".to_owned()]], "one row for the good upload only");
+    assert_eq!(
+        browser_rows,
+        vec![vec!["1".to_owned()]],
+        "one row for the good upload only"
+    );
 
     // Converged: a second `up` writes nothing.
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
@@ -228,7 +266,11 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     // `down` keeps the user's data unless told otherwise.
     let refused = stack.run(&["down"]);
     assert_eq!(refused.code(), 1, "{}", refused.stdout());
-    assert!(refused.stdout().contains(&audio_bucket), "{}", refused.stdout());
+    assert!(
+        refused.stdout().contains(&audio_bucket),
+        "{}",
+        refused.stdout()
+    );
     assert!(aws.bucket_exists(&audio_bucket).await);
     stack
         .run(&["down", "--delete-data", "--skip-final-snapshot"])
@@ -238,7 +280,10 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     assert!(!aws.bucket_exists(&audio_bucket).await);
     let apis = aws.apigateway.get_rest_apis().send().await.unwrap();
     assert!(
-        !apis.items().iter().any(|a| a.name() == Some("t-e2e-file-upload-api")),
+        !apis
+            .items()
+            .iter()
+            .any(|a| a.name() == Some("t-e2e-file-upload-api")),
         "API left"
     );
 }

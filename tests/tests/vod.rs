@@ -88,7 +88,9 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     assert!(keys.contains(&"vendor/hls.min.js"), "{keys:?}");
     assert!(keys.contains(&"index.html"), "{keys:?}");
     assert!(
-        !keys.iter().any(|k| k.starts_with("node_modules") || k.starts_with("package")),
+        !keys
+            .iter()
+            .any(|k| k.starts_with("node_modules") || k.starts_with("package")),
         "{keys:?}"
     );
 
@@ -121,9 +123,15 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
         .unwrap();
     let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
     let cors = &line(&drift, "bucket_cors/vod-output");
-    assert_eq!(cors["changes"][0]["field"], "CORSRules.AllowedMethods", "{drift:#}");
+    assert_eq!(
+        cors["changes"][0]["field"], "CORSRules.AllowedMethods",
+        "{drift:#}"
+    );
     assert!(
-        cors["changes"][0]["actual"].as_str().unwrap().contains("DELETE"),
+        cors["changes"][0]["actual"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE"),
         "{drift:#}"
     );
     assert_eq!(line(&drift, "site_files/stt-site")["result"], "noop");
@@ -162,7 +170,11 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     // `--only vod` leaves the speech-to-text site alone, and keeps the videos without consent.
     let refused = stack.run(&["--only", "vod", "down"]);
     assert_eq!(refused.code(), 1, "{}", refused.stdout());
-    assert!(refused.stdout().contains(&output_bucket), "{}", refused.stdout());
+    assert!(
+        refused.stdout().contains(&output_bucket),
+        "{}",
+        refused.stdout()
+    );
     assert!(aws.bucket_exists(&output_bucket).await);
     stack
         .run(&["--only", "vod", "down", "--delete-data"])
@@ -170,8 +182,14 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     for bucket in [&output_bucket, &source_bucket] {
         assert!(!aws.bucket_exists(bucket).await, "{bucket} left");
     }
-    assert!(aws.bucket_exists(&stack.bucket()).await, "the STT site went too");
-    let stt = stack.run(&["--output", "json", "--only", "stt", "drift"]).expect(0).json();
+    assert!(
+        aws.bucket_exists(&stack.bucket()).await,
+        "the STT site went too"
+    );
+    let stt = stack
+        .run(&["--output", "json", "--only", "stt", "drift"])
+        .expect(0)
+        .json();
     assert!(stt["resources"].as_array().unwrap().len() >= 5, "{stt:#}");
     stack.run(&["down", "--delete-data"]).expect(0);
     assert!(!aws.bucket_exists(&stack.bucket()).await);

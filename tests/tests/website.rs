@@ -66,7 +66,9 @@ async fn up_builds_the_site_and_a_second_up_writes_nothing() {
     );
     assert!(http_get(&url).1.contains("v2"));
     let aws = system_tests::Aws::new().await;
-    let id = third["outputs"]["stt_site_distribution_id"].as_str().unwrap();
+    let id = third["outputs"]["stt_site_distribution_id"]
+        .as_str()
+        .unwrap();
     let invalidations = aws
         .cloudfront
         .list_invalidations()

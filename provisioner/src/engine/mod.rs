@@ -313,6 +313,10 @@ pub trait Resource: Send + Sync {
     async fn delete(&self, cx: &Context, options: &DeleteOptions) -> Result<Deleted, Error>;
 }
 
+/// A value a resource computes from other resources' outputs once they are known (an
+/// environment, a policy, a source ARN).
+pub type FromContext<T> = Box<dyn Fn(&Context) -> T + Send + Sync>;
+
 /// Shared by every resource during one command: the stack, the clients, the outputs resources
 /// publish for their dependents, and progress display.
 pub struct Context {

@@ -90,10 +90,26 @@ impl Resource for BucketCors {
         let mut diff = Diff::default();
         diff.field("CORSRules.count", 1, live.len());
         let live = &live[0];
-        diff.field("CORSRules.AllowedOrigins", &wanted.allowed_origins, &live.allowed_origins);
-        diff.field("CORSRules.AllowedMethods", &wanted.allowed_methods, &live.allowed_methods);
-        diff.field("CORSRules.AllowedHeaders", &wanted.allowed_headers, &live.allowed_headers);
-        diff.field("CORSRules.MaxAgeSeconds", wanted.max_age_seconds, live.max_age_seconds);
+        diff.field(
+            "CORSRules.AllowedOrigins",
+            &wanted.allowed_origins,
+            &live.allowed_origins,
+        );
+        diff.field(
+            "CORSRules.AllowedMethods",
+            &wanted.allowed_methods,
+            &live.allowed_methods,
+        );
+        diff.field(
+            "CORSRules.AllowedHeaders",
+            &wanted.allowed_headers,
+            &live.allowed_headers,
+        );
+        diff.field(
+            "CORSRules.MaxAgeSeconds",
+            wanted.max_age_seconds,
+            live.max_age_seconds,
+        );
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
 

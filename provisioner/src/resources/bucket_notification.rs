@@ -13,8 +13,7 @@ use aws_sdk_s3::types::{
 
 use crate::engine::retry::{retry_when, Backoff};
 use crate::engine::{
-    AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource,
-    ResourceKey,
+    AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource, ResourceKey,
 };
 
 pub struct Rule {
@@ -118,14 +117,17 @@ impl BucketNotification {
             .collect()
     }
 
-    async fn put(&self, cx: &Context, configs: Vec<LambdaFunctionConfiguration>) -> Result<(), Error> {
+    async fn put(
+        &self,
+        cx: &Context,
+        configs: Vec<LambdaFunctionConfiguration>,
+    ) -> Result<(), Error> {
         let configuration = NotificationConfiguration::builder()
             .set_lambda_function_configurations(Some(configs))
             .build();
         // S3 checks the functions' policies, which Lambda propagates within seconds.
         let unvalidated = |e: &Error| {
-            e.code() == Some("InvalidArgument")
-                && e.to_string().contains("Unable to validate")
+            e.code() == Some("InvalidArgument") && e.to_string().contains("Unable to validate")
         };
         retry_when(Backoff::SETTLING, unvalidated, || async {
             cx.aws
@@ -249,8 +251,18 @@ mod tests {
                     .key(
                         S3KeyFilter::builder()
                             // S3 answers "Prefix"/"Suffix" although the request says lower case.
-                            .filter_rules(FilterRule::builder().name(FilterRuleName::from("Prefix")).value("input_audio/").build())
-                            .filter_rules(FilterRule::builder().name(FilterRuleName::from("Suffix")).value(".mp3").build())
+                            .filter_rules(
+                                FilterRule::builder()
+                                    .name(FilterRuleName::from("Prefix"))
+                                    .value("input_audio/")
+                                    .build(),
+                            )
+                            .filter_rules(
+                                FilterRule::builder()
+                                    .name(FilterRuleName::from("Suffix"))
+                                    .value(".mp3")
+                                    .build(),
+                            )
                             .build(),
                     )
                     .build(),
@@ -260,7 +272,11 @@ mod tests {
         let live = live_rules(&[config]);
         assert_eq!(
             live["transcribe-mp3"],
-            rule("arn:aws:lambda:us-east-1:1:function:demo-audio_transcribe", "input_audio/", ".mp3")
+            rule(
+                "arn:aws:lambda:us-east-1:1:function:demo-audio_transcribe",
+                "input_audio/",
+                ".mp3"
+            )
         );
     }
 
@@ -269,7 +285,10 @@ mod tests {
         let arn = "arn:aws:lambda:us-east-1:1:function:demo-send_email";
         let wanted: BTreeMap<String, RuleState> = [
             ("email-txt".to_owned(), rule(arn, "output_text/", ".txt")),
-            ("transcribe-mp3".to_owned(), rule(arn, "input_audio/", ".mp3")),
+            (
+                "transcribe-mp3".to_owned(),
+                rule(arn, "input_audio/", ".mp3"),
+            ),
         ]
         .into();
         let mut live = wanted.clone();
@@ -284,7 +303,11 @@ mod tests {
         assert_eq!(
             fields,
             vec![
-                ("LambdaFunctionConfigurations.by-hand", "(missing)", "s3:ObjectCreated:* * -> demo-send_email"),
+                (
+                    "LambdaFunctionConfigurations.by-hand",
+                    "(missing)",
+                    "s3:ObjectCreated:* * -> demo-send_email"
+                ),
                 (
                     "LambdaFunctionConfigurations.email-txt",
                     "s3:ObjectCreated:* output_text/*.txt -> demo-send_email",

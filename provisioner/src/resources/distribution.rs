@@ -292,6 +292,9 @@ struct Found {
     tags: BTreeMap<String, String>,
 }
 
+/// Builds the wanted settings from the origin domain and the OAC id.
+pub type SettingsFn = Box<dyn Fn(&str, &str) -> Settings + Send + Sync>;
+
 pub struct Distribution {
     pub key: ResourceKey,
     /// The origin bucket (a dependency) and its REST domain, which follows from its name.
@@ -299,7 +302,7 @@ pub struct Distribution {
     pub origin_domain: String,
     pub oac: ResourceKey,
     /// Builds the wanted settings from the origin domain and the OAC id (known once it exists).
-    pub settings: Box<dyn Fn(&str, &str) -> Settings + Send + Sync>,
+    pub settings: SettingsFn,
     /// Stable marker in the comment, used to pick candidates before checking tags.
     pub comment: String,
 }

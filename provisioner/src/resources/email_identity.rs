@@ -95,7 +95,13 @@ impl Resource for EmailIdentity {
         let tags: Vec<Tag> = cx
             .tags()
             .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value"))
+            .map(|(k, v)| {
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .expect("key and value")
+            })
             .collect();
         if self.live(cx).await?.is_some() {
             cx.aws

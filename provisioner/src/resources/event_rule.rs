@@ -94,7 +94,9 @@ impl Resource for EventRule {
             .step(&self.key, "DescribeRule")
         {
             Ok(rule) => rule,
-            Err(e) if not_found(&e) => return Ok(Planned::create(self.key.clone(), self.name.clone())),
+            Err(e) if not_found(&e) => {
+                return Ok(Planned::create(self.key.clone(), self.name.clone()))
+            }
             Err(e) => return Err(e),
         };
         cx.publish(&self.key, "arn", self.arn(cx));
@@ -104,25 +106,31 @@ impl Resource for EventRule {
             .and_then(|p| serde_json::from_str(p).ok());
         // Compared as JSON values: key order and spacing are not drift.
         diff.field("EventPattern", Some(&self.pattern), live_pattern.as_ref());
-        diff.field(
-            "State",
-            Some("ENABLED"),
-            live.state().map(|s| s.as_str()),
-        );
+        diff.field("State", Some("ENABLED"), live.state().map(|s| s.as_str()));
         let wanted_targets = vec![(
             self.target_id.clone(),
             cx.output(&self.target, "arn").unwrap_or_default(),
         )];
         diff.field("Targets", wanted_targets, self.targets(cx).await?);
         diff.extend(tag_diff(&cx.tags(), &self.live_tags(cx).await?));
-        Ok(Planned::from_diff(self.key.clone(), self.name.clone(), diff.into_vec()))
+        Ok(Planned::from_diff(
+            self.key.clone(),
+            self.name.clone(),
+            diff.into_vec(),
+        ))
     }
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
         let tags: Vec<Tag> = cx
             .tags()
             .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build().expect("key and value"))
+            .map(|(k, v)| {
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .expect("key and value")
+            })
             .collect();
         let rule_changed = planned.action == Action::Create
             || planned.touches("EventPattern")
@@ -178,7 +186,13 @@ impl Resource for EventRule {
                 let reasons: Vec<String> = out
                     .failed_entries()
                     .iter()
-                    .map(|f| format!("{}: {}", f.error_code().unwrap_or("?"), f.error_message().unwrap_or("?")))
+                    .map(|f| {
+                        format!(
+                            "{}: {}",
+                            f.error_code().unwrap_or("?"),
+                            f.error_message().unwrap_or("?")
+                        )
+                    })
                     .collect();
                 return Err(Error::Refused {
                     resource: self.key.clone(),

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use super::tag_diff;
 use crate::engine::retry::{retry_when, Backoff};
 use crate::engine::{
-    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
-    ResourceKey,
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FromContext, Planned,
+    Resource, ResourceKey,
 };
 
 /// Where a function runs inside the VPC.
@@ -42,7 +42,7 @@ pub struct Function {
     pub network: Option<Network>,
     /// Other resources whose outputs the environment needs.
     pub inputs: Vec<ResourceKey>,
-    pub environment: Box<dyn Fn(&Context) -> BTreeMap<String, String> + Send + Sync>,
+    pub environment: FromContext<BTreeMap<String, String>>,
 }
 
 /// Lambda's `CodeSha256`: the base64 of the zip's SHA-256.

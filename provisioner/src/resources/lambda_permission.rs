@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::engine::retry::{retry_when, Backoff};
 use crate::engine::{
-    AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource, ResourceKey,
+    AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FromContext, Planned, Resource,
+    ResourceKey,
 };
 
 pub struct LambdaPermission {
@@ -19,7 +20,7 @@ pub struct LambdaPermission {
     /// `apigateway.amazonaws.com`, `s3.amazonaws.com`, `events.amazonaws.com`.
     pub principal: &'static str,
     /// The ARN the call must come from; computed from the stack's names and outputs.
-    pub source_arn: Box<dyn Fn(&Context) -> Option<String> + Send + Sync>,
+    pub source_arn: FromContext<Option<String>>,
     /// S3 ARNs carry no account: AWS recommends `SourceAccount` with them.
     pub source_account: bool,
     pub inputs: Vec<ResourceKey>,
@@ -44,7 +45,8 @@ pub fn grant_in_policy(policy: &str, sid: &str) -> Option<Grant> {
     let text = |v: &Value| v.as_str().map(str::to_owned);
     let condition = &statement["Condition"];
     Some(Grant {
-        principal: text(&statement["Principal"]["Service"]).or_else(|| text(&statement["Principal"])),
+        principal: text(&statement["Principal"]["Service"])
+            .or_else(|| text(&statement["Principal"])),
         action: text(&statement["Action"]),
         source_arn: text(&condition["ArnLike"]["AWS:SourceArn"])
             .or_else(|| text(&condition["ArnEquals"]["AWS:SourceArn"])),

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use super::{owned_by, tag_diff};
 use crate::engine::retry::{retry_when, Backoff};
 use crate::engine::{
-    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
-    Resource, ResourceKey,
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, FromContext,
+    Planned, Resource, ResourceKey,
 };
 
 /// Written into deployment descriptions, before the definition's digest.
@@ -37,7 +37,7 @@ pub struct RestApi {
     /// The function `POST` is proxied to (its `arn` output).
     pub function: ResourceKey,
     /// The origin allowed by CORS, computed from other resources' outputs.
-    pub allowed_origin: Box<dyn Fn(&Context) -> String + Send + Sync>,
+    pub allowed_origin: FromContext<String>,
     pub inputs: Vec<ResourceKey>,
 }
 
@@ -65,7 +65,9 @@ impl Definition {
 
 /// The integration URI API Gateway uses to invoke a Lambda function.
 pub fn lambda_integration_uri(region: &str, function_arn: &str) -> String {
-    format!("arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations")
+    format!(
+        "arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+    )
 }
 
 /// Integration response parameters answering a CORS preflight (values are quoted literals).
@@ -148,11 +150,7 @@ impl RestApi {
 
     fn publish(&self, cx: &Context, api_id: &str) {
         cx.publish(&self.key, "id", api_id);
-        let emulator = cx
-            .aws
-            .local
-            .then_some(cx.aws.endpoint.as_deref())
-            .flatten();
+        let emulator = cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten();
         cx.publish(
             &self.key,
             "url",
@@ -175,7 +173,11 @@ impl RestApi {
     }
 
     /// The id of the resource at `/{path_part}`, if it exists.
-    async fn resource_id(&self, cx: &Context, api_id: &str) -> Result<(String, Option<String>), Error> {
+    async fn resource_id(
+        &self,
+        cx: &Context,
+        api_id: &str,
+    ) -> Result<(String, Option<String>), Error> {
         let out = cx
             .aws
             .apigateway
@@ -222,7 +224,12 @@ impl RestApi {
                 .await
             {
                 Ok(m) => Some(m),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => None,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_not_found_exception()) =>
+                {
+                    None
+                }
                 Err(e) => return Err(e).step(&self.key, "GetMethod"),
             };
             let Some(live) = live else {
@@ -234,7 +241,9 @@ impl RestApi {
                 continue;
             };
             let integration = live.method_integration();
-            let kind = integration.and_then(|i| i.r#type()).map(|t| t.as_str().to_owned());
+            let kind = integration
+                .and_then(|i| i.r#type())
+                .map(|t| t.as_str().to_owned());
             diff.field(
                 &format!("Methods.{method}.AuthorizationType"),
                 Some("NONE"),
@@ -257,7 +266,11 @@ impl RestApi {
                     integration.and_then(|i| i.uri()),
                 );
             } else {
-                diff.field("Methods.OPTIONS.Integration.Type", Some("MOCK".to_owned()), kind);
+                diff.field(
+                    "Methods.OPTIONS.Integration.Type",
+                    Some("MOCK".to_owned()),
+                    kind,
+                );
                 let live_cors: BTreeMap<String, String> = integration
                     .and_then(|i| i.integration_responses())
                     .and_then(|r| r.get("200"))
@@ -286,7 +299,10 @@ impl RestApi {
             .await
         {
             Ok(s) => s,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_not_found_exception()) =>
+            {
                 return Ok(None)
             }
             Err(e) => return Err(e).step(&self.key, "GetStage"),
@@ -333,11 +349,26 @@ impl RestApi {
     async fn update_api(&self, cx: &Context, live: &LiveApi, api_id: &str) -> Result<(), Error> {
         let mut ops = Vec::new();
         let live_types: Vec<String> = live.binary_media_types().to_vec();
-        for t in self.binary_media_types.iter().filter(|t| !live_types.contains(t)) {
-            ops.push(patch(Op::Add, &format!("/binaryMediaTypes/{}", patch_path(t)), None));
+        for t in self
+            .binary_media_types
+            .iter()
+            .filter(|t| !live_types.contains(t))
+        {
+            ops.push(patch(
+                Op::Add,
+                &format!("/binaryMediaTypes/{}", patch_path(t)),
+                None,
+            ));
         }
-        for t in live_types.iter().filter(|t| !self.binary_media_types.contains(t)) {
-            ops.push(patch(Op::Remove, &format!("/binaryMediaTypes/{}", patch_path(t)), None));
+        for t in live_types
+            .iter()
+            .filter(|t| !self.binary_media_types.contains(t))
+        {
+            ops.push(patch(
+                Op::Remove,
+                &format!("/binaryMediaTypes/{}", patch_path(t)),
+                None,
+            ));
         }
         let endpoint = endpoint_types(live);
         if endpoint != ["REGIONAL"] {
@@ -383,7 +414,9 @@ impl RestApi {
             .await
         {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_not_found_exception()) => {}
             Err(e) => return Err(e).step(&self.key, "DeleteMethod"),
         }
         api.put_method()
@@ -515,7 +548,11 @@ impl Resource for RestApi {
                 "present",
             ));
         }
-        diff.field("EndpointConfiguration.Types", vec!["REGIONAL".to_owned()], endpoint_types(live));
+        diff.field(
+            "EndpointConfiguration.Types",
+            vec!["REGIONAL".to_owned()],
+            endpoint_types(live),
+        );
         diff.field(
             "BinaryMediaTypes",
             wanted.binary_media_types.clone(),
@@ -523,8 +560,15 @@ impl Resource for RestApi {
         );
         diff.extend(tag_diff(&cx.tags(), &tags(live)));
         match self.resource_id(cx, &api_id).await?.1 {
-            Some(resource_id) => diff.extend(self.method_diffs(cx, &api_id, &resource_id, &wanted).await?),
-            None => diff.push(FieldDiff::new(format!("Resources.{}", wanted.path), "present", "(missing)")),
+            Some(resource_id) => diff.extend(
+                self.method_diffs(cx, &api_id, &resource_id, &wanted)
+                    .await?,
+            ),
+            None => diff.push(FieldDiff::new(
+                format!("Resources.{}", wanted.path),
+                "present",
+                "(missing)",
+            )),
         }
         let digest = wanted.digest();
         let deployed = self.deployed_digest(cx, &api_id).await?;
@@ -533,7 +577,11 @@ impl Resource for RestApi {
             Some(digest),
             deployed,
         );
-        Ok(Planned::from_diff(self.key.clone(), api_id, diff.into_vec()))
+        Ok(Planned::from_diff(
+            self.key.clone(),
+            api_id,
+            diff.into_vec(),
+        ))
     }
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
@@ -545,7 +593,11 @@ impl Resource for RestApi {
                 self.delete_api(cx, extra.id().unwrap_or_default()).await?;
             }
             let live = apis.into_iter().next();
-            let id = live.as_ref().and_then(|a| a.id()).unwrap_or_default().to_owned();
+            let id = live
+                .as_ref()
+                .and_then(|a| a.id())
+                .unwrap_or_default()
+                .to_owned();
             (id, live)
         };
         self.publish(cx, &api_id);
@@ -584,9 +636,14 @@ impl Resource for RestApi {
             || planned.touches("Methods.")
             || planned.touches("Resources.");
         if methods_changed {
-            let diffs = self.method_diffs(cx, &api_id, &resource_id, &wanted).await?;
+            let diffs = self
+                .method_diffs(cx, &api_id, &resource_id, &wanted)
+                .await?;
             for method in ["POST", "OPTIONS"] {
-                if diffs.iter().any(|d| d.field.starts_with(&format!("Methods.{method}"))) {
+                if diffs
+                    .iter()
+                    .any(|d| d.field.starts_with(&format!("Methods.{method}")))
+                {
                     self.put_method(cx, &api_id, &resource_id, method, &wanted)
                         .await?;
                 }
@@ -656,7 +713,13 @@ mod tests {
             "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/file-upload"
         );
         assert_eq!(
-            invoke_url("abc123", "us-east-1", "prod", "file-upload", Some("http://127.0.0.1:4566/")),
+            invoke_url(
+                "abc123",
+                "us-east-1",
+                "prod",
+                "file-upload",
+                Some("http://127.0.0.1:4566/")
+            ),
             "http://127.0.0.1:4566/restapis/abc123/prod/_user_request_/file-upload"
         );
     }

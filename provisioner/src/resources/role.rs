@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::tag_diff;
 use crate::engine::{
-    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
-    Resource, ResourceKey,
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, FromContext,
+    Planned, Resource, ResourceKey,
 };
 use crate::policy;
 
@@ -25,7 +25,7 @@ pub struct Role {
     /// Resources whose outputs the policy needs (the database for its secret).
     pub inputs: Vec<ResourceKey>,
     /// The inline policy, built once the inputs' outputs are known.
-    pub policy: Box<dyn Fn(&Context) -> Value + Send + Sync>,
+    pub policy: FromContext<Value>,
 }
 
 pub fn trust_policy(service: &str) -> Value {

@@ -12,8 +12,8 @@ use md5::{Digest, Md5};
 
 use super::OWNER_METADATA;
 use crate::engine::{
-    Action, AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource,
-    ResourceKey,
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, FromContext, Planned,
+    Resource, ResourceKey,
 };
 
 pub struct SiteFiles {
@@ -34,7 +34,7 @@ pub struct GeneratedFile {
     pub key: &'static str,
     /// The resources whose outputs the contents need.
     pub inputs: Vec<ResourceKey>,
-    pub contents: Box<dyn Fn(&Context) -> String + Send + Sync>,
+    pub contents: FromContext<String>,
 }
 
 /// A file of the site folder as it will be stored.

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use values::{
-    AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService, Engine, EphemeralStorageSize,
-    GatewayService, HttpVersion, InstanceClass, Ipv4Cidr, MailAddress, MemorySize,
-    OriginShieldRegion, PriceClass, Region, RetentionDays, StackName, StorageSize, StorageType,
-    TagKey, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
+    AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
+    Engine, EphemeralStorageSize, GatewayService, HttpVersion, InstanceClass, Ipv4Cidr,
+    MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region, RetentionDays, StackName,
+    StorageSize, StorageType, TagKey, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -411,10 +411,12 @@ mod defaults {
         "VOD".into()
     }
     pub fn video_suffixes() -> Vec<VideoSuffix> {
-        [".mp4", ".mov", ".m4v", ".mkv", ".webm", ".mpg", ".mpeg", ".avi", ".wmv"]
-            .iter()
-            .map(|s| VideoSuffix((*s).into()))
-            .collect()
+        [
+            ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".mpg", ".mpeg", ".avi", ".wmv",
+        ]
+        .iter()
+        .map(|s| VideoSuffix((*s).into()))
+        .collect()
     }
     pub fn error_responses() -> Vec<ErrorResponse> {
         vec![ErrorResponse {

@@ -149,7 +149,8 @@ fn vod_values_are_checked_where_they_are_written() {
     let (loc, message) = location(parse(text).unwrap_err());
     assert_eq!(loc, Some((6, 23)), "{message}");
     assert!(message.contains("not a CORS origin"), "{message}");
-    let text = "stack:\n  name: demo\n  region: us-east-1\nvod:\n  function:\n    video_suffixes: [mp4]\n";
+    let text =
+        "stack:\n  name: demo\n  region: us-east-1\nvod:\n  function:\n    video_suffixes: [mp4]\n";
     let (loc, message) = location(parse(text).unwrap_err());
     assert_eq!(loc.map(|l| l.0), Some(6), "{message}");
     assert!(message.contains("not a file suffix"), "{message}");
@@ -159,5 +160,8 @@ fn vod_values_are_checked_where_they_are_written() {
 fn functions_need_the_network_and_the_database() {
     let text = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  functions:\n    mail_from: a@example.com\n";
     let (_, message) = location(parse(text).unwrap_err());
-    assert!(message.contains("stt.functions needs stt.network and stt.database"), "{message}");
+    assert!(
+        message.contains("stt.functions needs stt.network and stt.database"),
+        "{message}"
+    );
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::{Context, Resource, ResourceKey};
 use super::web;
+use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket;
 use crate::resources::db_instance::{DbInstance, DbSettings};
 use crate::resources::db_subnet_group::DbSubnetGroup;
@@ -92,23 +92,6 @@ pub fn site_url(domain: &str, local_endpoint: Option<&str>) -> String {
                 .unwrap_or(4566);
             format!("http://{label}.cloudfront.localhost:{port}/")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn site_url_points_at_cloudfront_or_the_emulator() {
-        assert_eq!(
-            site_url("d111.cloudfront.net", None),
-            "https://d111.cloudfront.net/"
-        );
-        assert_eq!(
-            site_url("d111.cloudfront.net", Some("http://127.0.0.1:4566")),
-            "http://d111.cloudfront.localhost:4566/"
-        );
     }
 }
 
@@ -309,5 +292,22 @@ pub fn network_outputs(cx: &Context, out: &mut BTreeMap<&'static str, String>) {
     }
     if let Some(secret) = cx.output(&DATABASE, "secret_arn") {
         out.insert("stt_database_secret_arn", secret);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_url_points_at_cloudfront_or_the_emulator() {
+        assert_eq!(
+            site_url("d111.cloudfront.net", None),
+            "https://d111.cloudfront.net/"
+        );
+        assert_eq!(
+            site_url("d111.cloudfront.net", Some("http://127.0.0.1:4566")),
+            "http://d111.cloudfront.localhost:4566/"
+        );
     }
 }

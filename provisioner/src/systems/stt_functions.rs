@@ -264,7 +264,9 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         stage: UPLOAD_STAGE.to_owned(),
         function: function_key("file_upload"),
         // Without a site nor a configured origin, no browser page is expected: deny all.
-        allowed_origin: Box::new(move |cx| allowed_origin(cx, &spec).unwrap_or_else(|| "null".into())),
+        allowed_origin: Box::new(move |cx| {
+            allowed_origin(cx, &spec).unwrap_or_else(|| "null".into())
+        }),
         inputs: api_inputs,
     };
     let api_permission = LambdaPermission {
@@ -319,7 +321,10 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         bucket: AUDIO_BUCKET,
         bucket_name: audio_bucket.clone(),
         rules,
-        permissions: vec![transcribe_permission.key.clone(), email_permission.key.clone()],
+        permissions: vec![
+            transcribe_permission.key.clone(),
+            email_permission.key.clone(),
+        ],
     };
     let rule_name = format!("{stack}-transcribe-job-state");
     let rule = EventRule {
@@ -341,7 +346,11 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         statement_id: "events-transcribe-job-state".into(),
         principal: "events.amazonaws.com",
         source_arn: Box::new(move |cx| {
-            Some(event_rule::rule_arn(&cx.aws.region, &cx.aws.account_id, &rule_name))
+            Some(event_rule::rule_arn(
+                &cx.aws.region,
+                &cx.aws.account_id,
+                &rule_name,
+            ))
         }),
         source_account: false,
         inputs: vec![],

@@ -30,8 +30,7 @@ pub const CONVERT_ROLE: ResourceKey = ResourceKey::new("role", "vod_convert");
 pub const CONVERT_FUNCTION: ResourceKey = ResourceKey::new("function", "vod_convert");
 pub const CONVERT_PERMISSION: ResourceKey =
     ResourceKey::new("lambda_permission", "vod-s3-vod_convert");
-pub const SOURCE_NOTIFICATIONS: ResourceKey =
-    ResourceKey::new("bucket_notification", "vod-source");
+pub const SOURCE_NOTIFICATIONS: ResourceKey = ResourceKey::new("bucket_notification", "vod-source");
 
 pub fn source_bucket_name(cx: &Context) -> String {
     format!("{}-vod-source-{}", cx.stack_name(), cx.aws.account_id)
@@ -104,15 +103,13 @@ fn scope(cx: &Context) -> Scope {
         function_name: format!("{}-vod_convert", cx.stack_name()),
         source_bucket: source_bucket_name(cx),
         output_bucket: output_bucket_name(cx),
-        mediaconvert_role_arn: cx
-            .output(&MEDIACONVERT_ROLE, "arn")
-            .unwrap_or_else(|| {
-                format!(
-                    "arn:aws:iam::{}:role/{}-vod-mediaconvert",
-                    cx.aws.account_id,
-                    cx.stack_name()
-                )
-            }),
+        mediaconvert_role_arn: cx.output(&MEDIACONVERT_ROLE, "arn").unwrap_or_else(|| {
+            format!(
+                "arn:aws:iam::{}:role/{}-vod-mediaconvert",
+                cx.aws.account_id,
+                cx.stack_name()
+            )
+        }),
     }
 }
 
@@ -163,7 +160,12 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
             settings: vod.player.distribution.clone(),
             source_dir: cx.stack.base_dir.join(&vod.player.source_dir),
             // The npm project that brings hls.js; `make web` copies it into vendor/.
-            exclude: vec!["node_modules", "package.json", "package-lock.json", "copy-vendor.mjs"],
+            exclude: vec![
+                "node_modules",
+                "package.json",
+                "package-lock.json",
+                "copy-vendor.mjs",
+            ],
             generated: vec![],
         },
     ));
@@ -173,8 +175,16 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         bucket: OUTPUT_BUCKET,
         bucket_name: output_bucket_name(cx),
         rule: bucket_cors::Rule {
-            allowed_origins: cors.allowed_origins.iter().map(|o| o.as_str().to_owned()).collect(),
-            allowed_methods: cors.allowed_methods.iter().map(|m| m.as_str().to_owned()).collect(),
+            allowed_origins: cors
+                .allowed_origins
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
+            allowed_methods: cors
+                .allowed_methods
+                .iter()
+                .map(|m| m.as_str().to_owned())
+                .collect(),
             allowed_headers: cors.allowed_headers.clone(),
             max_age_seconds: cors.max_age_s.0,
         },
@@ -276,7 +286,10 @@ mod tests {
 
     fn list(v: &Value) -> Vec<String> {
         match v {
-            Value::Array(items) => items.iter().map(|i| i.as_str().unwrap().to_owned()).collect(),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap().to_owned())
+                .collect(),
             other => vec![other.as_str().unwrap().to_owned()],
         }
     }
@@ -293,8 +306,14 @@ mod tests {
         assert_eq!(
             grants,
             vec![
-                (vec!["s3:GetObject".into()], vec!["arn:aws:s3:::demo-vod-source-111122223333/*".into()]),
-                (vec!["s3:PutObject".into()], vec!["arn:aws:s3:::demo-vod-output-111122223333/*".into()]),
+                (
+                    vec!["s3:GetObject".into()],
+                    vec!["arn:aws:s3:::demo-vod-source-111122223333/*".into()]
+                ),
+                (
+                    vec!["s3:PutObject".into()],
+                    vec!["arn:aws:s3:::demo-vod-output-111122223333/*".into()]
+                ),
             ]
         );
     }
@@ -315,7 +334,10 @@ mod tests {
             .iter()
             .find(|s| s["Action"] == "iam:PassRole")
             .unwrap();
-        assert_eq!(pass["Resource"], "arn:aws:iam::111122223333:role/demo-vod-mediaconvert");
+        assert_eq!(
+            pass["Resource"],
+            "arn:aws:iam::111122223333:role/demo-vod-mediaconvert"
+        );
         assert_eq!(
             pass["Condition"]["StringEquals"]["iam:PassedToService"],
             "mediaconvert.amazonaws.com"
