@@ -91,4 +91,4 @@ mariadb:
 test: deps build zips web browser-deps test-tools mariadb
 	scripts/local-aws.sh start ministack
 	scripts/local-aws.sh start moto
-	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 cargo test --workspace
+	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 cargo test --workspace --no-fail-fast

@@ -488,6 +488,17 @@ pub fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String,
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// Drops a database of the machine's MariaDB: the local target's RDS instance is that server,
+/// and deleting the instance leaves its databases, so a test starts from none.
+pub fn mysql_drop_database(database: &str) {
+    let status = Command::new("mysql")
+        .args(["--host=127.0.0.1", "--user=root"])
+        .arg(format!("--execute=DROP DATABASE IF EXISTS `{database}`"))
+        .status()
+        .expect("run the mysql client");
+    assert!(status.success(), "could not drop {database}");
+}
+
 /// Rows of a query against the machine's MariaDB (the local target's database), by the
 /// `mariadb` client: one `Vec` of tab-separated columns per row.
 pub fn mysql_rows(database: &str, sql: &str) -> Vec<Vec<String>> {
