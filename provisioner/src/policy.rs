@@ -37,6 +37,19 @@ pub fn normalize(doc: &Value) -> Value {
     }
 }
 
+/// An `Action` or `Resource` value as a list, whether written as one string or a list (for
+/// tests that read policies).
+#[cfg(test)]
+pub fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        other => vec![other.as_str().unwrap_or_default().to_owned()],
+    }
+}
+
 /// Whether two policy documents grant and deny the same.
 pub fn same(a: &Value, b: &Value) -> bool {
     normalize(a) == normalize(b)

@@ -64,35 +64,11 @@ pub fn outputs(cx: &Context) -> BTreeMap<&'static str, String> {
     if let Some(id) = cx.output(&SITE_DISTRIBUTION, "id") {
         out.insert("stt_site_distribution_id", id);
     }
-    if let Some(domain) = cx.output(&SITE_DISTRIBUTION, "domain_name") {
-        out.insert(
-            "stt_site_url",
-            site_url(
-                &domain,
-                cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten(),
-            ),
-        );
+    if let Some(url) = web::served_url(cx, &SITE_DISTRIBUTION) {
+        out.insert("stt_site_url", url);
     }
     network_outputs(cx, &mut out);
     out
-}
-
-/// The address a person opens. On the emulator, CloudFront answers on
-/// `{label}.cloudfront.localhost` at the emulator's port (browsers resolve `*.localhost` to
-/// the loopback address).
-pub fn site_url(domain: &str, local_endpoint: Option<&str>) -> String {
-    match local_endpoint {
-        None => format!("https://{domain}/"),
-        Some(endpoint) => {
-            let label = domain.split('.').next().unwrap_or(domain);
-            let port = endpoint
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-                .unwrap_or(4566);
-            format!("http://{label}.cloudfront.localhost:{port}/")
-        }
-    }
 }
 
 pub const VPC: ResourceKey = ResourceKey::new("vpc", "stt");
@@ -292,22 +268,5 @@ pub fn network_outputs(cx: &Context, out: &mut BTreeMap<&'static str, String>) {
     }
     if let Some(secret) = cx.output(&DATABASE, "secret_arn") {
         out.insert("stt_database_secret_arn", secret);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn site_url_points_at_cloudfront_or_the_emulator() {
-        assert_eq!(
-            site_url("d111.cloudfront.net", None),
-            "https://d111.cloudfront.net/"
-        );
-        assert_eq!(
-            site_url("d111.cloudfront.net", Some("http://127.0.0.1:4566")),
-            "http://d111.cloudfront.localhost:4566/"
-        );
     }
 }

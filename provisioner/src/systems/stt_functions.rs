@@ -218,11 +218,7 @@ pub fn environment(
 /// site's own CloudFront address.
 pub fn allowed_origin(cx: &Context, functions: &Functions) -> Option<String> {
     functions.allowed_origin.clone().or_else(|| {
-        let domain = cx.output(&SITE_DISTRIBUTION, "domain_name")?;
-        let url = super::stt::site_url(
-            &domain,
-            cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten(),
-        );
+        let url = super::web::served_url(cx, &SITE_DISTRIBUTION)?;
         Some(url.trim_end_matches('/').to_owned())
     })
 }
@@ -479,22 +475,12 @@ mod tests {
             .clone()
     }
 
-    fn as_list(v: &Value) -> Vec<String> {
-        match v {
-            Value::Array(items) => items
-                .iter()
-                .map(|i| i.as_str().unwrap().to_owned())
-                .collect(),
-            other => vec![other.as_str().unwrap().to_owned()],
-        }
-    }
-
     #[test]
     fn no_policy_grants_wildcard_actions_or_wildcard_s3_resources() {
         for function in FUNCTIONS {
             for statement in statements(function) {
-                let actions = as_list(&statement["Action"]);
-                let resources = as_list(&statement["Resource"]);
+                let actions = crate::policy::strings(&statement["Action"]);
+                let resources = crate::policy::strings(&statement["Resource"]);
                 assert!(
                     actions.iter().all(|a| !a.ends_with(":*") && a != "*"),
                     "{function}: {statement}"
@@ -532,7 +518,12 @@ mod tests {
                         )
                     )
                 })
-                .map(|s| (as_list(&s["Action"]).join(","), as_list(&s["Resource"])))
+                .map(|s| {
+                    (
+                        crate::policy::strings(&s["Action"]).join(","),
+                        crate::policy::strings(&s["Resource"]),
+                    )
+                })
                 .collect()
         };
         assert_eq!(

@@ -258,20 +258,15 @@ pub fn outputs(cx: &Context, out: &mut BTreeMap<&'static str, String>) {
     if let Some(name) = cx.output(&OUTPUT_BUCKET, "name") {
         out.insert("vod_output_bucket", name);
     }
-    if let Some(domain) = cx.output(&OUTPUT_DISTRIBUTION, "domain_name") {
-        out.insert(
-            "vod_player_url",
-            super::stt::site_url(
-                &domain,
-                cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten(),
-            ),
-        );
+    if let Some(url) = web::served_url(cx, &OUTPUT_DISTRIBUTION) {
+        out.insert("vod_player_url", url);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::strings as list;
 
     fn scope() -> Scope {
         Scope {
@@ -281,16 +276,6 @@ mod tests {
             source_bucket: "demo-vod-source-111122223333".into(),
             output_bucket: "demo-vod-output-111122223333".into(),
             mediaconvert_role_arn: "arn:aws:iam::111122223333:role/demo-vod-mediaconvert".into(),
-        }
-    }
-
-    fn list(v: &Value) -> Vec<String> {
-        match v {
-            Value::Array(items) => items
-                .iter()
-                .map(|i| i.as_str().unwrap().to_owned())
-                .collect(),
-            other => vec![other.as_str().unwrap().to_owned()],
         }
     }
 

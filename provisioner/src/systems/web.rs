@@ -118,8 +118,50 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
     ]
 }
 
+/// The address a distribution of the stack serves, once it exists.
+pub fn served_url(cx: &Context, distribution: &ResourceKey) -> Option<String> {
+    let domain = cx.output(distribution, "domain_name")?;
+    let emulator = cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten();
+    Some(site_url(&domain, emulator))
+}
+
+/// The address a person opens. On the emulator, CloudFront answers on
+/// `{label}.cloudfront.localhost` at the emulator's port (browsers resolve `*.localhost` to
+/// the loopback address).
+pub fn site_url(domain: &str, local_endpoint: Option<&str>) -> String {
+    match local_endpoint {
+        None => format!("https://{domain}/"),
+        Some(endpoint) => {
+            let label = domain.split('.').next().unwrap_or(domain);
+            let port = endpoint
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+                .unwrap_or(4566);
+            format!("http://{label}.cloudfront.localhost:{port}/")
+        }
+    }
+}
+
 fn sorted(methods: &[&str]) -> Vec<String> {
     let mut m: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
     m.sort();
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_url_points_at_cloudfront_or_the_emulator() {
+        assert_eq!(
+            site_url("d111.cloudfront.net", None),
+            "https://d111.cloudfront.net/"
+        );
+        assert_eq!(
+            site_url("d111.cloudfront.net", Some("http://127.0.0.1:4566")),
+            "http://d111.cloudfront.localhost:4566/"
+        );
+    }
 }
