@@ -9,9 +9,13 @@ CARGO_LAMBDA_VERSION := 1.9.2
 VENV := .venv
 # moto pins other boto versions than ministack: it gets a virtualenv of its own.
 MOTO_VENV := .venv-moto
+# The realism proxy in front of the emulators (tests/realism, docs/realism.md), pinned in
+# tests/realism/requirements.txt, in a virtualenv of its own too.
+REALISM_VENV := .venv-realism
+REALISM_REQUIREMENTS := tests/realism/requirements.txt
 PROVISION := target/debug/provision
 
-.PHONY: help deps build zips web browser-deps test-tools local local-stop test mariadb
+.PHONY: help deps build zips web browser-deps test-tools local local-stop test mariadb realism-test
 
 # The Lambda functions; each becomes target/lambda/<binary>/bootstrap.zip.
 HANDLERS := -p file-upload -p audio-transcribe -p save-text -p send-email -p db-migrate -p vod-convert
@@ -21,6 +25,7 @@ help:
 	@echo "make local-stop  stop the local emulator"
 	@echo "make test        every test (starts what the tests need)"
 	@echo "make zips        the Lambda zips, in target/lambda/<function>/bootstrap.zip"
+	@echo "make realism-test  the tests of the realism proxy in front of the emulators"
 
 $(VENV)/.ministack-$(MINISTACK_VERSION):
 	python3 -m venv $(VENV)
@@ -32,12 +37,23 @@ $(MOTO_VENV)/.moto-$(MOTO_VERSION):
 	$(MOTO_VENV)/bin/pip install --quiet --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
 	touch $@
 
+# Re-made when the pinned requirements change.
+$(REALISM_VENV)/.requirements: $(REALISM_REQUIREMENTS)
+	python3 -m venv $(REALISM_VENV)
+	$(REALISM_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(REALISM_REQUIREMENTS)
+	touch $@
+
 # cargo-lambda (with Zig) builds the Lambda zips for provided.al2023.
 $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION): $(VENV)/.ministack-$(MINISTACK_VERSION)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda==$(CARGO_LAMBDA_VERSION)
 	touch $@
 
-deps: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
+deps: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION) \
+	$(REALISM_VENV)/.requirements
+
+# The proxy's own tests start their own ministack, moto and proxies on free ports.
+realism-test: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(REALISM_VENV)/.requirements
+	cd tests/realism && ../../$(REALISM_VENV)/bin/python -m pytest
 
 # The player's hls.js, from npm (version pinned in site/vod/package-lock.json), copied next to
 # the page so that no CDN is needed at run time.
