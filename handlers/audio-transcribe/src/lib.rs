@@ -161,7 +161,7 @@ pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
             media_format: media_format(name),
             language: upload.language.clone(),
             output_bucket: obj.bucket.clone(),
-            output_key: keys::transcript_key(upload_id, name),
+            output_key: keys::transcript_key(upload_id),
         };
         // Record the job name first: the job may complete before this function returns,
         // and save_text finds the upload by it.

@@ -75,7 +75,9 @@ async fn korean_key_starts_a_job() {
         format!("s3://stt-audio-bucket/input_audio/{ID}/한글 녹음.mp3")
     );
     assert_eq!(j.output_bucket, "stt-audio-bucket");
-    assert_eq!(j.output_key, format!("output_text/{ID}/한글 녹음.json"));
+    // Transcribe refuses a Korean or spaced OutputKey (BadRequestException): an ASCII one.
+    assert_eq!(j.output_key, format!("output_text/{ID}/transcript.json"));
+    assert!(stt_common::keys::is_transcribe_output_key(&j.output_key));
     assert_eq!(
         j.job_name,
         job_name(&format!("input_audio/{ID}/한글 녹음.mp3"))

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! input_audio/{upload_id}/{filename}        audio, written by file_upload
-//! output_text/{upload_id}/{stem}.json       Transcribe's transcript (OutputKey)
+//! output_text/{upload_id}/transcript.json  Transcribe's transcript (OutputKey)
 //! output_text/{upload_id}/{stem}.txt        plain text, written by save_text
 //! ```
 //! `upload_id` is 32 lowercase hex characters (a UUID without dashes) and is the unique key
@@ -121,9 +121,19 @@ pub fn extension(name: &str) -> Option<String> {
     }
 }
 
-/// Where Transcribe writes its JSON transcript for an audio key.
-pub fn transcript_key(upload_id: &str, audio_name: &str) -> String {
-    format!("{OUTPUT_PREFIX}{upload_id}/{}.json", stem(audio_name))
+/// Where Transcribe writes its JSON transcript. Transcribe takes an `OutputKey` of
+/// `[a-zA-Z0-9-_.!*'()/]{1,1024}` only, so the uploader's file name (Korean, spaces) cannot be
+/// part of it; the readable name stays on the audio and the `.txt` people see.
+pub fn transcript_key(upload_id: &str) -> String {
+    format!("{OUTPUT_PREFIX}{upload_id}/transcript.json")
+}
+
+/// Whether Transcribe accepts a key as its `OutputKey` (the pattern of its API model).
+pub fn is_transcribe_output_key(key: &str) -> bool {
+    (1..=1024).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!*'()/".contains(&b))
 }
 
 /// Where save_text writes the plain text for an audio key.
@@ -185,9 +195,16 @@ mod tests {
             format!("output_text/{id}/한글 녹음.txt")
         );
         assert_eq!(
-            transcript_key(id, "a.b.wav"),
-            format!("output_text/{id}/a.b.json")
+            transcript_key(id),
+            format!("output_text/{id}/transcript.json")
         );
+        assert!(is_transcribe_output_key(&transcript_key(id)));
+        assert!(!is_transcribe_output_key(&format!(
+            "output_text/{id}/한글 녹음.json"
+        )));
+        assert!(!is_transcribe_output_key(&format!(
+            "output_text/{id}/hello world.json"
+        )));
         assert_eq!(split_key("input_audio/x/a.mp3", INPUT_PREFIX), None);
         assert_eq!(
             split_key(&format!("input_audio/{id}/a/b.mp3"), INPUT_PREFIX),

@@ -31,7 +31,8 @@ pub fn integration_enabled(test: &str) -> bool {
     if !on {
         eprintln!(
             "{test}: integration test not run: set STT_INTEGRATION=1 (make test does) with \
-             ministack on {} and MariaDB on {}",
+             ministack behind the realism proxy on {} (scripts/local-aws.sh start ministack) and \
+             MariaDB on {}",
             ministack_url(),
             db_url()
         );
@@ -149,10 +150,12 @@ pub async fn drop_database(name: &str) {
     }
 }
 
-/// AWS configuration for ministack with the test credentials.
+/// AWS configuration for ministack with the test credentials. The realism proxy in front of
+/// it throttles and drops calls in test mode: retried as `provision` retries them.
 pub async fn ministack_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10))
         .endpoint_url(ministack_url())
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             "test", "test", None, None, "tests",

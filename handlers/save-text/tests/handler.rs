@@ -64,7 +64,7 @@ fn completed_info() -> JobInfo {
     JobInfo {
         status: "COMPLETED".into(),
         transcript_uri: Some(format!(
-            "https://s3.us-east-1.amazonaws.com/{BUCKET}/output_text/{ID}/%ED%95%9C%EA%B8%80%20%EB%85%B9%EC%9D%8C.json"
+            "https://s3.us-east-1.amazonaws.com/{BUCKET}/output_text/{ID}/transcript.json"
         )),
         failure_reason: None,
     }
@@ -75,7 +75,7 @@ async fn completed_writes_the_text() {
     let (deps, repo, store) = setup(completed_info());
     store.insert(
         BUCKET,
-        &format!("output_text/{ID}/한글 녹음.json"),
+        &format!("output_text/{ID}/transcript.json"),
         fixture("transcript.json"),
     );
     let out = handler(&deps, event("transcribe-completed.json"))

@@ -64,7 +64,7 @@ async fn completed_job_text_lands_in_s3_and_failure_in_mysql() {
                 .build(),
         )
         .output_bucket_name(&bucket)
-        .output_key(format!("output_text/{upload_id}/회의 녹음.json"))
+        .output_key(stt_common::keys::transcript_key(&upload_id))
         .send()
         .await
         .expect("StartTranscriptionJob");
@@ -108,7 +108,7 @@ async fn completed_job_text_lands_in_s3_and_failure_in_mysql() {
     let json_doc = s3
         .get_object()
         .bucket(&bucket)
-        .key(format!("output_text/{upload_id}/회의 녹음.json"))
+        .key(stt_common::keys::transcript_key(&upload_id))
         .send()
         .await
         .unwrap()

@@ -6,6 +6,7 @@
 //! | `MAIL_FROM` | sender address (an SES-verified identity) |
 //! | `MAIL_TRANSPORT` | `ses` (default) or `smtp` |
 //! | `SES_CONFIGURATION_SET` | optional SES configuration set |
+//! | `SES_USE_DUALSTACK_ENDPOINT` | `true`: reach SES at its dual-stack name (IPv6 from a VPC without an SES endpoint); only the SES client, so other services keep their VPC endpoints |
 //! | `SMTP_HOST`, `SMTP_PORT` | relay, port default 587 |
 //! | `SMTP_TLS` | `starttls` (default), `tls` (implicit, port 465) or `none` (local relays only) |
 //! | `SMTP_SECRET_ARN` | Secrets Manager secret `{"username": .., "password": ..}` for the relay |
@@ -121,12 +122,24 @@ struct SmtpSecret {
     password: String,
 }
 
+/// The SES client's configuration: dual stack for SES alone when asked (the shared
+/// configuration stays on the standard names the VPC endpoints serve).
+pub fn ses_config(sdk: &aws_config::SdkConfig, dual_stack: bool) -> aws_sdk_sesv2::config::Builder {
+    aws_sdk_sesv2::config::Builder::from(sdk).use_dual_stack(dual_stack)
+}
+
 /// Builds the configured mailer (cold start).
 pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Mailer>> {
     let transport = opt_env("MAIL_TRANSPORT").unwrap_or_else(|| "ses".into());
     match transport.to_ascii_lowercase().as_str() {
         "ses" => Ok(Arc::new(SesMailer {
-            client: aws_sdk_sesv2::Client::new(sdk),
+            client: aws_sdk_sesv2::Client::from_conf(
+                ses_config(
+                    sdk,
+                    opt_env("SES_USE_DUALSTACK_ENDPOINT").as_deref() == Some("true"),
+                )
+                .build(),
+            ),
             configuration_set: opt_env("SES_CONFIGURATION_SET"),
         })),
         "smtp" => {
