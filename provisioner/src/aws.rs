@@ -1,6 +1,7 @@
 //! One AWS configuration per command, built the way every AWS tool builds it (environment,
 //! profiles, `AWS_ENDPOINT_URL`), and the service clients made from it.
 
+use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_apigateway as apigateway;
 use aws_sdk_cloudfront as cloudfront;
@@ -23,6 +24,10 @@ pub struct Target {
     /// A named profile from the AWS config files (otherwise `AWS_PROFILE` or the default).
     pub profile: Option<String>,
 }
+
+/// Attempts per AWS call (throttling, 5xx, dropped connections) unless `AWS_MAX_ATTEMPTS`
+/// says otherwise.
+pub const MAX_ATTEMPTS: u32 = 10;
 
 /// Endpoint of the local emulator unless `AWS_ENDPOINT_URL` names another.
 pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:4566";
@@ -72,83 +77,94 @@ impl Clients {
                 s3::config::Credentials::new("test", "test", None, None, "provision-local"),
             );
         }
-        let sdk = loader.load().await;
-        let calls = CallCounter::from_env();
-
-        let s3 = s3::Client::from_conf(
-            s3::config::Builder::from(&sdk)
-                // The emulator answers path-style requests on its one host name.
-                .force_path_style(target.local)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let cloudfront = cloudfront::Client::from_conf(
-            cloudfront::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let ec2 = ec2::Client::from_conf(
-            ec2::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let rds = rds::Client::from_conf(
-            rds::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let iam = iam::Client::from_conf(
-            iam::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let lambda = lambda::Client::from_conf(
-            lambda::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let apigateway = apigateway::Client::from_conf(
-            apigateway::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let events = eventbridge::Client::from_conf(
-            eventbridge::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
-        let ses = ses::Client::from_conf(
-            ses::config::Builder::from(&sdk)
-                .interceptor(calls.clone())
-                .build(),
-        );
+        let mut sdk = loader.load().await;
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            // A run makes hundreds of calls, some in bursts that AWS throttles: try each up to
+            // ten times (Terraform allows 25) unless the user chose otherwise.
+            let retry = sdk
+                .retry_config()
+                .cloned()
+                .unwrap_or_else(RetryConfig::standard)
+                .with_max_attempts(MAX_ATTEMPTS);
+            sdk = sdk.into_builder().retry_config(retry).build();
+        }
+        let mut clients = Clients::from_sdk(&sdk, region, target.local, endpoint);
         let sts = sts::Client::from_conf(
             sts::config::Builder::from(&sdk)
+                .interceptor(clients.calls.clone())
+                .build(),
+        );
+        // The first call: a wrong endpoint or missing credentials should be told at once, not
+        // after ten attempts.
+        let identity = sts
+            .get_caller_identity()
+            .customize()
+            .config_override(
+                sts::config::Builder::default()
+                    .retry_config(RetryConfig::standard().with_max_attempts(3)),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                ConnectError::Identity(
+                    aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                )
+            })?;
+        clients.account_id = identity.account().unwrap_or_default().to_owned();
+        Ok(clients)
+    }
+
+    /// The service clients of one configuration, all counting their calls in one counter.
+    fn from_sdk(
+        sdk: &aws_config::SdkConfig,
+        region: &str,
+        local: bool,
+        endpoint: Option<String>,
+    ) -> Clients {
+        let calls = CallCounter::from_env();
+        macro_rules! client {
+            ($service:ident) => {
+                $service::Client::from_conf(
+                    $service::config::Builder::from(sdk)
+                        .interceptor(calls.clone())
+                        .build(),
+                )
+            };
+        }
+        let s3 = s3::Client::from_conf(
+            s3::config::Builder::from(sdk)
+                // The emulator answers path-style requests on its one host name.
+                .force_path_style(local)
                 .interceptor(calls.clone())
                 .build(),
         );
-        let identity = sts.get_caller_identity().send().await.map_err(|e| {
-            ConnectError::Identity(
-                aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-            )
-        })?;
-        let account_id = identity.account().unwrap_or_default().to_owned();
-
-        Ok(Clients {
+        Clients {
             s3,
-            cloudfront,
-            ec2,
-            rds,
-            iam,
-            lambda,
-            apigateway,
-            events,
-            ses,
+            cloudfront: client!(cloudfront),
+            ec2: client!(ec2),
+            rds: client!(rds),
+            iam: client!(iam),
+            lambda: client!(lambda),
+            apigateway: client!(apigateway),
+            events: client!(eventbridge),
+            ses: client!(ses),
             calls,
             region: region.to_owned(),
-            account_id,
-            local: target.local,
+            account_id: String::new(),
+            local,
             endpoint,
-        })
+        }
+    }
+
+    /// Clients that never connect, for unit tests of what the stack is made of.
+    #[cfg(test)]
+    pub fn offline(region: &str, account_id: &str, local: bool) -> Clients {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        let mut clients = Clients::from_sdk(&sdk, region, local, None);
+        clients.account_id = account_id.to_owned();
+        clients
     }
 }

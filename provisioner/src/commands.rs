@@ -25,7 +25,8 @@ impl Session {
         show_progress: bool,
     ) -> anyhow::Result<Session> {
         let aws = Clients::connect(stack.stack.region.as_str(), target).await?;
-        let cx = Arc::new(Context::new(Arc::new(stack), aws, show_progress));
+        let zones = systems::zones::resolve(&stack, &aws).await?;
+        let cx = Arc::new(Context::new(Arc::new(stack), aws, show_progress).with_zones(zones));
         let graph = systems::graph(&cx)?;
         Ok(Session { cx, graph })
     }

@@ -19,10 +19,14 @@ struct Counts {
     /// Fault injection for the crash-safety tests: abort the process right after this many
     /// write calls have succeeded, the moment AWS has acted but the tool has not yet seen it.
     abort_after_writes: Option<u64>,
+    /// Fault injection: abort right after the first successful call of this operation.
+    abort_after_operation: Option<String>,
 }
 
 /// Environment variable that arms [`Counts::abort_after_writes`].
 pub const ABORT_AFTER_WRITES_ENV: &str = "PROVISION_FAULT_ABORT_AFTER_WRITES";
+/// Environment variable that arms [`Counts::abort_after_operation`] (e.g. `PutObject`).
+pub const ABORT_AFTER_OPERATION_ENV: &str = "PROVISION_FAULT_ABORT_AFTER_OPERATION";
 
 /// Shared by every client of a command; cloning shares the counts.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +46,7 @@ impl CallCounter {
             .and_then(|v| v.parse().ok());
         CallCounter(Arc::new(Counts {
             abort_after_writes,
+            abort_after_operation: std::env::var(ABORT_AFTER_OPERATION_ENV).ok(),
             ..Counts::default()
         }))
     }
@@ -82,7 +87,7 @@ impl Intercept for CallCounter {
     // operation's metadata is only in the config bag once the operation has been set up.)
     fn read_after_execution(
         &self,
-        _context: &FinalizerInterceptorContextRef<'_>,
+        context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
@@ -90,6 +95,11 @@ impl Intercept for CallCounter {
         let operation = operation.unwrap_or_default();
         tracing::debug!(operation, "aws call");
         self.record(&operation);
+        let succeeded = matches!(context.output_or_error(), Some(Ok(_)));
+        if succeeded && self.0.abort_after_operation.as_deref() == Some(operation.as_str()) {
+            eprintln!("fault injection: aborting after {operation}");
+            std::process::abort();
+        }
         Ok(())
     }
 }

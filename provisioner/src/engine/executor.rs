@@ -44,8 +44,15 @@ pub enum GraphError {
 
 pub struct Graph {
     nodes: Vec<Arc<dyn Resource>>,
-    /// For each node, the indices of the nodes it depends on.
+    /// For each node, the nodes that must be done before it is made: what it depends on and
+    /// what it only reads outputs of.
+    needs: Vec<Vec<usize>>,
+    /// For each node, the nodes it depends on for as long as it exists ([`Resource::depends_on`]):
+    /// it is deleted before them.
     deps: Vec<Vec<usize>>,
+    /// For each node, the nodes that must be deleted before it (edges that only hold in
+    /// reverse order; see [`Resource::delete_after`]).
+    outlives: Vec<Vec<usize>>,
 }
 
 impl Graph {
@@ -56,22 +63,38 @@ impl Graph {
                 return Err(GraphError::Duplicate(node.key()));
             }
         }
+        let resolve = |node: &Arc<dyn Resource>, keys: Vec<ResourceKey>| {
+            keys.into_iter()
+                .map(|dep| {
+                    index
+                        .get(&dep)
+                        .copied()
+                        .ok_or_else(|| GraphError::UnknownDependency {
+                            resource: node.key(),
+                            missing: dep.clone(),
+                        })
+                })
+                .collect::<Result<Vec<usize>, GraphError>>()
+        };
+        let mut needs = Vec::with_capacity(nodes.len());
         let mut deps = Vec::with_capacity(nodes.len());
+        let mut outlives = Vec::with_capacity(nodes.len());
         for node in &nodes {
-            let mut mine = Vec::new();
-            for dep in node.depends_on() {
-                let &i = index
-                    .get(&dep)
-                    .ok_or_else(|| GraphError::UnknownDependency {
-                        resource: node.key(),
-                        missing: dep.clone(),
-                    })?;
-                mine.push(i);
-            }
-            deps.push(mine);
+            let depends = resolve(node, node.depends_on())?;
+            let mut needed = depends.clone();
+            needed.extend(resolve(node, node.reads())?);
+            needs.push(needed);
+            deps.push(depends);
+            outlives.push(resolve(node, node.delete_after())?);
         }
-        let graph = Graph { nodes, deps };
-        graph.check_acyclic()?;
+        let graph = Graph {
+            nodes,
+            needs,
+            deps,
+            outlives,
+        };
+        graph.check_acyclic(Order::Forward)?;
+        graph.check_acyclic(Order::Reverse)?;
         Ok(graph)
     }
 
@@ -80,8 +103,8 @@ impl Graph {
     }
 
     /// Kahn's algorithm: a node that never becomes ready sits on a cycle.
-    fn check_acyclic(&self) -> Result<(), GraphError> {
-        let waits = self.waits(Order::Forward);
+    fn check_acyclic(&self, order: Order) -> Result<(), GraphError> {
+        let waits = self.waits(order);
         let mut pending: Vec<usize> = waits.iter().map(Vec::len).collect();
         let mut ready: Vec<usize> = (0..self.nodes.len()).filter(|&i| pending[i] == 0).collect();
         let mut seen = 0;
@@ -104,9 +127,9 @@ impl Graph {
     /// For each node, the nodes that must finish before it runs in this order.
     fn waits(&self, order: Order) -> Vec<Vec<usize>> {
         match order {
-            Order::Forward => self.deps.clone(),
+            Order::Forward => self.needs.clone(),
             Order::Reverse => {
-                let mut dependents = vec![Vec::new(); self.nodes.len()];
+                let mut dependents = self.outlives.clone();
                 for (i, deps) in self.deps.iter().enumerate() {
                     for &d in deps {
                         dependents[d].push(i);
@@ -218,6 +241,8 @@ mod tests {
     struct Fake {
         key: ResourceKey,
         deps: Vec<ResourceKey>,
+        reads: Vec<ResourceKey>,
+        after: Vec<ResourceKey>,
     }
 
     #[async_trait]
@@ -227,6 +252,12 @@ mod tests {
         }
         fn depends_on(&self) -> Vec<ResourceKey> {
             self.deps.clone()
+        }
+        fn reads(&self) -> Vec<ResourceKey> {
+            self.reads.clone()
+        }
+        fn delete_after(&self) -> Vec<ResourceKey> {
+            self.after.clone()
         }
         async fn plan(&self, _: &Context) -> Result<Planned, Error> {
             unreachable!("the executor never calls resource methods itself")
@@ -244,9 +275,19 @@ mod tests {
     }
 
     fn node(name: &'static str, deps: &[&'static str]) -> Arc<dyn Resource> {
+        outliving(name, deps, &[])
+    }
+
+    fn outliving(
+        name: &'static str,
+        deps: &[&'static str],
+        after: &[&'static str],
+    ) -> Arc<dyn Resource> {
         Arc::new(Fake {
             key: key(name),
             deps: deps.iter().map(|d| key(d)).collect(),
+            reads: vec![],
+            after: after.iter().map(|d| key(d)).collect(),
         })
     }
 
@@ -327,6 +368,58 @@ mod tests {
         assert!(position(&log, "end policy") < position(&log, "start distribution"));
         assert!(position(&log, "end distribution") < position(&log, "start oac"));
         assert!(position(&log, "end files") < position(&log, "start bucket"));
+    }
+
+    /// A VPC function's role outlives the security group its network interfaces block,
+    /// without the group depending on the role when they are made.
+    #[tokio::test]
+    async fn delete_after_edges_hold_only_in_reverse() {
+        let graph = Graph::new(vec![
+            outliving("role", &[], &["group"]),
+            node("group", &[]),
+            node("function", &["role", "group"]),
+        ])
+        .unwrap();
+        let (log, _) = trace(&graph, Order::Reverse, 4, None).await;
+        assert!(position(&log, "end function") < position(&log, "start group"));
+        assert!(
+            position(&log, "end group") < position(&log, "start role"),
+            "{log:?}"
+        );
+        let (log, _) = trace(&graph, Order::Forward, 4, None).await;
+        assert!(
+            position(&log, "start group") < position(&log, "end role"),
+            "forward runs role and group side by side: {log:?}"
+        );
+        // Needed first and deleted first at once cannot be.
+        let cycle = Graph::new(vec![
+            outliving("role", &["group"], &["group"]),
+            node("group", &[]),
+        ])
+        .err();
+        assert!(matches!(cycle, Some(GraphError::Cycle(_))));
+    }
+
+    /// A role reads the database's secret for its policy, yet may outlive the database.
+    #[tokio::test]
+    async fn reads_order_only_the_making() {
+        let reader: Arc<dyn Resource> = Arc::new(Fake {
+            key: key("role"),
+            deps: vec![],
+            reads: vec![key("database")],
+            after: vec![key("group")],
+        });
+        let graph = Graph::new(vec![
+            reader,
+            node("group", &[]),
+            node("database", &["group"]),
+        ])
+        .unwrap();
+        let (log, _) = trace(&graph, Order::Forward, 4, None).await;
+        assert!(position(&log, "end database") < position(&log, "start role"));
+        let (log, _) = trace(&graph, Order::Reverse, 4, None).await;
+        assert!(position(&log, "end database") < position(&log, "start group"));
+        assert!(position(&log, "end group") < position(&log, "start role"));
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod executor;
 pub mod retry;
+pub mod wait;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -296,6 +297,19 @@ pub trait Resource: Send + Sync {
         Vec::new()
     }
 
+    /// Resources whose outputs this one needs before it is made, but which it does not need
+    /// while it exists (a role's policy names the database's secret): `down` may delete them
+    /// first.
+    fn reads(&self) -> Vec<ResourceKey> {
+        Vec::new()
+    }
+
+    /// Resources that must be deleted before this one, though this one does not need them
+    /// to exist first: `down` keeps it until they are gone.
+    fn delete_after(&self) -> Vec<ResourceKey> {
+        Vec::new()
+    }
+
     /// Reads the live state (read calls only), publishes the outputs it learns, and says
     /// what `apply` would do.
     async fn plan(&self, cx: &Context) -> Result<Planned, Error>;
@@ -322,8 +336,11 @@ pub type FromContext<T> = Box<dyn Fn(&Context) -> T + Send + Sync>;
 pub struct Context {
     pub stack: Arc<Stack>,
     pub aws: Clients,
+    /// The availability zones of the network, chosen when the session opens.
+    zones: Vec<String>,
     outputs: Mutex<HashMap<ResourceKey, BTreeMap<&'static str, String>>>,
     notes: Mutex<HashMap<ResourceKey, Vec<String>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     progress: MultiProgress,
 }
 
@@ -337,14 +354,26 @@ impl Context {
         Context {
             stack,
             aws,
+            zones: Vec::new(),
             outputs: Mutex::new(HashMap::new()),
             notes: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
             progress: MultiProgress::with_draw_target(target),
         }
     }
 
     pub fn stack_name(&self) -> &str {
         self.stack.name()
+    }
+
+    /// With the network's availability zones (see `systems::zones`).
+    pub fn with_zones(mut self, zones: Vec<String>) -> Self {
+        self.zones = zones;
+        self
+    }
+
+    pub fn zones(&self) -> &[String] {
+        &self.zones
     }
 
     /// The ownership tag plus the user's tags from `stack.yaml`.
@@ -410,6 +439,20 @@ impl Context {
             .get(resource)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Serialises writes AWS refuses or loses when they overlap: one bucket's configurations
+    /// (S3 answers `OperationAborted`), one function's resource policy (concurrent
+    /// `AddPermission` calls can drop statements). Held until the guard is dropped.
+    pub async fn exclusive(&self, what: String) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("locks lock")
+            .entry(what)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// A spinner for a long wait; it clears itself when dropped.

@@ -23,6 +23,14 @@ impl Backoff {
         max: Duration::from_secs(10),
         total: Duration::from_secs(180),
     };
+
+    /// Eventual consistency right after a create (S3 buckets, EC2 ids): seconds, bounded at
+    /// two minutes as Terraform bounds it.
+    pub const READ_AFTER_CREATE: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(5),
+        total: Duration::from_secs(120),
+    };
 }
 
 /// The AWS error code of an SDK error, if the service sent one.

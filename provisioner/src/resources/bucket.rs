@@ -10,11 +10,34 @@ use aws_sdk_s3::types::{
 };
 
 use super::{owned_by, tag_diff, OWNER_METADATA};
-use crate::engine::retry::error_code;
+use crate::engine::retry::{error_code, retry_when, Backoff};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+
+/// Writes one of a bucket's configurations (tags, public access block, website, policy, CORS,
+/// notifications): one at a time per bucket, since S3 answers overlapping ones with
+/// `OperationAborted`, and again while a bucket made moments ago answers `NoSuchBucket`.
+/// `also` names further answers to wait out.
+pub async fn configure<T, F, Fut>(
+    cx: &Context,
+    bucket: &str,
+    also: impl Fn(&Error) -> bool,
+    write: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let _one_at_a_time = cx.exclusive(format!("s3-bucket:{bucket}")).await;
+    retry_when(
+        Backoff::READ_AFTER_CREATE,
+        |e: &Error| matches!(e.code(), Some("NoSuchBucket" | "OperationAborted")) || also(e),
+        write,
+    )
+    .await
+}
 
 /// Index and error documents of S3 static website hosting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,31 +227,39 @@ impl Bucket {
     }
 
     async fn put_tags(&self, cx: &Context) -> Result<(), Error> {
-        // PutBucketTagging replaces the whole set: keep tags added by hand.
-        let mut tags = self.tags(cx).await?;
-        tags.extend(cx.tags());
-        let tag_set = tags
-            .into_iter()
-            .map(|(k, v)| {
-                Tag::builder()
-                    .key(k)
-                    .value(v)
+        configure(
+            cx,
+            &self.name,
+            |_| false,
+            || async {
+                // PutBucketTagging replaces the whole set: keep tags added by hand.
+                let mut tags = self.tags(cx).await?;
+                tags.extend(cx.tags());
+                let tag_set = tags
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                            .expect("key and value set")
+                    })
+                    .collect();
+                let tagging = Tagging::builder()
+                    .set_tag_set(Some(tag_set))
                     .build()
-                    .expect("key and value set")
-            })
-            .collect();
-        let tagging = Tagging::builder()
-            .set_tag_set(Some(tag_set))
-            .build()
-            .expect("tag set given");
-        cx.aws
-            .s3
-            .put_bucket_tagging()
-            .bucket(&self.name)
-            .tagging(tagging)
-            .send()
-            .await
-            .step(&self.key, "PutBucketTagging")?;
+                    .expect("tag set given");
+                cx.aws
+                    .s3
+                    .put_bucket_tagging()
+                    .bucket(&self.name)
+                    .tagging(tagging)
+                    .send()
+                    .await
+                    .step(&self.key, "PutBucketTagging")
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -239,14 +270,22 @@ impl Bucket {
             .block_public_policy(true)
             .restrict_public_buckets(true)
             .build();
-        cx.aws
-            .s3
-            .put_public_access_block()
-            .bucket(&self.name)
-            .public_access_block_configuration(config)
-            .send()
-            .await
-            .step(&self.key, "PutPublicAccessBlock")?;
+        configure(
+            cx,
+            &self.name,
+            |_| false,
+            || async {
+                cx.aws
+                    .s3
+                    .put_public_access_block()
+                    .bucket(&self.name)
+                    .public_access_block_configuration(config.clone())
+                    .send()
+                    .await
+                    .step(&self.key, "PutPublicAccessBlock")
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -268,19 +307,35 @@ impl Bucket {
                             .expect("key set"),
                     )
                     .build();
-                s3.put_bucket_website()
-                    .bucket(&self.name)
-                    .website_configuration(config)
-                    .send()
-                    .await
-                    .step(&self.key, "PutBucketWebsite")?;
+                configure(
+                    cx,
+                    &self.name,
+                    |_| false,
+                    || async {
+                        s3.put_bucket_website()
+                            .bucket(&self.name)
+                            .website_configuration(config.clone())
+                            .send()
+                            .await
+                            .step(&self.key, "PutBucketWebsite")
+                    },
+                )
+                .await?;
             }
             None => {
-                s3.delete_bucket_website()
-                    .bucket(&self.name)
-                    .send()
-                    .await
-                    .step(&self.key, "DeleteBucketWebsite")?;
+                configure(
+                    cx,
+                    &self.name,
+                    |_| false,
+                    || async {
+                        s3.delete_bucket_website()
+                            .bucket(&self.name)
+                            .send()
+                            .await
+                            .step(&self.key, "DeleteBucketWebsite")
+                    },
+                )
+                .await?;
             }
         }
         Ok(())

@@ -4,6 +4,8 @@
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 
+use super::bucket;
+
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource, ResourceKey,
 };
@@ -122,19 +124,26 @@ impl Resource for BucketCors {
             .max_age_seconds(rule.max_age_seconds)
             .build()
             .expect("origins and methods set");
-        cx.aws
-            .s3
-            .put_bucket_cors()
-            .bucket(&self.bucket_name)
-            .cors_configuration(
-                CorsConfiguration::builder()
-                    .cors_rules(cors_rule)
-                    .build()
-                    .expect("one rule"),
-            )
-            .send()
-            .await
-            .step(&self.key, "PutBucketCors")?;
+        let configuration = CorsConfiguration::builder()
+            .cors_rules(cors_rule)
+            .build()
+            .expect("one rule");
+        bucket::configure(
+            cx,
+            &self.bucket_name,
+            |_| false,
+            || async {
+                cx.aws
+                    .s3
+                    .put_bucket_cors()
+                    .bucket(&self.bucket_name)
+                    .cors_configuration(configuration.clone())
+                    .send()
+                    .await
+                    .step(&self.key, "PutBucketCors")
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -143,13 +152,21 @@ impl Resource for BucketCors {
             None => Ok(Deleted::Absent),
             Some(rules) if rules.is_empty() => Ok(Deleted::Absent),
             Some(_) => {
-                cx.aws
-                    .s3
-                    .delete_bucket_cors()
-                    .bucket(&self.bucket_name)
-                    .send()
-                    .await
-                    .step(&self.key, "DeleteBucketCors")?;
+                bucket::configure(
+                    cx,
+                    &self.bucket_name,
+                    |_| false,
+                    || async {
+                        cx.aws
+                            .s3
+                            .delete_bucket_cors()
+                            .bucket(&self.bucket_name)
+                            .send()
+                            .await
+                            .step(&self.key, "DeleteBucketCors")
+                    },
+                )
+                .await?;
                 Ok(Deleted::Deleted)
             }
         }

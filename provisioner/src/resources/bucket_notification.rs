@@ -11,7 +11,7 @@ use aws_sdk_s3::types::{
     NotificationConfigurationFilter, S3KeyFilter,
 };
 
-use crate::engine::retry::{retry_when, Backoff};
+use super::bucket;
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource, ResourceKey,
 };
@@ -99,6 +99,35 @@ pub fn rule_diffs(
         .collect()
 }
 
+/// One rule as S3 takes it. An empty prefix or suffix is left out rather than sent as an
+/// empty filter rule, and a rule with neither has no filter at all.
+pub fn lambda_configuration(rule: &Rule, function_arn: String) -> LambdaFunctionConfiguration {
+    let filter_rules: Vec<FilterRule> = [
+        (FilterRuleName::Prefix, &rule.prefix),
+        (FilterRuleName::Suffix, &rule.suffix),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.is_empty())
+    .map(|(name, value)| FilterRule::builder().name(name).value(value).build())
+    .collect();
+    let filter = (!filter_rules.is_empty()).then(|| {
+        NotificationConfigurationFilter::builder()
+            .key(
+                S3KeyFilter::builder()
+                    .set_filter_rules(Some(filter_rules))
+                    .build(),
+            )
+            .build()
+    });
+    LambdaFunctionConfiguration::builder()
+        .id(&rule.id)
+        .lambda_function_arn(function_arn)
+        .events(Event::from(EVENT))
+        .set_filter(filter)
+        .build()
+        .expect("function ARN and events are set")
+}
+
 impl BucketNotification {
     fn wanted(&self, cx: &Context) -> BTreeMap<String, RuleState> {
         self.rules
@@ -129,7 +158,7 @@ impl BucketNotification {
         let unvalidated = |e: &Error| {
             e.code() == Some("InvalidArgument") && e.to_string().contains("Unable to validate")
         };
-        retry_when(Backoff::SETTLING, unvalidated, || async {
+        bucket::configure(cx, &self.bucket_name, unvalidated, || async {
             cx.aws
                 .s3
                 .put_bucket_notification_configuration()
@@ -184,26 +213,10 @@ impl Resource for BucketNotification {
             .rules
             .iter()
             .map(|r| {
-                let arn = cx.require(&self.key, &r.function, "arn")?;
-                let filter = |name: FilterRuleName, value: &str| {
-                    FilterRule::builder().name(name).value(value).build()
-                };
-                Ok(LambdaFunctionConfiguration::builder()
-                    .id(&r.id)
-                    .lambda_function_arn(arn)
-                    .events(Event::from(EVENT))
-                    .filter(
-                        NotificationConfigurationFilter::builder()
-                            .key(
-                                S3KeyFilter::builder()
-                                    .filter_rules(filter(FilterRuleName::Prefix, &r.prefix))
-                                    .filter_rules(filter(FilterRuleName::Suffix, &r.suffix))
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                    .build()
-                    .expect("function ARN and events are set"))
+                Ok(lambda_configuration(
+                    r,
+                    cx.require(&self.key, &r.function, "arn")?,
+                ))
             })
             .collect::<Result<Vec<_>, Error>>()?;
         self.put(cx, configs).await
@@ -276,6 +289,51 @@ mod tests {
                 "arn:aws:lambda:us-east-1:1:function:demo-audio_transcribe",
                 "input_audio/",
                 ".mp3"
+            )
+        );
+    }
+
+    #[test]
+    fn empty_filter_rules_are_left_out() {
+        let arn = "arn:aws:lambda:us-east-1:1:function:demo-vod_convert";
+        let rule = |prefix: &str, suffix: &str| Rule {
+            id: "convert-mp4".into(),
+            function: ResourceKey::new("function", "vod_convert"),
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+        };
+        let names = |config: &LambdaFunctionConfiguration| -> Vec<(String, String)> {
+            config
+                .filter()
+                .and_then(|f| f.key())
+                .map(|k| k.filter_rules())
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    (
+                        r.name().unwrap().as_str().to_owned(),
+                        r.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let suffix_only = lambda_configuration(&rule("", ".mp4"), arn.into());
+        assert_eq!(
+            names(&suffix_only),
+            vec![("suffix".to_owned(), ".mp4".to_owned())]
+        );
+        let both = lambda_configuration(&rule("input_audio/", ".mp3"), arn.into());
+        assert_eq!(names(&both).len(), 2);
+        let neither = lambda_configuration(&rule("", ""), arn.into());
+        assert!(neither.filter().is_none());
+        // Read back, a rule without a prefix compares equal to the wanted empty prefix.
+        assert_eq!(
+            live_rules(&[suffix_only])["convert-mp4"],
+            (
+                arn.to_owned(),
+                vec![EVENT.to_owned()],
+                String::new(),
+                ".mp4".to_owned()
             )
         );
     }

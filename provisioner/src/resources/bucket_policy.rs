@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use super::bucket;
 use crate::engine::retry::error_code;
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource, ResourceKey,
@@ -98,14 +99,23 @@ impl Resource for BucketPolicy {
     async fn apply(&self, cx: &Context, _: &Planned) -> Result<(), Error> {
         let bucket = &self.bucket_name;
         let arn = cx.require(&self.key, &self.distribution, "arn")?;
-        cx.aws
-            .s3
-            .put_bucket_policy()
-            .bucket(bucket)
-            .policy(document(bucket, &arn, self.tls_only).to_string())
-            .send()
-            .await
-            .step(&self.key, "PutBucketPolicy")?;
+        let policy = document(bucket, &arn, self.tls_only).to_string();
+        bucket::configure(
+            cx,
+            bucket,
+            |_| false,
+            || async {
+                cx.aws
+                    .s3
+                    .put_bucket_policy()
+                    .bucket(bucket)
+                    .policy(&policy)
+                    .send()
+                    .await
+                    .step(&self.key, "PutBucketPolicy")
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -114,6 +124,7 @@ impl Resource for BucketPolicy {
         if self.live(cx, bucket).await?.is_none() {
             return Ok(Deleted::Absent);
         }
+        let _one_at_a_time = cx.exclusive(format!("s3-bucket:{bucket}")).await;
         match cx.aws.s3.delete_bucket_policy().bucket(bucket).send().await {
             Ok(_) => Ok(Deleted::Deleted),
             Err(e) if error_code(&e) == Some("NoSuchBucket") => Ok(Deleted::Absent),

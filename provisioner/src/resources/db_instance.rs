@@ -13,6 +13,8 @@ use aws_sdk_rds::types::DbInstance as RdsInstance;
 
 use super::db_subnet_group::rds_tags;
 use super::tag_diff;
+use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::wait::{self, Poll, Wait};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
@@ -316,7 +318,13 @@ impl DbInstance {
             any = true;
         }
         if any {
-            m.send().await.step(&self.key, "ModifyDBInstance")?;
+            // RDS takes changes only from an available instance; it may still be backing up
+            // or applying an earlier change.
+            self.wait_ready(cx).await?;
+            retry_when(Self::busy_backoff(cx), Self::busy, || async {
+                m.clone().send().await.step(&self.key, "ModifyDBInstance")
+            })
+            .await?;
         }
         if planned.touches("Tags.") {
             let arn = live.db_instance_arn().unwrap_or_default();
@@ -332,12 +340,33 @@ impl DbInstance {
         Ok(())
     }
 
-    fn poll_interval(cx: &Context) -> Duration {
+    /// An instance in a state that refuses the call for now (creating, modifying, backing up).
+    fn busy(e: &Error) -> bool {
+        e.code() == Some("InvalidDBInstanceState")
+    }
+
+    fn busy_backoff(cx: &Context) -> Backoff {
         if cx.aws.local {
-            Duration::from_millis(200)
+            Backoff {
+                first: Duration::from_millis(200),
+                max: Duration::from_secs(1),
+                total: Duration::from_secs(120),
+            }
         } else {
-            Duration::from_secs(15)
+            Backoff {
+                first: Duration::from_secs(5),
+                max: Duration::from_secs(30),
+                total: Duration::from_secs(30 * 60),
+            }
         }
+    }
+
+    fn wait(cx: &Context, limit_minutes: u64) -> Wait {
+        Wait::new(
+            cx,
+            Duration::from_secs(15),
+            Duration::from_secs(limit_minutes * 60),
+        )
     }
 
     /// Deletes the instance (with a final snapshot unless `snapshot` is false) and waits
@@ -376,29 +405,32 @@ impl DbInstance {
                 request = request.final_db_snapshot_identifier(&id);
                 snapshot_id = Some(id);
             }
-            match request.send().await {
+            // "Instance is currently creating - a final snapshot cannot be taken": wait.
+            let sent = retry_when(Self::busy_backoff(cx), Self::busy, || async {
+                request
+                    .clone()
+                    .send()
+                    .await
+                    .step(&self.key, "DeleteDBInstance")
+            })
+            .await;
+            match sent {
                 Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_db_instance_not_found_fault()) =>
-                {
-                    return Ok(snapshot_id)
+                Err(e) if e.code() == Some("DBInstanceNotFound") => return Ok(snapshot_id),
+                Err(e) => return Err(e),
+            }
+        }
+        let what = format!("database {} to be deleted", self.identifier);
+        wait::until(cx, &self.key, &what, Self::wait(cx, 60), || async {
+            Ok(match self.find(cx).await? {
+                None => Poll::Ready(()),
+                Some(db) => {
+                    Poll::Pending(format!("status {}", db.db_instance_status().unwrap_or("?")))
                 }
-                Err(e) => return Err(e).step(&self.key, "DeleteDBInstance"),
-            }
-        }
-        let spinner = cx.spinner(format!("deleting database {}", self.identifier));
-        loop {
-            match self.find(cx).await? {
-                None => return Ok(snapshot_id),
-                Some(db) => spinner.set_message(format!(
-                    "deleting database {} (status {})",
-                    self.identifier,
-                    db.db_instance_status().unwrap_or("?")
-                )),
-            }
-            tokio::time::sleep(Self::poll_interval(cx)).await;
-        }
+            })
+        })
+        .await?;
+        Ok(snapshot_id)
     }
 }
 
@@ -460,6 +492,8 @@ impl Resource for DbInstance {
                     message: "database vanished".into(),
                 })?;
                 self.modify(cx, planned, &db).await?;
+                // Applied changes put the instance into `modifying`; dependents wait.
+                self.wait_ready(cx).await?;
             }
         }
         if matches!(planned.action, Action::Create | Action::Replace) {
@@ -474,13 +508,8 @@ impl Resource for DbInstance {
     }
 
     async fn wait_ready(&self, cx: &Context) -> Result<(), Error> {
-        let spinner = cx.spinner(format!(
-            "waiting for database {} to be available",
-            self.identifier
-        ));
-        let started = tokio::time::Instant::now();
-        let limit = Duration::from_secs(90 * 60);
-        loop {
+        let what = format!("database {} to be available", self.identifier);
+        wait::until(cx, &self.key, &what, Self::wait(cx, 90), || async {
             let db = self.find(cx).await?.ok_or_else(|| Error::Refused {
                 resource: self.key.clone(),
                 message: "database vanished while starting".into(),
@@ -488,7 +517,7 @@ impl Resource for DbInstance {
             let status = db.db_instance_status().unwrap_or_default();
             if status == "available" {
                 self.publish(cx, &db);
-                return Ok(());
+                return Ok(Poll::Ready(()));
             }
             if matches!(
                 status,
@@ -499,19 +528,9 @@ impl Resource for DbInstance {
                     message: format!("database {} is {status}", self.identifier),
                 });
             }
-            if started.elapsed() > limit {
-                return Err(Error::Timeout {
-                    resource: self.key.clone(),
-                    what: "the database to be available".into(),
-                    seconds: limit.as_secs(),
-                });
-            }
-            spinner.set_message(format!(
-                "waiting for database {} to be available (status {status})",
-                self.identifier
-            ));
-            tokio::time::sleep(Self::poll_interval(cx)).await;
-        }
+            Ok(Poll::Pending(format!("status {status}")))
+        })
+        .await
     }
 
     async fn delete(&self, cx: &Context, options: &DeleteOptions) -> Result<Deleted, Error> {

@@ -17,10 +17,15 @@ use aws_sdk_cloudfront::types::{
 
 use super::{owned_by, tag_diff};
 use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::wait::{self, Poll, Wait};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+
+/// Tag on a distribution while files it serves were replaced but its caches not yet
+/// invalidated (see `site_files`); its value is the invalidation's caller reference.
+pub const PENDING_INVALIDATION_TAG: &str = "provision:pending-invalidation";
 
 /// The id of the one origin inside the distribution.
 const ORIGIN_ID: &str = "s3-origin";
@@ -41,6 +46,11 @@ pub struct Settings {
     pub origin_shield: Option<String>,
     pub viewer_protocol_policy: String,
     pub cache_policy_id: String,
+    /// What CloudFront passes on to the origin beyond the cache key (e.g. `CORS-S3Origin`,
+    /// which forwards `Origin` so S3 answers CORS).
+    pub origin_request_policy_id: Option<String>,
+    /// Headers CloudFront adds to its answers (e.g. `SimpleCORS`).
+    pub response_headers_policy_id: Option<String>,
     pub allowed_methods: Vec<String>,
     pub cached_methods: Vec<String>,
     pub compress: bool,
@@ -109,6 +119,12 @@ impl Settings {
             cache_policy_id: behavior
                 .and_then(|b| b.cache_policy_id.clone())
                 .unwrap_or_default(),
+            origin_request_policy_id: behavior
+                .and_then(|b| b.origin_request_policy_id.clone())
+                .filter(|id| !id.is_empty()),
+            response_headers_policy_id: behavior
+                .and_then(|b| b.response_headers_policy_id.clone())
+                .filter(|id| !id.is_empty()),
             allowed_methods: allowed.map(|a| sorted(&a.items)).unwrap_or_default(),
             cached_methods: allowed
                 .and_then(|a| a.cached_methods.as_ref())
@@ -156,6 +172,16 @@ impl Settings {
             "DefaultCacheBehavior.CachePolicyId",
             &self.cache_policy_id,
             &live.cache_policy_id,
+        );
+        d.field(
+            "DefaultCacheBehavior.OriginRequestPolicyId",
+            &self.origin_request_policy_id,
+            &live.origin_request_policy_id,
+        );
+        d.field(
+            "DefaultCacheBehavior.ResponseHeadersPolicyId",
+            &self.response_headers_policy_id,
+            &live.response_headers_policy_id,
         );
         d.field(
             "DefaultCacheBehavior.AllowedMethods",
@@ -235,6 +261,8 @@ impl Settings {
                 b.viewer_protocol_policy =
                     ViewerProtocolPolicy::from(self.viewer_protocol_policy.as_str());
                 b.cache_policy_id = Some(self.cache_policy_id.clone());
+                b.origin_request_policy_id = self.origin_request_policy_id.clone();
+                b.response_headers_policy_id = self.response_headers_policy_id.clone();
                 b.allowed_methods = Some(allowed);
                 b.compress = Some(self.compress);
                 // Legacy cache settings cannot stand beside a cache policy.
@@ -253,6 +281,8 @@ impl Settings {
                     self.viewer_protocol_policy.as_str(),
                 ))
                 .cache_policy_id(&self.cache_policy_id)
+                .set_origin_request_policy_id(self.origin_request_policy_id.clone())
+                .set_response_headers_policy_id(self.response_headers_policy_id.clone())
                 .allowed_methods(allowed)
                 .compress(self.compress)
                 .build()
@@ -307,7 +337,91 @@ pub struct Distribution {
     pub comment: String,
 }
 
+/// The id CloudFront names in its `DistributionAlreadyExists` message: "The caller reference
+/// that you are using to create a distribution is associated with another distribution.
+/// Already exists: E1ABCDEFGHIJKL".
+pub fn existing_id(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("Already exists:")?;
+    let id = rest
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()?;
+    (!id.is_empty()).then_some(id)
+}
+
 impl Distribution {
+    /// A distribution's tags; `None` when it no longer exists.
+    async fn tags_of(
+        &self,
+        cx: &Context,
+        arn: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, Error> {
+        match cx
+            .aws
+            .cloudfront
+            .list_tags_for_resource()
+            .resource(arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.tags()
+                    .map(|t| t.items())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned()))
+                    .collect(),
+            )),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_no_such_resource()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).step(&self.key, "ListTagsForResource"),
+        }
+    }
+
+    /// Takes over the distribution CloudFront says an earlier run created with this caller
+    /// reference (its answer was lost), once its tag shows it is the stack's.
+    async fn adopt(&self, cx: &Context, message: &str) -> Result<Found, Error> {
+        let refused = |why: String| Error::Refused {
+            resource: self.key.clone(),
+            message: format!("CloudFront refused the create as a repeat ({message}); {why}"),
+        };
+        let Some(id) = existing_id(message) else {
+            return match self.find(cx, Some(&self.origin_domain)).await? {
+                Some(found) => Ok(found),
+                None => Err(refused("no distribution carries the stack's tag".into())),
+            };
+        };
+        let out = cx
+            .aws
+            .cloudfront
+            .get_distribution()
+            .id(id)
+            .send()
+            .await
+            .step(&self.key, "GetDistribution")?;
+        let d = out
+            .distribution()
+            .ok_or_else(|| refused(format!("GetDistribution {id} returned nothing")))?;
+        let tags = self.tags_of(cx, d.arn()).await?.unwrap_or_default();
+        if !owned_by(&tags, cx.stack_name()) {
+            return Err(refused(format!(
+                "distribution {id} does not carry the tag {}={}; it is left alone",
+                crate::engine::OWNER_TAG,
+                cx.stack_name()
+            )));
+        }
+        Ok(Found {
+            id: d.id().to_owned(),
+            arn: d.arn().to_owned(),
+            domain_name: d.domain_name().to_owned(),
+            tags,
+        })
+    }
+
     async fn find(
         &self,
         cx: &Context,
@@ -333,25 +447,10 @@ impl Distribution {
                 if d.comment() != self.comment && !serves_bucket {
                     continue;
                 }
-                let tags = cf.list_tags_for_resource().resource(d.arn()).send().await;
-                let tags = match tags {
-                    Ok(tags) => tags,
-                    // Deleted between the listing and now: not a candidate any more.
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_no_such_resource()) =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(e).step(&self.key, "ListTagsForResource"),
+                // Deleted between the listing and now: not a candidate any more.
+                let Some(tags) = self.tags_of(cx, d.arn()).await? else {
+                    continue;
                 };
-                let tags: BTreeMap<String, String> = tags
-                    .tags()
-                    .map(|t| t.items())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned()))
-                    .collect();
                 if owned_by(&tags, cx.stack_name()) {
                     return Ok(Some(Found {
                         id: d.id().to_owned(),
@@ -372,6 +471,9 @@ impl Distribution {
         cx.publish(&self.key, "id", &found.id);
         cx.publish(&self.key, "arn", &found.arn);
         cx.publish(&self.key, "domain_name", &found.domain_name);
+        if let Some(reference) = found.tags.get(PENDING_INVALIDATION_TAG) {
+            cx.publish(&self.key, "pending_invalidation", reference);
+        }
     }
 
     async fn config(&self, cx: &Context, id: &str) -> Result<(DistributionConfig, String), Error> {
@@ -441,20 +543,10 @@ impl Distribution {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_distribution_already_exists()) =>
             {
-                // Created by an earlier run whose answer was lost; listing may lag behind.
-                let started = tokio::time::Instant::now();
-                loop {
-                    if let Some(found) = self.find(cx, Some(&wanted.origin_domain)).await? {
-                        return Ok(found);
-                    }
-                    if started.elapsed() > Backoff::SETTLING.total {
-                        return Err(Error::Refused {
-                            resource: self.key.clone(),
-                            message: "CloudFront says this distribution exists, but none carries the stack's tag".into(),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
+                let message = aws_sdk_cloudfront::error::ProvideErrorMetadata::message(&e)
+                    .unwrap_or_default()
+                    .to_owned();
+                self.adopt(cx, &message).await
             }
             Err(e) => Err(e).step(&self.key, "CreateDistributionWithTags"),
         }
@@ -482,19 +574,11 @@ impl Distribution {
         .await
     }
 
-    /// Polls until CloudFront has pushed the configuration to its edge locations.
+    /// Polls until CloudFront has pushed the configuration to its edge locations (minutes).
     async fn wait_deployed(&self, cx: &Context, id: &str) -> Result<(), Error> {
-        let interval = if cx.aws.local {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(10)
-        };
-        let limit = Duration::from_secs(45 * 60);
-        let spinner = cx.spinner(format!(
-            "waiting for CloudFront distribution {id} to deploy"
-        ));
-        let started = tokio::time::Instant::now();
-        loop {
+        let wait = Wait::new(cx, Duration::from_secs(10), Duration::from_secs(45 * 60));
+        let what = format!("CloudFront distribution {id} to deploy");
+        wait::until(cx, &self.key, &what, wait, || async {
             let out = cx
                 .aws
                 .cloudfront
@@ -507,21 +591,13 @@ impl Distribution {
                 .distribution()
                 .map(|d| d.status().to_owned())
                 .unwrap_or_default();
-            if status == "Deployed" {
-                return Ok(());
-            }
-            if started.elapsed() > limit {
-                return Err(Error::Timeout {
-                    resource: self.key.clone(),
-                    what: format!("distribution {id} to deploy"),
-                    seconds: limit.as_secs(),
-                });
-            }
-            spinner.set_message(format!(
-                "waiting for CloudFront distribution {id} to deploy (status {status})"
-            ));
-            tokio::time::sleep(interval).await;
-        }
+            Ok(if status == "Deployed" {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("status {status}"))
+            })
+        })
+        .await
     }
 }
 
@@ -600,19 +676,29 @@ impl Resource for Distribution {
         let Some(found) = self.find(cx, Some(&self.origin_domain)).await? else {
             return Ok(Deleted::Absent);
         };
-        let (mut cfg, etag) = self.config(cx, &found.id).await?;
-        if cfg.enabled {
-            cfg.enabled = false;
-            cx.aws
-                .cloudfront
-                .update_distribution()
-                .id(&found.id)
-                .if_match(etag)
-                .distribution_config(cfg)
-                .send()
-                .await
-                .step(&self.key, "UpdateDistribution")?;
-        }
+        // CloudFront deletes only a disabled distribution, once the disabling is deployed.
+        retry_when(
+            Backoff::SETTLING,
+            |e: &Error| e.code() == Some("PreconditionFailed"),
+            || async {
+                let (mut cfg, etag) = self.config(cx, &found.id).await?;
+                if !cfg.enabled {
+                    return Ok(());
+                }
+                cfg.enabled = false;
+                cx.aws
+                    .cloudfront
+                    .update_distribution()
+                    .id(&found.id)
+                    .if_match(etag)
+                    .distribution_config(cfg)
+                    .send()
+                    .await
+                    .step(&self.key, "UpdateDistribution")?;
+                Ok(())
+            },
+        )
+        .await?;
         self.wait_deployed(cx, &found.id).await?;
         retry_when(
             Backoff::SETTLING,
@@ -666,6 +752,8 @@ mod tests {
             origin_shield: Some("us-east-1".into()),
             viewer_protocol_policy: "redirect-to-https".into(),
             cache_policy_id: "658327ea-f89d-4fab-a63d-7e88639e58f6".into(),
+            origin_request_policy_id: None,
+            response_headers_policy_id: None,
             allowed_methods: vec!["GET".into(), "HEAD".into()],
             cached_methods: vec!["GET".into(), "HEAD".into()],
             compress: true,
@@ -682,6 +770,21 @@ mod tests {
             .unwrap();
         settings.write(&mut cfg);
         cfg
+    }
+
+    #[test]
+    fn the_existing_distribution_is_read_from_the_refusal() {
+        let message = "The caller reference that you are using to create a distribution is \
+                       associated with another distribution. Already exists: E1SXXXXXXXXXX";
+        assert_eq!(existing_id(message), Some("E1SXXXXXXXXXX"));
+        assert_eq!(
+            existing_id("Already exists: E2O6U8DECVP5UD (Service: CloudFront)"),
+            Some("E2O6U8DECVP5UD")
+        );
+        assert_eq!(
+            existing_id("The caller reference is associated with another distribution."),
+            None
+        );
     }
 
     #[test]

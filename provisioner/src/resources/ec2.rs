@@ -83,16 +83,46 @@ pub fn single<T: Clone>(key: &ResourceKey, name: &str, found: &[T]) -> Result<Op
     }
 }
 
+/// What EC2 answers, for a few seconds after a create, to calls that name the new resource:
+/// EC2 is eventually consistent, and another resource's id made moments ago may be unknown.
+const NOT_FOUND_YET: [&str; 7] = [
+    "InvalidVpcID.NotFound",
+    "InvalidSubnetID.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidGroupId.NotFound",
+    "InvalidRouteTableID.NotFound",
+    "InvalidEgressOnlyInternetGatewayId.NotFound",
+    "InvalidVpcEndpointId.NotFound",
+];
+
+pub fn not_found_yet(e: &Error) -> bool {
+    e.code().is_some_and(|c| NOT_FOUND_YET.contains(&c))
+}
+
+/// Runs an EC2 call naming resources made moments ago, again while EC2 does not know them yet.
+/// Only for ids this run has just created or read: for a resource deleted by hand, the call
+/// fails after [`Backoff::READ_AFTER_CREATE`].
+pub async fn naming_new<T, F, Fut>(call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    retry_when(Backoff::READ_AFTER_CREATE, not_found_yet, call).await
+}
+
 /// Applies the wanted tags to an existing resource (CreateTags adds or overwrites).
 pub async fn put_tags(cx: &Context, key: &ResourceKey, id: &str, name: &str) -> Result<(), Error> {
-    cx.aws
-        .ec2
-        .create_tags()
-        .resources(id)
-        .set_tags(Some(tags(cx, name)))
-        .send()
-        .await
-        .step(key, "CreateTags")?;
+    naming_new(|| async {
+        cx.aws
+            .ec2
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(tags(cx, name)))
+            .send()
+            .await
+            .step(key, "CreateTags")
+    })
+    .await?;
     Ok(())
 }
 
@@ -118,11 +148,12 @@ where
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
     let spinner = cx.spinner(format!("deleting {what}"));
+    // The local target answers in seconds, or replays AWS's minutes scaled down.
     let interval = if cx.aws.local {
         Backoff {
             first: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-            total: Duration::from_secs(60),
+            max: Duration::from_secs(2),
+            total: Duration::from_secs(10 * 60),
         }
     } else {
         ENI_RELEASE
@@ -130,8 +161,16 @@ where
     retry_when(interval, |e: &Error| e.code() == Some("DependencyViolation"), || async {
         match delete().await {
             Err(e) if e.code() == Some("DependencyViolation") => {
-                let waiting = release_lambda_interfaces(cx, key, eni_filter.clone()).await?;
-                spinner.set_message(format!("deleting {what}: waiting for {waiting} network interface(s) to be released"));
+                match release_lambda_interfaces(cx, key, eni_filter.clone()).await {
+                    Ok(waiting) => spinner.set_message(format!(
+                        "deleting {what}: waiting for {waiting} network interface(s) to be released"
+                    )),
+                    // A failed look at the interfaces does not end a wait of many minutes.
+                    Err(read) if crate::engine::wait::transient(&read) => {
+                        tracing::warn!(resource = %key, error = %read, "could not list the network interfaces; trying again");
+                    }
+                    Err(read) => return Err(read),
+                }
                 Err(e)
             }
             other => other,

@@ -83,19 +83,22 @@ impl Resource for EgressGateway {
             )
             .await;
         }
-        let out = cx
-            .aws
-            .ec2
-            .create_egress_only_internet_gateway()
-            .vpc_id(cx.require(&self.key, &self.vpc, "id")?)
-            .tag_specifications(ec2::tag_spec(
-                cx,
-                ResourceType::EgressOnlyInternetGateway,
-                &self.name,
-            ))
-            .send()
-            .await
-            .step(&self.key, "CreateEgressOnlyInternetGateway")?;
+        let vpc = cx.require(&self.key, &self.vpc, "id")?;
+        let out = ec2::naming_new(|| async {
+            cx.aws
+                .ec2
+                .create_egress_only_internet_gateway()
+                .vpc_id(&vpc)
+                .tag_specifications(ec2::tag_spec(
+                    cx,
+                    ResourceType::EgressOnlyInternetGateway,
+                    &self.name,
+                ))
+                .send()
+                .await
+                .step(&self.key, "CreateEgressOnlyInternetGateway")
+        })
+        .await?;
         let id = out
             .egress_only_internet_gateway()
             .and_then(|g| g.egress_only_internet_gateway_id())

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::tag_diff;
 use crate::engine::retry::{retry_when, Backoff};
+use crate::engine::wait::{self, Poll, Wait};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FromContext, Planned,
     Resource, ResourceKey,
@@ -73,9 +74,18 @@ impl Function {
             .expect("size set")
     }
 
+    /// The system's variables for this function, plus what every function gets: the AWS
+    /// SDK's retries (five attempts: calls AWS throttles or drops are tried again, as
+    /// `provision` does with its own).
+    fn wanted_environment(&self, cx: &Context) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::from([("AWS_MAX_ATTEMPTS".to_owned(), "5".to_owned())]);
+        env.extend((self.environment)(cx));
+        env
+    }
+
     fn lambda_environment(&self, cx: &Context) -> Environment {
         Environment::builder()
-            .set_variables(Some((self.environment)(cx).into_iter().collect()))
+            .set_variables(Some(self.wanted_environment(cx).into_iter().collect()))
             .build()
     }
 
@@ -101,26 +111,33 @@ impl Function {
         }
     }
 
-    /// Lambda refuses a role IAM has not propagated yet, and any change while another is
-    /// being applied: both settle within seconds to a couple of minutes.
+    /// What Lambda answers while something it needs is settling, all of which pass within
+    /// seconds to a couple of minutes (the list Terraform's `retryFunctionOp` retries): a role
+    /// or its policy IAM has not propagated yet, EC2 throttling the network interfaces, the
+    /// KMS grant for the environment, and any conflict with a change still being applied.
     fn transient(e: &Error) -> bool {
         let message = e.to_string();
         match e.code() {
-            // "already exist" is a create that an earlier run made: not worth waiting for.
-            Some("ResourceConflictException") => !message.contains("already exist"),
-            Some("InvalidParameterValueException") => message.contains("cannot be assumed"),
+            Some("ResourceConflictException") => true,
+            Some("InvalidParameterValueException") => [
+                "The role defined for the function cannot be assumed by Lambda",
+                "The provided execution role does not have permissions",
+                "throttled by EC2",
+                "Lambda was unable to configure access to your environment variables because the KMS key is invalid for CreateGrant",
+            ]
+            .iter()
+            .any(|m| message.contains(m)),
             _ => false,
         }
     }
 
+    /// Waits until the function can be invoked and changed: `State` Active after a create,
+    /// `LastUpdateStatus` Successful after an update. Until then Lambda refuses changes and
+    /// invocations, or runs the previous code.
     async fn wait_settled(&self, cx: &Context) -> Result<(), Error> {
-        let interval = if cx.aws.local {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(2)
-        };
-        let spinner = cx.spinner(format!("waiting for function {} to be active", self.name));
-        for _ in 0..600 {
+        let wait = Wait::new(cx, Duration::from_secs(2), Duration::from_secs(15 * 60));
+        let what = format!("function {} to be active", self.name);
+        wait::until(cx, &self.key, &what, wait, || async {
             let out = cx
                 .aws
                 .lambda
@@ -147,20 +164,17 @@ impl Function {
             }
             let active = matches!(state, None | Some(State::Active));
             let updated = matches!(update, None | Some(LastUpdateStatus::Successful));
-            if active && updated {
-                return Ok(());
-            }
-            spinner.set_message(format!(
-                "waiting for function {} ({:?}, {:?})",
-                self.name, state, update
-            ));
-            tokio::time::sleep(interval).await;
-        }
-        Err(Error::Timeout {
-            resource: self.key.clone(),
-            what: format!("function {} to be active", self.name),
-            seconds: 600 * interval.as_secs().max(1),
+            Ok(if active && updated {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!(
+                    "state {}, last update {}",
+                    state.as_ref().map_or("?", |s| s.as_str()),
+                    update.as_ref().map_or("?", |u| u.as_str())
+                ))
+            })
         })
+        .await
     }
 
     async fn create(&self, cx: &Context) -> Result<(), Error> {
@@ -168,7 +182,9 @@ impl Function {
         let role = cx.require(&self.key, &self.role, "arn")?;
         let environment = self.lambda_environment(cx);
         let tags: std::collections::HashMap<String, String> = cx.tags().into_iter().collect();
-        let result = retry_when(Backoff::SETTLING, Self::transient, || async {
+        // "already exist" is a create an interrupted run made: found, not worth waiting for.
+        let transient = |e: &Error| Self::transient(e) && !e.to_string().contains("already exist");
+        let result = retry_when(Backoff::SETTLING, transient, || async {
             cx.aws
                 .lambda
                 .create_function()
@@ -196,7 +212,12 @@ impl Function {
         match result {
             Ok(_) => Ok(()),
             // Created by a run interrupted before it saw the answer.
-            Err(e) if e.code() == Some("ResourceConflictException") => Ok(()),
+            Err(e)
+                if e.code() == Some("ResourceConflictException")
+                    && e.to_string().contains("already exist") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -273,7 +294,7 @@ impl Resource for Function {
             .and_then(|e| e.variables())
             .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        diff.field("Environment", (self.environment)(cx), live_env);
+        diff.field("Environment", self.wanted_environment(cx), live_env);
         let wanted_vpc = self.vpc_config(cx);
         let live_vpc = live.vpc_config();
         diff.field(
@@ -310,6 +331,8 @@ impl Resource for Function {
         let lambda = &cx.aws.lambda;
         if planned.action == Action::Create {
             self.create(cx).await?;
+            // Dependents (permissions, the schema migration) act on it next.
+            self.wait_settled(cx).await?;
         } else {
             // One change at a time: Lambda refuses an update while another is in progress.
             self.wait_settled(cx).await?;
@@ -351,6 +374,8 @@ impl Resource for Function {
                         .step(&self.key, "UpdateFunctionCode")
                 })
                 .await?;
+                // Until the update is applied, invocations still run the previous code.
+                self.wait_settled(cx).await?;
             }
             if planned.touches("Tags.") {
                 let arn = cx.require(&self.key, &self.key, "arn")?;
@@ -374,10 +399,6 @@ impl Resource for Function {
         }
         cx.publish(&self.key, "name", &self.name);
         Ok(())
-    }
-
-    async fn wait_ready(&self, cx: &Context) -> Result<(), Error> {
-        self.wait_settled(cx).await
     }
 
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
@@ -415,22 +436,42 @@ mod tests {
     }
 
     #[test]
-    fn role_propagation_and_update_conflicts_are_retried_but_not_an_existing_function() {
-        assert!(Function::transient(&error(
-            "InvalidParameterValueException",
-            "The role defined for the function cannot be assumed by Lambda."
-        )));
-        assert!(Function::transient(&error(
-            "ResourceConflictException",
-            "The operation cannot be performed at this time. An update is in progress"
-        )));
-        assert!(!Function::transient(&error(
-            "ResourceConflictException",
-            "Function already exist: demo-file_upload"
-        )));
+    fn what_lambda_answers_while_things_settle_is_retried() {
+        for (code, message) in [
+            (
+                "InvalidParameterValueException",
+                "The role defined for the function cannot be assumed by Lambda.",
+            ),
+            (
+                "InvalidParameterValueException",
+                "The provided execution role does not have permissions to call CreateNetworkInterface on EC2",
+            ),
+            (
+                "InvalidParameterValueException",
+                "Your request has been throttled by EC2, please make sure you have enough API rate limit.",
+            ),
+            (
+                "InvalidParameterValueException",
+                "Lambda was unable to configure access to your environment variables because the KMS key is invalid for CreateGrant. Please check your KMS key settings.",
+            ),
+            (
+                "ResourceConflictException",
+                "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:111122223333:function:demo-f",
+            ),
+            (
+                "ResourceConflictException",
+                "The operation cannot be performed at this time. The function is currently in the following state: Pending",
+            ),
+        ] {
+            assert!(Function::transient(&error(code, message)), "{message}");
+        }
         assert!(!Function::transient(&error(
             "InvalidParameterValueException",
             "Unzipped size must be smaller than 262144000 bytes"
+        )));
+        assert!(!Function::transient(&error(
+            "ValidationException",
+            "1 validation error detected"
         )));
     }
 

@@ -88,31 +88,41 @@ impl LambdaPermission {
     }
 
     async fn remove(&self, cx: &Context) -> Result<Deleted, Error> {
-        match cx
-            .aws
-            .lambda
-            .remove_permission()
-            .function_name(&self.function_name)
-            .statement_id(&self.statement_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Deleted::Deleted),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        let conflict = |e: &Error| e.code() == Some("ResourceConflictException");
+        retry_when(Backoff::SETTLING, conflict, || async {
+            match cx
+                .aws
+                .lambda
+                .remove_permission()
+                .function_name(&self.function_name)
+                .statement_id(&self.statement_id)
+                .send()
+                .await
             {
-                Ok(Deleted::Absent)
+                Ok(_) => Ok(Deleted::Deleted),
+                // No such statement, or no such function.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    Ok(Deleted::Absent)
+                }
+                Err(e) => Err(e).step(&self.key, "RemovePermission"),
             }
-            Err(e) => Err(e).step(&self.key, "RemovePermission"),
-        }
+        })
+        .await
     }
 }
 
-/// A principal IAM has not propagated yet is refused for a few seconds.
+/// What Lambda answers while the function or the principal is settling: a principal IAM has
+/// not propagated yet, a function still being created or updated (`ResourceConflictException`),
+/// or one Lambda does not list yet (`ResourceNotFoundException`) right after its creation.
 fn transient(e: &Error) -> bool {
-    e.code() == Some("InvalidParameterValueException")
-        && e.to_string().contains("principal was invalid")
+    match e.code() {
+        Some("ResourceConflictException" | "ResourceNotFoundException") => true,
+        Some("InvalidParameterValueException") => e.to_string().contains("principal was invalid"),
+        _ => false,
+    }
 }
 
 #[async_trait]
@@ -146,6 +156,11 @@ impl Resource for LambdaPermission {
     }
 
     async fn apply(&self, cx: &Context, _: &Planned) -> Result<(), Error> {
+        // One policy change at a time per function: Lambda can lose a statement added while
+        // another is being written.
+        let _one_at_a_time = cx
+            .exclusive(format!("lambda-policy:{}", self.function_name))
+            .await;
         // A statement cannot be changed in place: replace it (absent is fine).
         self.remove(cx).await?;
         let wanted = self.wanted(cx);
@@ -172,6 +187,9 @@ impl Resource for LambdaPermission {
     }
 
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
+        let _one_at_a_time = cx
+            .exclusive(format!("lambda-policy:{}", self.function_name))
+            .await;
         self.remove(cx).await
     }
 }
@@ -179,6 +197,32 @@ impl Resource for LambdaPermission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn error(code: &str, message: &str) -> Error {
+        Error::Aws {
+            resource: ResourceKey::new("lambda_permission", "p"),
+            step: "AddPermission",
+            code: Some(code.into()),
+            source: format!("{code}: {message}").into(),
+        }
+    }
+
+    #[test]
+    fn settling_answers_are_retried_and_refusals_are_not() {
+        for (code, message) in [
+            ("ResourceConflictException", "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:1:function:f"),
+            ("ResourceConflictException", "The operation cannot be performed at this time. The function is currently in the following state: Pending"),
+            ("ResourceNotFoundException", "Function not found: arn:aws:lambda:us-east-1:1:function:f"),
+            ("InvalidParameterValueException", "The provided principal was invalid. Please check the principal and try again."),
+        ] {
+            assert!(transient(&error(code, message)), "{code}: {message}");
+        }
+        assert!(!transient(&error(
+            "InvalidParameterValueException",
+            "The statement id (s3) provided already exists."
+        )));
+        assert!(!transient(&error("AccessDeniedException", "not allowed")));
+    }
 
     #[test]
     fn reads_the_statement_as_lambda_writes_it() {

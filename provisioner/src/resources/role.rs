@@ -22,8 +22,13 @@ pub struct Role {
     pub name: String,
     /// Who may assume the role (`lambda.amazonaws.com`, `mediaconvert.amazonaws.com`).
     pub service: &'static str,
-    /// Resources whose outputs the policy needs (the database for its secret).
+    /// Resources whose outputs the policy needs (the database for its secret); the role does
+    /// not need them to exist afterwards.
     pub inputs: Vec<ResourceKey>,
+    /// Resources `down` must delete before the role: Lambda releases a VPC function's network
+    /// interfaces with the function's role, so the role outlives the security group and
+    /// subnets those interfaces keep in use.
+    pub outlives: Vec<ResourceKey>,
     /// The inline policy, built once the inputs' outputs are known.
     pub policy: FromContext<Value>,
 }
@@ -127,8 +132,12 @@ impl Resource for Role {
         self.key.clone()
     }
 
-    fn depends_on(&self) -> Vec<ResourceKey> {
+    fn reads(&self) -> Vec<ResourceKey> {
         self.inputs.clone()
+    }
+
+    fn delete_after(&self) -> Vec<ResourceKey> {
+        self.outlives.clone()
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {

@@ -105,13 +105,16 @@ impl Resource for RouteTable {
         let ec2c = &cx.aws.ec2;
         let table = match planned.action {
             Action::Create => {
-                let out = ec2c
-                    .create_route_table()
-                    .vpc_id(cx.require(&self.key, &self.vpc, "id")?)
-                    .tag_specifications(ec2::tag_spec(cx, ResourceType::RouteTable, &self.name))
-                    .send()
-                    .await
-                    .step(&self.key, "CreateRouteTable")?;
+                let vpc = cx.require(&self.key, &self.vpc, "id")?;
+                let out = ec2::naming_new(|| async {
+                    ec2c.create_route_table()
+                        .vpc_id(&vpc)
+                        .tag_specifications(ec2::tag_spec(cx, ResourceType::RouteTable, &self.name))
+                        .send()
+                        .await
+                        .step(&self.key, "CreateRouteTable")
+                })
+                .await?;
                 out.route_table()
                     .cloned()
                     .unwrap_or_else(|| Ec2RouteTable::builder().build())
@@ -127,22 +130,28 @@ impl Resource for RouteTable {
             match Self::ipv6_target(&table) {
                 Some(current) if current == wanted => {}
                 Some(_) => {
-                    ec2c.replace_route()
-                        .route_table_id(&id)
-                        .destination_ipv6_cidr_block("::/0")
-                        .egress_only_internet_gateway_id(&wanted)
-                        .send()
-                        .await
-                        .step(&self.key, "ReplaceRoute")?;
+                    ec2::naming_new(|| async {
+                        ec2c.replace_route()
+                            .route_table_id(&id)
+                            .destination_ipv6_cidr_block("::/0")
+                            .egress_only_internet_gateway_id(&wanted)
+                            .send()
+                            .await
+                            .step(&self.key, "ReplaceRoute")
+                    })
+                    .await?;
                 }
                 None => {
-                    ec2c.create_route()
-                        .route_table_id(&id)
-                        .destination_ipv6_cidr_block("::/0")
-                        .egress_only_internet_gateway_id(&wanted)
-                        .send()
-                        .await
-                        .step(&self.key, "CreateRoute")?;
+                    ec2::naming_new(|| async {
+                        ec2c.create_route()
+                            .route_table_id(&id)
+                            .destination_ipv6_cidr_block("::/0")
+                            .egress_only_internet_gateway_id(&wanted)
+                            .send()
+                            .await
+                            .step(&self.key, "CreateRoute")
+                    })
+                    .await?;
                 }
             }
         }
@@ -152,12 +161,15 @@ impl Resource for RouteTable {
             .into_iter()
             .filter(|s| !associated.contains(s))
         {
-            ec2c.associate_route_table()
-                .route_table_id(&id)
-                .subnet_id(subnet)
-                .send()
-                .await
-                .step(&self.key, "AssociateRouteTable")?;
+            ec2::naming_new(|| async {
+                ec2c.associate_route_table()
+                    .route_table_id(&id)
+                    .subnet_id(&subnet)
+                    .send()
+                    .await
+                    .step(&self.key, "AssociateRouteTable")
+            })
+            .await?;
         }
         if planned.touches("Tags.") {
             ec2::put_tags(cx, &self.key, &id, &self.name).await?;

@@ -182,14 +182,16 @@ impl SecurityGroup {
             .send()
             .await
             .step(&self.key, "DescribeSecurityGroupRules")?;
-        let groups = cx
-            .aws
-            .ec2
-            .describe_security_groups()
-            .group_ids(id)
-            .send()
-            .await
-            .step(&self.key, "DescribeSecurityGroups")?;
+        let groups = ec2::naming_new(|| async {
+            cx.aws
+                .ec2
+                .describe_security_groups()
+                .group_ids(id)
+                .send()
+                .await
+                .step(&self.key, "DescribeSecurityGroups")
+        })
+        .await?;
         let tags = groups
             .security_groups()
             .first()
@@ -227,23 +229,27 @@ impl SecurityGroup {
         let (live, _) = self.live(cx, id).await?;
         let (missing, extra) = rule_diff(&self.wanted(cx), &live);
         for rule in missing {
-            let result = if rule.egress {
-                ec2c.authorize_security_group_egress()
-                    .group_id(id)
-                    .ip_permissions(Self::permission(&rule))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .step(&self.key, "AuthorizeSecurityGroupEgress")
-            } else {
-                ec2c.authorize_security_group_ingress()
-                    .group_id(id)
-                    .ip_permissions(Self::permission(&rule))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .step(&self.key, "AuthorizeSecurityGroupIngress")
-            };
+            // The group, or the peer group a rule names, may have been made moments ago.
+            let result = ec2::naming_new(|| async {
+                if rule.egress {
+                    ec2c.authorize_security_group_egress()
+                        .group_id(id)
+                        .ip_permissions(Self::permission(&rule))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .step(&self.key, "AuthorizeSecurityGroupEgress")
+                } else {
+                    ec2c.authorize_security_group_ingress()
+                        .group_id(id)
+                        .ip_permissions(Self::permission(&rule))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .step(&self.key, "AuthorizeSecurityGroupIngress")
+                }
+            })
+            .await;
             match result {
                 Err(e) if e.code() == Some("InvalidPermission.Duplicate") => {}
                 other => other?,
@@ -306,26 +312,27 @@ impl Resource for SecurityGroup {
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
         let id = if planned.action == Action::Create {
-            let created = cx
-                .aws
-                .ec2
-                .create_security_group()
-                .group_name(&self.name)
-                .description(&self.description)
-                .vpc_id(cx.require(&self.key, &self.vpc, "id")?)
-                .tag_specifications(ec2::tag_spec(cx, ResourceType::SecurityGroup, &self.name))
-                .send()
-                .await;
+            let vpc = cx.require(&self.key, &self.vpc, "id")?;
+            let created = ec2::naming_new(|| async {
+                cx.aws
+                    .ec2
+                    .create_security_group()
+                    .group_name(&self.name)
+                    .description(&self.description)
+                    .vpc_id(&vpc)
+                    .tag_specifications(ec2::tag_spec(cx, ResourceType::SecurityGroup, &self.name))
+                    .send()
+                    .await
+                    .step(&self.key, "CreateSecurityGroup")
+            })
+            .await;
             match created {
                 Ok(out) => out.group_id().unwrap_or_default().to_owned(),
                 // Names are unique per VPC: an earlier run made it and lost the answer.
-                Err(e)
-                    if super::super::engine::retry::error_code(&e)
-                        == Some("InvalidGroup.Duplicate") =>
-                {
+                Err(e) if e.code() == Some("InvalidGroup.Duplicate") => {
                     self.find(cx).await?.unwrap_or_default()
                 }
-                Err(e) => return Err(e).step(&self.key, "CreateSecurityGroup"),
+                Err(e) => return Err(e),
             }
         } else {
             planned.physical_id.clone().unwrap_or_default()

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths, Tag, TagKeys, Tags};
 use aws_sdk_s3::primitives::ByteStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 
+use super::distribution::PENDING_INVALIDATION_TAG;
 use super::OWNER_METADATA;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, FromContext, Planned,
@@ -175,22 +176,48 @@ impl SiteFiles {
     }
 }
 
+/// What to invalidate after the upload: the replaced files, or everything when an earlier run
+/// was interrupted between its upload and its invalidation (which files it replaced is lost).
+pub fn paths_to_invalidate(changed: &[&LocalFile], pending: bool) -> Vec<String> {
+    if pending {
+        return vec!["/*".to_owned()];
+    }
+    invalidation_paths(changed)
+}
+
+/// A caller reference no earlier invalidation used: CloudFront answers a reused one with the
+/// earlier invalidation and invalidates nothing (as when content returns to an earlier state).
+fn unique_reference(stack: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "provision-{stack}-{}-{:x}",
+        now.as_millis(),
+        now.subsec_nanos() ^ std::process::id()
+    )
+}
+
 impl SiteFiles {
-    /// Asks CloudFront to drop its cached copies of the files just replaced, so visitors get
-    /// them before the cache policy's TTL runs out (a day for CachingOptimized).
-    async fn invalidate(
+    /// Uploads the changed files and asks CloudFront to drop its cached copies of those it
+    /// replaced, so visitors get them before the cache policy's TTL runs out (a day for
+    /// CachingOptimized). The distribution carries a tag from before the upload until the
+    /// invalidation is made, so a run interrupted in between leaves work the next run sees.
+    async fn upload_and_invalidate(
         &self,
         cx: &Context,
         files: &[LocalFile],
+        changed: &[&LocalFile],
         planned: &Planned,
     ) -> Result<(), Error> {
-        let Some(distribution) = &self.distribution else {
-            return Ok(());
+        let target = match &self.distribution {
+            Some(d) if planned.action != Action::Create => cx
+                .output(d, "id")
+                .zip(cx.output(d, "arn"))
+                .map(|ids| (d, ids)),
+            _ => None,
         };
-        let Some(id) = cx.output(distribution, "id") else {
-            return Ok(());
-        };
-        let changed: Vec<&LocalFile> = files
+        let replaced: Vec<&LocalFile> = files
             .iter()
             .filter(|f| {
                 // A file that was missing cannot be in the caches (error answers are cached
@@ -201,19 +228,69 @@ impl SiteFiles {
                 })
             })
             .collect();
-        let paths = invalidation_paths(&changed);
-        if paths.is_empty() {
-            return Ok(());
+        let mut invalidation = None;
+        if let Some((distribution, (id, arn))) = target {
+            let pending = cx.output(distribution, "pending_invalidation").is_some();
+            let paths = paths_to_invalidate(&replaced, pending);
+            if !paths.is_empty() {
+                let reference = unique_reference(cx.stack_name());
+                self.mark_pending(cx, &arn, Some(&reference)).await?;
+                invalidation = Some((id, arn, paths, reference));
+            }
         }
-        // The same changes give the same reference: a re-run does not invalidate twice.
-        let reference = hex(&Md5::digest(
-            changed
-                .iter()
-                .map(|f| format!("{}={}", f.key, f.md5))
-                .collect::<Vec<_>>()
-                .join("\n")
-                .as_bytes(),
-        ));
+        let uploads: Vec<_> = changed.iter().map(|f| self.upload(cx, f)).collect();
+        stream::iter(uploads)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if let Some((id, arn, paths, reference)) = invalidation {
+            self.invalidate(cx, &id, paths, &reference).await?;
+            self.mark_pending(cx, &arn, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) the pending-invalidation tag on the distribution.
+    async fn mark_pending(
+        &self,
+        cx: &Context,
+        arn: &str,
+        reference: Option<&str>,
+    ) -> Result<(), Error> {
+        let cf = &cx.aws.cloudfront;
+        match reference {
+            Some(reference) => {
+                let tag = Tag::builder()
+                    .key(PENDING_INVALIDATION_TAG)
+                    .value(reference)
+                    .build()
+                    .expect("key set");
+                cf.tag_resource()
+                    .resource(arn)
+                    .tags(Tags::builder().items(tag).build())
+                    .send()
+                    .await
+                    .step(&self.key, "TagResource")?;
+            }
+            None => {
+                cf.untag_resource()
+                    .resource(arn)
+                    .tag_keys(TagKeys::builder().items(PENDING_INVALIDATION_TAG).build())
+                    .send()
+                    .await
+                    .step(&self.key, "UntagResource")?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn invalidate(
+        &self,
+        cx: &Context,
+        distribution_id: &str,
+        paths: Vec<String>,
+        reference: &str,
+    ) -> Result<(), Error> {
         let batch = InvalidationBatch::builder()
             .paths(
                 Paths::builder()
@@ -222,13 +299,13 @@ impl SiteFiles {
                     .build()
                     .expect("quantity set"),
             )
-            .caller_reference(format!("provision-{reference}"))
+            .caller_reference(reference)
             .build()
             .expect("paths and reference set");
         cx.aws
             .cloudfront
             .create_invalidation()
-            .distribution_id(id)
+            .distribution_id(distribution_id)
             .invalidation_batch(batch)
             .send()
             .await
@@ -286,11 +363,19 @@ impl Resource for SiteFiles {
             return Ok(planned);
         }
         let live = self.live(cx).await?;
-        Ok(Planned::from_diff(
-            self.key.clone(),
-            id,
-            file_diffs(&files, &live),
-        ))
+        let mut changes = file_diffs(&files, &live);
+        if let Some(reference) = self
+            .distribution
+            .as_ref()
+            .and_then(|d| cx.output(d, "pending_invalidation"))
+        {
+            changes.push(FieldDiff::new(
+                "Invalidation",
+                "(none pending)",
+                format!("pending since an interrupted run ({reference})"),
+            ));
+        }
+        Ok(Planned::from_diff(self.key.clone(), id, changes))
     }
 
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
@@ -305,15 +390,8 @@ impl Resource for SiteFiles {
                         .any(|c| c.field.strip_prefix("Object.") == Some(f.key.as_str()))
             })
             .collect();
-        let uploads: Vec<_> = changed.into_iter().map(|f| self.upload(cx, f)).collect();
-        stream::iter(uploads)
-            .buffer_unordered(8)
-            .try_collect::<Vec<()>>()
-            .await?;
-        if planned.action != Action::Create {
-            self.invalidate(cx, &files, planned).await?;
-        }
-        Ok(())
+        self.upload_and_invalidate(cx, &files, &changed, planned)
+            .await
     }
 
     /// Removes the files of the site folder; the bucket removes whatever else the stack put.
@@ -410,5 +488,24 @@ mod tests {
         assert_eq!(diffs[1].actual, "(missing)");
         let changed: Vec<&LocalFile> = files.iter().skip(1).collect();
         assert_eq!(invalidation_paths(&changed), vec!["/b.html", "/c.html"]);
+        assert_eq!(
+            paths_to_invalidate(&changed, false),
+            vec!["/b.html", "/c.html"]
+        );
+        // After an interrupted run nobody knows which files it replaced: all of them.
+        assert_eq!(paths_to_invalidate(&changed, true), vec!["/*"]);
+        assert_eq!(paths_to_invalidate(&[], true), vec!["/*"]);
+        assert!(paths_to_invalidate(&[], false).is_empty());
+    }
+
+    #[test]
+    fn every_invalidation_gets_a_reference_of_its_own() {
+        // Content that returns to an earlier state must still be invalidated: CloudFront
+        // answers a reused caller reference with the old invalidation.
+        let a = unique_reference("demo");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = unique_reference("demo");
+        assert_ne!(a, b);
+        assert!(a.starts_with("provision-demo-"));
     }
 }

@@ -132,25 +132,38 @@ impl Resource for Subnet {
                 })
             }
             Action::Create => {
-                let out = cx
-                    .aws
-                    .ec2
-                    .create_subnet()
-                    .vpc_id(cx.require(&self.key, &self.vpc, "id")?)
-                    .cidr_block(&self.cidr)
-                    .set_ipv6_cidr_block(self.wanted_ipv6(cx))
-                    .availability_zone(&self.availability_zone)
-                    .tag_specifications(ec2::tag_spec(cx, ResourceType::Subnet, &self.name))
-                    .send()
-                    .await
-                    .step(&self.key, "CreateSubnet")?;
+                let vpc = cx.require(&self.key, &self.vpc, "id")?;
+                let out = ec2::naming_new(|| async {
+                    cx.aws
+                        .ec2
+                        .create_subnet()
+                        .vpc_id(&vpc)
+                        .cidr_block(&self.cidr)
+                        .set_ipv6_cidr_block(self.wanted_ipv6(cx))
+                        .availability_zone(&self.availability_zone)
+                        .tag_specifications(ec2::tag_spec(cx, ResourceType::Subnet, &self.name))
+                        .send()
+                        .await
+                        .step(&self.key, "CreateSubnet")
+                })
+                .await?;
                 out.subnet().and_then(|s| s.subnet_id()).unwrap_or_default().to_owned()
             }
             _ => {
                 let id = planned.physical_id.clone().unwrap_or_default();
                 if changed("Ipv6CidrBlock") {
                     if let Some(block) = self.wanted_ipv6(cx) {
-                        cx.aws.ec2.associate_subnet_cidr_block().subnet_id(&id).ipv6_cidr_block(block).send().await.step(&self.key, "AssociateSubnetCidrBlock")?;
+                        ec2::naming_new(|| async {
+                            cx.aws
+                                .ec2
+                                .associate_subnet_cidr_block()
+                                .subnet_id(&id)
+                                .ipv6_cidr_block(&block)
+                                .send()
+                                .await
+                                .step(&self.key, "AssociateSubnetCidrBlock")
+                        })
+                        .await?;
                     }
                 }
                 if changed("Tags.") {

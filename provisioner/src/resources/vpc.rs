@@ -6,7 +6,10 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, ResourceType, Vpc as Ec2Vpc, VpcAttributeName, VpcCidrBlockStateCode,
 };
 
+use std::time::Duration;
+
 use super::ec2::{self, filter};
+use crate::engine::wait::{self, Poll, Wait};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
@@ -80,22 +83,28 @@ impl Vpc {
     async fn enable_dns(&self, cx: &Context, id: &str) -> Result<(), Error> {
         let on = || AttributeBooleanValue::builder().value(true).build();
         // One attribute per call, support before hostnames (AWS requires that order).
-        cx.aws
-            .ec2
-            .modify_vpc_attribute()
-            .vpc_id(id)
-            .enable_dns_support(on())
-            .send()
-            .await
-            .step(&self.key, "ModifyVpcAttribute")?;
-        cx.aws
-            .ec2
-            .modify_vpc_attribute()
-            .vpc_id(id)
-            .enable_dns_hostnames(on())
-            .send()
-            .await
-            .step(&self.key, "ModifyVpcAttribute")?;
+        ec2::naming_new(|| async {
+            cx.aws
+                .ec2
+                .modify_vpc_attribute()
+                .vpc_id(id)
+                .enable_dns_support(on())
+                .send()
+                .await
+                .step(&self.key, "ModifyVpcAttribute")
+        })
+        .await?;
+        ec2::naming_new(|| async {
+            cx.aws
+                .ec2
+                .modify_vpc_attribute()
+                .vpc_id(id)
+                .enable_dns_hostnames(on())
+                .send()
+                .await
+                .step(&self.key, "ModifyVpcAttribute")
+        })
+        .await?;
         Ok(())
     }
 }
@@ -172,7 +181,17 @@ impl Resource for Vpc {
             _ => {
                 let id = planned.physical_id.clone().unwrap_or_default();
                 if changed("Ipv6CidrBlock") && self.ipv6 {
-                    cx.aws.ec2.associate_vpc_cidr_block().vpc_id(&id).amazon_provided_ipv6_cidr_block(true).send().await.step(&self.key, "AssociateVpcCidrBlock")?;
+                    ec2::naming_new(|| async {
+                        cx.aws
+                            .ec2
+                            .associate_vpc_cidr_block()
+                            .vpc_id(&id)
+                            .amazon_provided_ipv6_cidr_block(true)
+                            .send()
+                            .await
+                            .step(&self.key, "AssociateVpcCidrBlock")
+                    })
+                    .await?;
                 }
                 if changed("EnableDns") {
                     self.enable_dns(cx, &id).await?;
@@ -183,29 +202,37 @@ impl Resource for Vpc {
                 id
             }
         };
-        // The IPv6 block is assigned asynchronously; subnets need it.
-        for _ in 0..60 {
-            let out = cx
-                .aws
-                .ec2
-                .describe_vpcs()
-                .vpc_ids(&vpc)
-                .send()
-                .await
-                .step(&self.key, "DescribeVpcs")?;
-            if let Some(v) = out.vpcs().first() {
-                if !self.ipv6 || ipv6_block(v).is_some() {
-                    self.publish(cx, v);
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-        Err(Error::Timeout {
-            resource: self.key.clone(),
-            what: "the VPC's IPv6 block".into(),
-            seconds: 30,
-        })
+        // The IPv6 block is assigned asynchronously; subnets need it. A VPC made moments ago
+        // may not be known yet.
+        let wait = Wait::new(cx, Duration::from_secs(2), Duration::from_secs(5 * 60));
+        let live = wait::until(
+            cx,
+            &self.key,
+            "the VPC and its IPv6 block",
+            wait,
+            || async {
+                let out = cx
+                    .aws
+                    .ec2
+                    .describe_vpcs()
+                    .vpc_ids(&vpc)
+                    .send()
+                    .await
+                    .step(&self.key, "DescribeVpcs");
+                Ok(match out {
+                    Ok(out) => match out.vpcs().first() {
+                        Some(v) if !self.ipv6 || ipv6_block(v).is_some() => Poll::Ready(v.clone()),
+                        Some(_) => Poll::Pending("no IPv6 block yet".into()),
+                        None => Poll::Pending("not listed yet".into()),
+                    },
+                    Err(e) if ec2::not_found_yet(&e) => Poll::Pending("not known yet".into()),
+                    Err(e) => return Err(e),
+                })
+            },
+        )
+        .await?;
+        self.publish(cx, &live);
+        Ok(())
     }
 
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {

@@ -160,25 +160,29 @@ impl Resource for VpcEndpoint {
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
         let ec2c = &cx.aws.ec2;
         if planned.action == Action::Create {
-            let request = ec2c
-                .create_vpc_endpoint()
-                .vpc_id(cx.require(&self.key, &self.vpc, "id")?)
-                .service_name(&self.service_name)
-                .tag_specifications(ec2::tag_spec(cx, ResourceType::VpcEndpoint, &self.name));
-            let request = match &self.attachment {
-                Attachment::Gateway { route_tables } => request
-                    .vpc_endpoint_type(VpcEndpointType::Gateway)
-                    .set_route_table_ids(Some(Self::ids(cx, route_tables))),
-                Attachment::Interface {
-                    subnets,
-                    security_groups,
-                } => request
-                    .vpc_endpoint_type(VpcEndpointType::Interface)
-                    .set_subnet_ids(Some(Self::ids(cx, subnets)))
-                    .set_security_group_ids(Some(Self::ids(cx, security_groups)))
-                    .private_dns_enabled(true),
-            };
-            let out = request.send().await.step(&self.key, "CreateVpcEndpoint")?;
+            let vpc = cx.require(&self.key, &self.vpc, "id")?;
+            let out = ec2::naming_new(|| async {
+                let request = ec2c
+                    .create_vpc_endpoint()
+                    .vpc_id(&vpc)
+                    .service_name(&self.service_name)
+                    .tag_specifications(ec2::tag_spec(cx, ResourceType::VpcEndpoint, &self.name));
+                let request = match &self.attachment {
+                    Attachment::Gateway { route_tables } => request
+                        .vpc_endpoint_type(VpcEndpointType::Gateway)
+                        .set_route_table_ids(Some(Self::ids(cx, route_tables))),
+                    Attachment::Interface {
+                        subnets,
+                        security_groups,
+                    } => request
+                        .vpc_endpoint_type(VpcEndpointType::Interface)
+                        .set_subnet_ids(Some(Self::ids(cx, subnets)))
+                        .set_security_group_ids(Some(Self::ids(cx, security_groups)))
+                        .private_dns_enabled(true),
+                };
+                request.send().await.step(&self.key, "CreateVpcEndpoint")
+            })
+            .await?;
             cx.publish(
                 &self.key,
                 "id",
@@ -238,7 +242,14 @@ impl Resource for VpcEndpoint {
             }
         }
         if planned.touches_more_than_tags() {
-            modify.send().await.step(&self.key, "ModifyVpcEndpoint")?;
+            ec2::naming_new(|| async {
+                modify
+                    .clone()
+                    .send()
+                    .await
+                    .step(&self.key, "ModifyVpcEndpoint")
+            })
+            .await?;
         }
         if planned.touches("Tags.") {
             ec2::put_tags(cx, &self.key, &id, &self.name).await?;

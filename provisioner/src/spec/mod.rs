@@ -180,7 +180,9 @@ pub struct Network {
     /// The VPC's IPv4 range; each subnet gets the next block four bits longer.
     #[serde(default = "defaults::vpc_cidr")]
     pub cidr: Ipv4Cidr,
-    /// At least two (RDS requires it). Default: the region's zones `a` and `b`.
+    /// At least two (RDS requires it). Default: chosen by `provision` (see `systems::zones`):
+    /// the zones of the stack's subnets, else the first that offer every endpoint service and
+    /// the database's instance class.
     #[serde(default)]
     pub availability_zones: Option<Vec<String>>,
     /// An Amazon-provided IPv6 block, a /64 per subnet, and `::/0` through an egress-only
@@ -538,15 +540,6 @@ impl Stack {
     }
 
     /// The availability zones of the subnets.
-    pub fn availability_zones(&self) -> Vec<String> {
-        let region = self.stack.region.as_str();
-        self.stt
-            .network
-            .as_ref()
-            .and_then(|n| n.availability_zones.clone())
-            .unwrap_or_else(|| vec![format!("{region}a"), format!("{region}b")])
-    }
-
     /// Origin Shield region of a distribution: the configured one, else the stack's region.
     pub fn origin_shield_region(&self, distribution: &Distribution) -> Result<String, String> {
         match &distribution.origin_shield.region {

@@ -47,6 +47,7 @@ pub fn website(cx: &Context, site: &Website) -> Vec<Arc<dyn Resource>> {
             settings: site.distribution.clone(),
             source_dir: cx.stack.site_dir(site),
             exclude: vec!["config.example.js"],
+            cors: None,
             generated: if cx.stack.stt.functions.is_some() {
                 vec![super::stt_functions::site_config_file()]
             } else {
@@ -88,7 +89,7 @@ pub fn subnet_key(zone: &str) -> ResourceKey {
 pub fn network(cx: &Context, network: &Network) -> Vec<Arc<dyn Resource>> {
     let stack = cx.stack_name();
     let region = &cx.aws.region;
-    let zones = cx.stack.availability_zones();
+    let zones = cx.zones().to_vec();
     // The local emulator models no IPv6 blocks.
     let ipv6 = network.ipv6 && !cx.aws.local;
     let mut resources: Vec<Arc<dyn Resource>> = Vec::new();
@@ -218,7 +219,7 @@ pub fn network(cx: &Context, network: &Network) -> Vec<Arc<dyn Resource>> {
 /// Console step S15: the database, started as soon as its network allows.
 pub fn database(cx: &Context, db: &Database) -> Vec<Arc<dyn Resource>> {
     let stack = cx.stack_name();
-    let zones = cx.stack.availability_zones();
+    let zones = cx.zones().to_vec();
     let subnet_group = format!("{stack}-db");
     let d = db.clone();
     let group_name = subnet_group.clone();

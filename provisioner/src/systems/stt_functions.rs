@@ -193,10 +193,6 @@ pub fn environment(
         if let Some(secret) = cx.output(&DATABASE, "secret_arn") {
             env.insert("DB_SECRET_ARN".into(), secret);
         }
-        if ipv6 {
-            // Services without a VPC endpoint (SES) are reached over IPv6.
-            env.insert("AWS_USE_DUALSTACK_ENDPOINT".into(), "true".into());
-        }
     }
     match function {
         "file_upload" => {
@@ -208,6 +204,12 @@ pub fn environment(
         "send_email" => {
             env.insert("MAIL_FROM".into(), functions.mail_from.as_str().to_owned());
             env.insert("MAIL_TRANSPORT".into(), "ses".into());
+            if ipv6 && !cx.aws.local {
+                // SES has no VPC endpoint here: it is reached at its dual-stack name over
+                // IPv6. Only SES: the services with VPC endpoints (Transcribe, Secrets
+                // Manager) serve their standard names there, which dual stack would bypass.
+                env.insert("SES_USE_DUALSTACK_ENDPOINT".into(), "true".into());
+            }
         }
         _ => {}
     }
@@ -380,7 +382,7 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         .as_ref()
         .expect("functions need a network");
     let ipv6 = network.ipv6 && !cx.aws.local;
-    let zones = cx.stack.availability_zones();
+    let zones = cx.zones().to_vec();
     let zips = cx.stack.base_dir.join(&functions.zips_dir);
     let mut resources: Vec<Arc<dyn Resource>> = vec![
         Arc::new(Bucket {
@@ -400,11 +402,11 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
             key: role_key(function),
             name: function_name(cx, function),
             service: "lambda.amazonaws.com",
-            // Also after the network: `down` deletes the role only once the security group
-            // (which waits for the functions' network interfaces to go) is gone, because
-            // Lambda needs the role to release those interfaces.
-            inputs: std::iter::once(DATABASE)
-                .chain(std::iter::once(FUNCTIONS_SG))
+            inputs: vec![DATABASE],
+            // `down` deletes the role only once the security group and subnets (which wait
+            // for the functions' network interfaces to go) are gone: Lambda needs the role
+            // to release those interfaces.
+            outlives: std::iter::once(FUNCTIONS_SG)
                 .chain(zones.iter().map(|z| subnet_key(z)))
                 .collect(),
             policy: Box::new(move |cx| policy(&scope(cx, function, &mail_from), function)),
@@ -553,6 +555,28 @@ mod tests {
             logs["Resource"],
             "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda/demo-save_text:*"
         );
+    }
+
+    #[test]
+    fn only_the_ses_client_goes_dual_stack() {
+        let cx = crate::systems::tests::context(false);
+        let functions = cx.stack.stt.functions.clone().unwrap();
+        for function in FUNCTIONS {
+            let env = environment(&cx, &functions, function, true);
+            // A global dual-stack switch would send Transcribe and Secrets Manager past their
+            // VPC endpoints, which serve only the standard names.
+            assert!(
+                !env.contains_key("AWS_USE_DUALSTACK_ENDPOINT"),
+                "{function}: {env:?}"
+            );
+            assert_eq!(
+                env.get("SES_USE_DUALSTACK_ENDPOINT").map(String::as_str),
+                (function == "send_email").then_some("true"),
+                "{function}"
+            );
+        }
+        let without_ipv6 = environment(&cx, &functions, "send_email", false);
+        assert!(!without_ipv6.contains_key("SES_USE_DUALSTACK_ENDPOINT"));
     }
 
     #[test]

@@ -167,6 +167,14 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
                 "copy-vendor.mjs",
             ],
             generated: vec![],
+            // The player may be served from another origin than the videos.
+            cors: Some(
+                if vod.cors.allowed_origins.iter().any(|o| o.as_str() == "*") {
+                    web::Cors::AnyOrigin
+                } else {
+                    web::Cors::NamedOrigins
+                },
+            ),
         },
     ));
     let cors = &vod.cors;
@@ -194,6 +202,7 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         name: format!("{stack}-vod-mediaconvert"),
         service: "mediaconvert.amazonaws.com",
         inputs: vec![],
+        outlives: vec![],
         policy: Box::new(|cx| mediaconvert_policy(&scope(cx))),
     }));
     resources.push(Arc::new(Role {
@@ -201,6 +210,7 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         name: format!("{stack}-vod_convert"),
         service: "lambda.amazonaws.com",
         inputs: vec![MEDIACONVERT_ROLE],
+        outlives: vec![],
         policy: Box::new(|cx| convert_policy(&scope(cx))),
     }));
     let f = &vod.function;

@@ -28,7 +28,27 @@ pub struct ServedBucket {
     /// Names below `source_dir` never uploaded (build files, examples).
     pub exclude: Vec<&'static str>,
     pub generated: Vec<GeneratedFile>,
+    /// Whether pages of other origins read the files (the VOD output): see [`Cors`].
+    pub cors: Option<Cors>,
 }
+
+/// CloudFront in front of a bucket with CORS rules. The managed cache policy keys on the path
+/// only and forwards no `Origin`, so the bucket's CORS rules never apply and an answer cached
+/// for a request without `Origin` would be served to cross-origin players too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cors {
+    /// Any origin: CloudFront adds `Access-Control-Allow-Origin: *` itself (managed
+    /// `SimpleCORS`), and forwards `Origin` to S3 (managed `CORS-S3Origin`).
+    AnyOrigin,
+    /// Named origins: `Origin` is forwarded so S3 answers from its CORS rules.
+    NamedOrigins,
+}
+
+/// Managed origin request policy `CORS-S3Origin`: forwards `Origin`,
+/// `Access-Control-Request-Headers` and `Access-Control-Request-Method` to S3.
+pub const CORS_S3_ORIGIN: &str = "88a5eaf4-2fd4-4709-b370-b4c650ea3fcf";
+/// Managed response headers policy `SimpleCORS`: `Access-Control-Allow-Origin: *`.
+pub const SIMPLE_CORS: &str = "60669652-455b-4ae9-85a4-c4c02393f86c";
 
 pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
     let stack = &cx.stack;
@@ -41,6 +61,7 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
         .ok()
         .filter(|_| d.origin_shield.enabled);
     let settings_comment = comment.clone();
+    let cors = s.cors;
     // The emulator speaks plain HTTP only: a redirect to HTTPS would lead nowhere there.
     let viewer_protocol_policy = if cx.aws.local {
         ViewerProtocolPolicy::AllowAll
@@ -59,6 +80,8 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
         origin_shield: origin_shield.clone(),
         viewer_protocol_policy: viewer_protocol_policy.as_str().into(),
         cache_policy_id: d.cache_policy.id().into(),
+        origin_request_policy_id: cors.map(|_| CORS_S3_ORIGIN.to_owned()),
+        response_headers_policy_id: (cors == Some(Cors::AnyOrigin)).then(|| SIMPLE_CORS.to_owned()),
         allowed_methods: sorted(d.allowed_methods.methods()),
         // Only GET and HEAD answers are cached, as in the console's default.
         cached_methods: sorted(&["GET", "HEAD"]),
