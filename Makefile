@@ -90,7 +90,7 @@ zips: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip $(HANDLERS)
 
 local: deps build zips web mariadb
-	scripts/local-aws.sh start ministack
+	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 
 local-stop:
@@ -103,8 +103,22 @@ mariadb:
 	  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; \
 	  for i in $$(seq 1 30); do mysqladmin --host=127.0.0.1 --user=root ping >/dev/null 2>&1 && break; sleep 1; done; }
 
-# Integration tests talk to the emulators and MariaDB; the zip tests run the built zips.
+# The realism layer as the tests meet it (docs/realism.md): validation, AWS's durations scaled
+# down, 5% faults, and a seed of its own each run unless REALISM_SEED is given (printed, so a
+# failure can be replayed). Slow AWS waits (RDS, CloudFront, ENI release) at 1/50; the short
+# ones nearer their real length, so that they still overlap what comes next.
+REALISM_TEST_SCALES := iam_propagation=0.5,lambda_pending=1,lambda_pending_vpc=0.1,lambda_update=1,lambda_update_vpc=0.1,s3_read_after_create=1,ec2_read_after_create=1
+REALISM_TEST_SEED := $(or $(REALISM_SEED),$(shell python3 -c 'import random; print(random.randrange(1, 2**31))'))
+REALISM_TEST := REALISM_MODE=test REALISM_FAULT_RATE=0.05 REALISM_TIME_SCALE=0.02 \
+	REALISM_SCALES=$(REALISM_TEST_SCALES) REALISM_SEED=$(REALISM_TEST_SEED)
+
+# Integration tests talk to the emulators (through the realism layer) and MariaDB; the zip
+# tests run the built zips.
 test: deps build zips web browser-deps test-tools mariadb
-	scripts/local-aws.sh start ministack
-	scripts/local-aws.sh start moto
-	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 cargo test --workspace --no-fail-fast
+	$(REALISM_TEST) scripts/local-aws.sh start ministack
+	$(REALISM_TEST) scripts/local-aws.sh start moto
+	@echo "realism layer: test mode, seed $(REALISM_TEST_SEED) (replay with REALISM_SEED=$(REALISM_TEST_SEED) make test)"
+	@status=0; \
+	$(MAKE) --no-print-directory realism-test || status=1; \
+	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 cargo test --workspace --no-fail-fast || status=1; \
+	exit $$status

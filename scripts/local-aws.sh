@@ -16,6 +16,8 @@
 #   REALISM_CONSTRAINED_ZONES   zones of the emulated account that offer no interface endpoint
 #                       service and no DB instance class, comma-separated (default us-east-1a: as in
 #                       real accounts, a zone name is no promise; `provision` must choose zones)
+#   REALISM_SCALES      per-duration scale factors replacing the time scale, e.g.
+#                       iam_propagation=0.5,ec2_read_after_create=1
 #   REALISM_ARGS        more arguments for `python -m realism` (e.g. --duration NAME=LO-HI)
 # `start` on a proxy that already runs applies the REALISM_* knobs that are set to it.
 set -euo pipefail
@@ -60,6 +62,11 @@ knobs_json() {
     local zones
     zones="$(echo "$REALISM_CONSTRAINED_ZONES" | sed -e 's/[^,][^,]*/"&"/g')"
     parts+=("\"constrained_zones\": [$zones]")
+  fi
+  if [ -n "${REALISM_SCALES:-}" ]; then
+    local scales
+    scales="$(echo "$REALISM_SCALES" | sed -e 's/\([a-z0-9_]*\)=\([0-9.]*\)/"\1": \2/g')"
+    parts+=("\"scales\": {$scales}")
   fi
   local IFS=,
   echo "{${parts[*]}}"
@@ -125,6 +132,8 @@ case "${1:-}" in
       [ -n "${REALISM_FAULT_RATE:-}" ] && args+=(--fault-rate "$REALISM_FAULT_RATE")
       IFS=, read -r -a zones <<<"${REALISM_CONSTRAINED_ZONES-us-east-1a}"
       for zone in "${zones[@]}"; do args+=(--constrained-zone "$zone"); done
+      IFS=, read -r -a scales <<<"${REALISM_SCALES:-}"
+      for scale in "${scales[@]}"; do args+=(--scale "$scale"); done
       # shellcheck disable=SC2206
       [ -n "${REALISM_ARGS:-}" ] && args+=(${REALISM_ARGS})
       PYTHONPATH="$PWD/tests/realism" nohup "$REALISM_PY" -m realism "${args[@]}" >"$STATE/realism.log" 2>&1 &

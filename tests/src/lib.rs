@@ -308,8 +308,10 @@ impl Aws {
     }
 
     pub async fn on(emulator: Emulator) -> Aws {
+        // The realism layer throttles and drops calls in test mode: retry as `provision` does.
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10))
             .endpoint_url(emulator.endpoint())
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test", "test", None, None, "tests",
@@ -551,4 +553,288 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     check()
+}
+
+/// Resources of every kind `provision` makes that carry the stack's name or ownership tag, as
+/// `kind name` lines: what `down` must leave empty.
+impl Aws {
+    pub async fn owned_by(&self, stack: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let prefix = format!("{stack}-");
+        let owner = || {
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:provision:stack")
+                .values(stack)
+                .build()
+        };
+        // Checked on the answer too: an emulator may ignore a filter.
+        let ours = |tags: &[aws_sdk_ec2::types::Tag]| {
+            tags.iter()
+                .any(|t| t.key() == Some("provision:stack") && t.value() == Some(stack))
+        };
+        for b in self.s3.list_buckets().send().await.unwrap().buckets() {
+            if b.name().is_some_and(|n| n.starts_with(&prefix)) {
+                found.push(format!("bucket {}", b.name().unwrap()));
+            }
+        }
+        for id in self.distributions_of(stack).await {
+            found.push(format!("distribution {id}"));
+        }
+        let oacs = self
+            .cloudfront
+            .list_origin_access_controls()
+            .send()
+            .await
+            .unwrap();
+        for o in oacs
+            .origin_access_control_list()
+            .map(|l| l.items())
+            .unwrap_or_default()
+        {
+            if o.name().starts_with(&prefix) {
+                found.push(format!("origin_access_control {}", o.name()));
+            }
+        }
+        for r in self.iam.list_roles().send().await.unwrap().roles() {
+            if r.role_name().starts_with(&prefix) {
+                found.push(format!("role {}", r.role_name()));
+            }
+        }
+        for f in self
+            .lambda
+            .list_functions()
+            .send()
+            .await
+            .unwrap()
+            .functions()
+        {
+            if f.function_name().is_some_and(|n| n.starts_with(&prefix)) {
+                found.push(format!("function {}", f.function_name().unwrap()));
+            }
+        }
+        for v in self
+            .ec2
+            .describe_vpcs()
+            .filters(owner())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+        {
+            if !ours(v.tags()) {
+                continue;
+            }
+            found.push(format!("vpc {}", v.vpc_id().unwrap_or_default()));
+        }
+        for s in self
+            .ec2
+            .describe_subnets()
+            .filters(owner())
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+        {
+            if !ours(s.tags()) {
+                continue;
+            }
+            found.push(format!("subnet {}", s.subnet_id().unwrap_or_default()));
+        }
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .filters(owner())
+            .send()
+            .await
+            .unwrap();
+        for g in groups.security_groups().iter().filter(|g| ours(g.tags())) {
+            found.push(format!(
+                "security_group {}",
+                g.group_id().unwrap_or_default()
+            ));
+        }
+        let endpoints = self
+            .ec2
+            .describe_vpc_endpoints()
+            .filters(owner())
+            .send()
+            .await
+            .unwrap();
+        for e in endpoints.vpc_endpoints().iter().filter(|e| ours(e.tags())) {
+            let state = e
+                .state()
+                .map(|s| s.as_str().to_ascii_lowercase())
+                .unwrap_or_default();
+            if state != "deleted" {
+                found.push(format!(
+                    "vpc_endpoint {}",
+                    e.vpc_endpoint_id().unwrap_or_default()
+                ));
+            }
+        }
+        let tables = self
+            .ec2
+            .describe_route_tables()
+            .filters(owner())
+            .send()
+            .await
+            .unwrap();
+        for t in tables.route_tables().iter().filter(|t| ours(t.tags())) {
+            found.push(format!(
+                "route_table {}",
+                t.route_table_id().unwrap_or_default()
+            ));
+        }
+        let dbs = self.rds.describe_db_instances().send().await.unwrap();
+        for d in dbs.db_instances() {
+            if d.db_instance_identifier()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                found.push(format!(
+                    "db_instance {}",
+                    d.db_instance_identifier().unwrap()
+                ));
+            }
+        }
+        let groups = self.rds.describe_db_subnet_groups().send().await.unwrap();
+        for g in groups.db_subnet_groups() {
+            if g.db_subnet_group_name()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                found.push(format!(
+                    "db_subnet_group {}",
+                    g.db_subnet_group_name().unwrap()
+                ));
+            }
+        }
+        for api in self
+            .apigateway
+            .get_rest_apis()
+            .send()
+            .await
+            .unwrap()
+            .items()
+        {
+            if api.name().is_some_and(|n| n.starts_with(&prefix)) {
+                found.push(format!("rest_api {}", api.name().unwrap()));
+            }
+        }
+        let rules = self
+            .events
+            .list_rules()
+            .name_prefix(&prefix)
+            .send()
+            .await
+            .unwrap();
+        for r in rules.rules() {
+            found.push(format!("event_rule {}", r.name().unwrap_or_default()));
+        }
+        found
+    }
+}
+
+/// The realism proxy in front of an emulator (tests/realism, docs/realism.md): its settings,
+/// its log of the calls it saw, and errors it is asked to answer with.
+pub struct Realism {
+    base: String,
+}
+
+impl Realism {
+    pub fn on(emulator: Emulator) -> Realism {
+        emulator.ensure();
+        Realism {
+            base: format!("{}/_realism", emulator.endpoint()),
+        }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> serde_json::Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, _, answer) = http_request(
+            method,
+            &format!("{}/{path}", self.base),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(
+            status,
+            200,
+            "realism {method} {path}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        serde_json::from_slice(&answer).expect("the realism proxy answers JSON")
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        self.call("GET", "config", None)
+    }
+
+    /// Changes settings (a partial update) until the guard is dropped, then puts back what was.
+    pub fn set(&self, changes: serde_json::Value) -> RealismSettings<'_> {
+        let before = self.config();
+        let keep = [
+            "mode",
+            "fault_rate",
+            "time_scale",
+            "behaviours",
+            "durations",
+            "scales",
+        ];
+        let restore = serde_json::Value::Object(
+            keep.iter()
+                .map(|k| {
+                    let value = match *k {
+                        // The effective values: put back what was chosen, not the defaults.
+                        "fault_rate" => before["fault_rate_set"].clone(),
+                        "time_scale" => before["time_scale_set"].clone(),
+                        _ => before[*k].clone(),
+                    };
+                    (k.to_string(), value)
+                })
+                .collect(),
+        );
+        self.call("PUT", "config", Some(&changes));
+        RealismSettings {
+            realism: self,
+            restore,
+        }
+    }
+
+    /// The sequence number of the last call the proxy logged.
+    pub fn last_seq(&self) -> u64 {
+        self.call("GET", "health", None)["seq"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// The calls logged after `since`, filtered by `query` (`operation=Invoke&verdict=...`).
+    pub fn calls(&self, since: u64, query: &str) -> Vec<serde_json::Value> {
+        let path = format!("calls?since={since}&{query}");
+        self.call("GET", &path, None)["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The next calls matching `spec` (service, operation, match, ...) are answered with its error.
+    pub fn inject(&self, spec: serde_json::Value) {
+        self.call("POST", "inject", Some(&spec));
+    }
+}
+
+/// Settings of the realism proxy in force until dropped.
+pub struct RealismSettings<'a> {
+    realism: &'a Realism,
+    restore: serde_json::Value,
+}
+
+impl Drop for RealismSettings<'_> {
+    fn drop(&mut self) {
+        let restore = self.restore.clone();
+        self.realism.call("PUT", "config", Some(&restore));
+    }
 }

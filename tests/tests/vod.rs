@@ -163,6 +163,21 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     let (status, manifest) = http_get(&format!("{player_url}sample/hls/sample.m3u8"));
     assert_eq!(status, 200, "{manifest}");
     assert!(manifest.starts_with("#EXTM3U"), "{manifest}");
+    // A player on another origin may read the stream: CloudFront's managed cache policy passes
+    // no `Origin` to S3, so without a CORS response headers policy no answer would carry
+    // `Access-Control-Allow-Origin` (and one cached without it would be served to all).
+    let (status, headers, _) = system_tests::http_request(
+        "GET",
+        &format!("{player_url}sample/hls/sample.m3u8"),
+        &[("Origin", "http://player.example")],
+        &[],
+    );
+    assert_eq!(status, 200);
+    let allow_origin = headers
+        .iter()
+        .find(|(k, _)| k == "access-control-allow-origin")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(allow_origin, Some("*"), "{headers:?}");
     let play = browser_script("vod-play.mjs", &["--url", &player_url, "--video", "sample"]);
     assert_eq!(play.code(), 0, "{}\n{}", play.stdout(), play.stderr());
     assert!(root().join("tests/artifacts/vod-play.png").exists());

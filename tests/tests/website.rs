@@ -59,10 +59,11 @@ async fn up_builds_the_site_and_a_second_up_writes_nothing() {
     .unwrap();
     let third = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(third["summary"]["updated"], 1, "{third:#}");
-    // One PutObject, and one invalidation of that page (and of `/`, which serves it).
+    // One PutObject, and one invalidation of that page (and of `/`, which serves it),
+    // marked pending on the distribution from before the upload until it is made.
     assert_eq!(
-        third["api_calls"]["write"], 2,
-        "PutObject + CreateInvalidation: {third:#}"
+        third["api_calls"]["write"], 4,
+        "TagResource + PutObject + CreateInvalidation + UntagResource: {third:#}"
     );
     assert!(http_get(&url).1.contains("v2"));
     let aws = system_tests::Aws::new().await;
@@ -299,4 +300,100 @@ async fn down_keeps_data_the_stack_did_not_put_there_unless_told() {
     stack.run(&["down", "--delete-data"]).expect(0);
     assert!(eventually(Duration::from_secs(5), || true));
     assert!(!aws.bucket_exists(&stack.bucket()).await);
+}
+
+/// The caller references of the distribution's invalidations, and their paths.
+async fn invalidations(aws: &Aws, distribution: &str) -> Vec<(String, Vec<String>)> {
+    let list = aws
+        .cloudfront
+        .list_invalidations()
+        .distribution_id(distribution)
+        .send()
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for summary in list
+        .invalidation_list()
+        .map(|l| l.items())
+        .unwrap_or_default()
+    {
+        let out = aws
+            .cloudfront
+            .get_invalidation()
+            .distribution_id(distribution)
+            .id(summary.id())
+            .send()
+            .await
+            .unwrap();
+        let batch = out.invalidation().unwrap().invalidation_batch().unwrap();
+        let mut paths = batch.paths().unwrap().items().to_vec();
+        paths.sort();
+        found.push((batch.caller_reference().to_owned(), paths));
+    }
+    found
+}
+
+/// Content that goes back to an earlier version is invalidated again: CloudFront answers a
+/// reused caller reference with the earlier invalidation and invalidates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_change_of_a_page_is_invalidated_even_back_to_an_earlier_version() {
+    let stack = TestStack::new("t-inval-revert");
+    let up = stack.run(&["--output", "json", "up"]).expect(0).json();
+    let id = up["outputs"]["stt_site_distribution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = stack.dir.join("site/index.html");
+    for version in ["<h1>v2</h1>", "<h1>v1</h1>", "<h1>v2</h1>"] {
+        std::fs::write(&page, version).unwrap();
+        stack.run(&["up"]).expect(0);
+    }
+    let aws = Aws::new().await;
+    let made = invalidations(&aws, &id).await;
+    let references: std::collections::BTreeSet<&String> = made.iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        (made.len(), references.len()),
+        (3, 3),
+        "three changes, three invalidations: {made:?}"
+    );
+    stack.run(&["down"]).expect(0);
+}
+
+/// A run killed after it replaced a page but before it invalidated it: the next run sees the
+/// pending invalidation and makes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_whose_invalidation_was_interrupted_is_invalidated_by_the_next_run() {
+    let stack = TestStack::new("t-inval-crash");
+    let up = stack.run(&["--output", "json", "up"]).expect(0).json();
+    let id = up["outputs"]["stt_site_distribution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(stack.dir.join("site/index.html"), "<h1>v2</h1>").unwrap();
+    let killed = stack.run_env(
+        &["up"],
+        &[("PROVISION_FAULT_ABORT_AFTER_OPERATION", "PutObject")],
+    );
+    assert_ne!(killed.code(), 0, "the run was aborted: {}", killed.stderr());
+    let aws = Aws::new().await;
+    assert!(invalidations(&aws, &id).await.is_empty());
+
+    let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
+    let files = system_tests::line(&drift, "site_files/stt-site");
+    assert!(
+        files.to_string().contains("Invalidation"),
+        "the pending invalidation is drift: {files:#}"
+    );
+    stack.run(&["up"]).expect(0);
+    let made = invalidations(&aws, &id).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(
+        made[0].1,
+        vec!["/*"],
+        "which files changed is lost: all of them"
+    );
+    let again = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(again["api_calls"]["write"], 0, "{again:#}");
+    assert_eq!(invalidations(&aws, &id).await.len(), 1);
+    stack.run(&["down"]).expect(0);
 }

@@ -466,7 +466,8 @@ impl RestApi {
             .http_method("OPTIONS")
             .status_code("200")
             .set_response_parameters(Some(wanted.cors.clone().into_iter().collect()))
-            .response_templates("application/json", "")
+            // No response template: API Gateway answers an empty one as `null` in every later
+            // read of the method, which the SDK cannot parse (aws-cli#1610).
             .send()
             .await
             .step(&self.key, "PutIntegrationResponse")?;

@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlencode
 
 from multidict import CIMultiDict
 
+from realism import quirks
 from realism.awserrors import AwsError, render
 from realism.proxy import Answer, Ctx
 from realism.upstream import Resp
@@ -277,6 +278,8 @@ class World:
     def wants_response(self, ctx: Ctx) -> bool:
         if ctx.ident is None:
             return False
+        if quirks.wants(ctx, self.proxy.name):
+            return True
         s, op = ctx.service, ctx.op
         if s == "cloudfront" and op.startswith("CreateDistribution"):
             return True
@@ -314,6 +317,9 @@ class World:
 
     async def after(self, ctx: Ctx, resp: Resp) -> Resp:
         s = ctx.service
+        resp = quirks.fix(ctx, resp)
+        if self.proxy.name == "moto" and ctx.is_("apigateway", "CreateRestApi"):
+            resp = await quirks.after_create_rest_api(ctx, resp, self.upstream)
         try:
             if s == "cloudfront":
                 return self._cf_after(ctx, resp)

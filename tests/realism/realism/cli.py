@@ -11,7 +11,7 @@ import sys
 
 from aiohttp import web
 
-from realism.config import BEHAVIOURS, DURATIONS, FAULT_KINDS, MODE_DEFAULTS, UNSCALED, Config, parse_duration
+from realism.config import parse_scale, BEHAVIOURS, DURATIONS, FAULT_KINDS, MODE_DEFAULTS, UNSCALED, Config, parse_duration
 
 DESCRIPTION = """\
 An HTTP proxy in front of a local AWS emulator (ministack, moto) that adds what AWS does and
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                          + ", ".join(BEHAVIOURS))
     ap.add_argument("--fault-kinds", default="all", metavar="LIST",
                     help="comma-separated fault kinds to draw from (default all): " + ", ".join(FAULT_KINDS))
+    ap.add_argument("--scale", action="append", default=[], metavar="NAME=F",
+                    help="a scale factor for one duration, instead of --time-scale (repeatable)")
     ap.add_argument("--constrained-zone", action="append", default=[], metavar="ZONE",
                     help="a zone of the emulated account that offers no interface endpoint service and no DB "
                          "instance class (repeatable; default none)")
@@ -82,7 +84,8 @@ def config_from_args(args) -> Config:
         k.strip() for k in args.fault_kinds.split(",") if k.strip()}
     return Config(mode=args.mode, seed=args.seed, time_scale=args.time_scale, fault_rate=args.fault_rate,
                   durations=durations, exempt_access_keys=set(args.exempt_access_key), behaviours=behaviours,
-                  fault_kinds=kinds, constrained_zones=set(args.constrained_zone))
+                  fault_kinds=kinds, constrained_zones=set(args.constrained_zone),
+                  scales=dict(parse_scale(spec) for spec in args.scale))
 
 
 async def serve(args, config: Config):

@@ -48,6 +48,15 @@ MODE_DEFAULTS = {
 }
 
 
+def parse_scale(spec: str) -> tuple:
+    """NAME=F -> (name, factor)."""
+    name, sep, factor = spec.partition("=")
+    name = name.strip()
+    if not sep or name not in DURATIONS:
+        raise ValueError("expected NAME=F with NAME one of %s, got %r" % (", ".join(DURATIONS), spec))
+    return name, float(factor)
+
+
 def parse_duration(spec: str) -> tuple:
     """NAME=LO[-HI] -> (name, (lo, hi))."""
     name, sep, rng = spec.partition("=")
@@ -75,6 +84,9 @@ class Config:
     # Zones of the emulated account that offer no interface endpoint service and no DB
     # instance class (as some zones of real accounts lack newer services): see account.py.
     constrained_zones: set = field(default_factory=set)
+    # Per-duration scale factors that replace the time scale for that duration (a test may
+    # replay IAM propagation at half its real length and RDS at a fiftieth).
+    scales: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.seed is None:
@@ -89,6 +101,9 @@ class Config:
             raise ValueError("time_scale must be >= 0")
         if self.fault_rate is not None and not 0 <= self.fault_rate <= 1:
             raise ValueError("fault_rate must be within [0, 1]")
+        for name, factor in self.scales.items():
+            if name not in DURATIONS or factor < 0:
+                raise ValueError("scales: %r must name a duration (%s) and be >= 0" % (name, ", ".join(DURATIONS)))
         unknown = set(self.behaviours) - set(BEHAVIOURS)
         if unknown:
             raise ValueError("unknown behaviours: %s" % ", ".join(sorted(unknown)))
@@ -121,7 +136,9 @@ class Config:
         """A duration in (scaled) wall-clock seconds, drawn from the seeded RNG."""
         lo, hi = self.durations[name]
         d = self.rng.uniform(lo, hi)
-        if name not in UNSCALED:
+        if name in self.scales:
+            d *= self.scales[name]
+        elif name not in UNSCALED:
             d *= self.effective_time_scale
         return d
 
@@ -154,6 +171,7 @@ class Config:
             "behaviours": sorted(self.behaviours),
             "fault_kinds": [k for k in FAULT_KINDS if k in self.fault_kinds],
             "constrained_zones": sorted(self.constrained_zones),
+            "scales": dict(self.scales),
         }
 
     def update(self, doc: dict):
@@ -161,9 +179,9 @@ class Config:
         new = Config(mode=self.mode, seed=self.seed, time_scale=self.time_scale, fault_rate=self.fault_rate,
                      durations=dict(self.durations), exempt_access_keys=set(self.exempt_access_keys),
                      behaviours=set(self.behaviours), fault_kinds=set(self.fault_kinds),
-                     constrained_zones=set(self.constrained_zones))
+                     constrained_zones=set(self.constrained_zones), scales=dict(self.scales))
         known = {"mode", "seed", "time_scale", "fault_rate", "durations", "exempt_access_keys", "behaviours",
-                 "fault_kinds", "constrained_zones"}
+                 "fault_kinds", "constrained_zones", "scales"}
         unknown = set(doc) - known
         if unknown:
             raise ValueError("unknown config keys: %s" % ", ".join(sorted(unknown)))
@@ -196,8 +214,11 @@ class Config:
             new.fault_kinds = set(FAULT_KINDS) if k in (None, "all") else set(k)
         if "constrained_zones" in doc:
             new.constrained_zones = set(doc["constrained_zones"] or [])
+        if "scales" in doc:
+            new.scales = {k: float(v) for k, v in (doc["scales"] or {}).items()}
         new.check()
         self.constrained_zones = new.constrained_zones
+        self.scales = new.scales
         self.mode, self.time_scale, self.fault_rate = new.mode, new.time_scale, new.fault_rate
         self.durations, self.exempt_access_keys, self.behaviours = new.durations, new.exempt_access_keys, new.behaviours
         self.fault_kinds = new.fault_kinds

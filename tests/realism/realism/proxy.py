@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from realism import awserrors
+from realism import awserrors, quirks
 from realism.awserrors import AwsError, Envelope
 from realism.botomodel import Identified, ModelIndex, ParseError, Request, Signature, parse_params, parse_signature
 from realism.calllog import CallLog, key_params
@@ -113,16 +113,24 @@ class Injection:
         self.service = doc.get("service") or ""
         self.operation = doc.get("operation") or ""
         self.code = doc.get("code") or doc.get("error_code") or doc.get("error")
-        if not self.code:
-            raise ValueError("code is required")
+        if not self.code and not doc.get("lose_answer"):
+            raise ValueError("code is required (or lose_answer)")
         self.message = doc.get("message") or ""
         self.status = int(doc.get("status") or doc.get("http_status") or 400)
         self.count = int(doc.get("count", 1))
         self.access_key = doc.get("access_key") or ""
         self.match = doc.get("match") or ""
+        # Armed only once a call of this operation has been answered (e.g. "DeleteDBInstance":
+        # the reads of the wait that follows fail, not the ones before).
+        self.after = doc.get("after") or ""
+        self.armed = not self.after
+        # Forward the call, then drop the connection: AWS acted, the caller never hears.
+        self.lose_answer = bool(doc.get("lose_answer"))
+        if self.lose_answer:
+            self.code = self.code or "lost"
 
     def matches(self, ctx: Ctx) -> bool:
-        if self.count <= 0:
+        if self.count <= 0 or not self.armed:
             return False
         if self.service and self.service not in (ctx.service, ctx.sig.service if ctx.sig else ""):
             return False
@@ -142,7 +150,8 @@ class Injection:
     def to_json(self) -> dict:
         return {"id": self.id, "service": self.service, "operation": self.operation, "code": self.code,
                 "message": self.message, "status": self.status, "count": self.count,
-                "access_key": self.access_key, "match": self.match}
+                "access_key": self.access_key, "match": self.match, "after": self.after, "armed": self.armed,
+                "lose_answer": self.lose_answer}
 
 
 class Proxy:
@@ -219,6 +228,14 @@ class Proxy:
             answer = None
         if answer is not None:
             return await self._answer(request, ctx, answer)
+        quirks.before(ctx, self.name)
+        if ctx.state.get("lose_answer"):
+            resp = await self._forward_buffered(ctx)
+            if resp is not None:
+                resp = await self.world.after(ctx, resp)
+            ctx.verdict = "injected:lost-answer"
+            ctx.status = resp.status if resp is not None else None
+            return await self._answer(request, ctx, Answer(drop=True))
         if self.world.wants_response(ctx):
             resp = await self._forward_buffered(ctx)
             if resp is None:
@@ -258,6 +275,9 @@ class Proxy:
             if inj.matches(ctx):
                 inj.count -= 1
                 self.injections = [i for i in self.injections if i.count > 0]
+                if inj.lose_answer:
+                    ctx.state["lose_answer"] = True
+                    return None
                 return ctx.error(AwsError(inj.code, inj.message or inj.code, inj.status,
                                           sender=inj.status < 500), "injected:%s" % inj.code)
         if not self.config.validating or ctx.ident is None or ctx.params is None:
@@ -377,6 +397,10 @@ class Proxy:
         if ctx.parse_error:
             entry["parse_error"] = ctx.parse_error[:200]
         self.calls.write(entry)
+        if ctx.op and ctx.status is not None and ctx.status < 300:
+            for inj in self.injections:
+                if not inj.armed and inj.after == ctx.op:
+                    inj.armed = True
         if ctx.verdict not in ("forwarded", "passthrough"):
             log.info("#%d %s.%s -> %s %s%s", ctx.seq, ctx.service, ctx.op, ctx.status, ctx.verdict,
                      (" (%s)" % ctx.note[:200]) if ctx.note else "")

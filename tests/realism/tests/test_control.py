@@ -95,6 +95,33 @@ def test_injection_by_access_key_and_count(ms):
     other.get_caller_identity()
 
 
+def test_an_injection_armed_after_an_operation(ms):
+    # The reads after a delete fail, not the ones before it.
+    ms.realism.inject(service="s3", operation="ListBuckets", code="InternalError", message="after", status=500,
+                      count=1, after="DeleteBucket")
+    s3 = ms.client("s3")
+    bucket = unique("after")
+    s3.create_bucket(Bucket=bucket)
+    s3.list_buckets()  # not armed yet
+    s3.delete_bucket(Bucket=bucket)
+    with pytest.raises(ClientError) as e:
+        s3.list_buckets()
+    assert error_of(e)[:2] == ("InternalError", 500)
+    s3.list_buckets()  # used up
+
+
+def test_a_lost_answer_reaches_the_emulator_but_not_the_caller(ms):
+    ms.realism.inject(service="s3", operation="CreateBucket", lose_answer=True, count=1)
+    s3 = ms.client("s3")
+    bucket = unique("lost")
+    with pytest.raises(Exception):
+        s3.create_bucket(Bucket=bucket)
+    # The emulator made it all the same: a retried create finds it.
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    call = ms.realism.calls(operation="CreateBucket")[-1]
+    assert call["verdict"] == "injected:lost-answer" and call["status"] == 200
+
+
 def test_reset_forgets_timing_state(ms):
     ms.realism.config(durations={"lambda_pending": [30, 30]})
     iam, lam = ms.client("iam"), ms.client("lambda")

@@ -1,0 +1,70 @@
+//! The whole repository stack (both systems) through the realism layer, in whatever mode
+//! `make test` put it in (test mode: validation, AWS's timing scaled down, faults): the first
+//! `up` succeeds, a second writes nothing, `drift` finds nothing, and `down` leaves nothing the
+//! stack owned. The seed of the layer is printed, so a failure can be replayed
+//! (`REALISM_SEED=N make test`). Needs the zips and the player (`make zips web`).
+
+use system_tests::{mysql_drop_database, root, Aws, Emulator, Realism, TestStack};
+
+/// The repository's stack.yaml below its `stack:` section, with folders made absolute and a
+/// network and database of this test's own.
+fn repository_sections() -> String {
+    let yaml = std::fs::read_to_string(root().join("stack.yaml")).unwrap();
+    let start = yaml.find("\nstt:").expect("stack.yaml has an stt: section");
+    let root = root();
+    yaml[start + 1..]
+        .replace(
+            "source_dir: site/",
+            &format!("source_dir: {}/site/", root.display()),
+        )
+        .replace(
+            "zips_dir: target/lambda",
+            &format!("zips_dir: {}/target/lambda", root.display()),
+        )
+        .replace("cidr: 10.20.0.0/16", "cidr: 10.60.0.0/16")
+        .replace("database_name: stt", "database_name: t_lifecycle")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_systems_up_again_drift_and_down_through_the_realism_layer() {
+    for zip in ["db_migrate", "vod_convert"] {
+        assert!(
+            root()
+                .join(format!("target/lambda/{zip}/bootstrap.zip"))
+                .exists(),
+            "build the zips first: make zips"
+        );
+    }
+    let realism = Realism::on(Emulator::Ministack);
+    let config = realism.config();
+    eprintln!(
+        "realism layer: mode {} seed {} time scale {} fault rate {}",
+        config["mode"], config["seed"], config["time_scale"], config["fault_rate"]
+    );
+    mysql_drop_database("t_lifecycle");
+    let name = "t-lifecycle";
+    let stack = TestStack::with_sections(name, Emulator::Ministack, &repository_sections());
+
+    let first = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(first["summary"]["failed"], 0, "{first:#}");
+    let second = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
+    assert_eq!(second["summary"]["created"], 0, "{second:#}");
+    assert_eq!(second["summary"]["updated"], 0, "{second:#}");
+    stack.run(&["drift"]).expect(0);
+
+    let down = stack
+        .run(&[
+            "--output",
+            "json",
+            "down",
+            "--delete-data",
+            "--skip-final-snapshot",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(down["summary"]["failed"], 0, "{down:#}");
+    let left = Aws::new().await.owned_by(name).await;
+    assert!(left.is_empty(), "down left: {left:?}");
+    mysql_drop_database("t_lifecycle");
+}
