@@ -185,7 +185,8 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         }
     }
     assert!(found, "no {text_key} after {deadline:?}");
-    let transcript_key = format!("output_text/{upload_id}/hello world.json");
+    // Transcribe's own output under an ASCII key (its OutputKey pattern has no spaces).
+    let transcript_key = format!("output_text/{upload_id}/transcript.json");
     assert!(object_exists(&aws, &audio_bucket, &transcript_key).await);
     let text = aws
         .s3
