@@ -12,6 +12,7 @@ use aws_sdk_lambda as lambda;
 use aws_sdk_rds as rds;
 use aws_sdk_s3 as s3;
 use aws_sdk_sesv2 as ses;
+use aws_sdk_sqs as sqs;
 use aws_sdk_sts as sts;
 
 use crate::engine::CallCounter;
@@ -43,6 +44,7 @@ pub struct Clients {
     pub apigateway: apigateway::Client,
     pub events: eventbridge::Client,
     pub ses: ses::Client,
+    pub sqs: sqs::Client,
     pub calls: CallCounter,
     pub region: String,
     pub account_id: String,
@@ -148,6 +150,7 @@ impl Clients {
             apigateway: client!(apigateway),
             events: client!(eventbridge),
             ses: client!(ses),
+            sqs: client!(sqs),
             calls,
             region: region.to_owned(),
             account_id: String::new(),

@@ -77,6 +77,24 @@ async fn functions_and_roles_on_the_local_target() {
     assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
     assert_eq!(line(&second, "schema_migration/stt")["result"], "noop");
 
+    // API Gateway's own errors (here 403 for a path the API does not have; also 413 over
+    // 10 MB, 429, 502, 504) carry the CORS headers, so the page can show them. Without a site
+    // nor a configured origin the allowed origin is the literal `null`.
+    let api = second["outputs"]["stt_api_url"].as_str().unwrap();
+    let (status, headers, _) = system_tests::http_request(
+        "POST",
+        &api.replace("/file-upload", "/no-such-path"),
+        &[("Origin", "null")],
+        b"",
+    );
+    assert_eq!(status, 403, "{headers:?}");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "access-control-allow-origin" && v == "null"),
+        "{headers:?}"
+    );
+
     // By hand: more memory for save_text, and file_upload's role widened to all of S3.
     aws.lambda
         .update_function_configuration()

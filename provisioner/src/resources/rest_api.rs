@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_apigateway::types::{
-    EndpointConfiguration, EndpointType, IntegrationType, Op, PatchOperation, RestApi as LiveApi,
+    EndpointConfiguration, EndpointType, GatewayResponseType, IntegrationType, Op, PatchOperation,
+    RestApi as LiveApi,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -48,7 +49,13 @@ pub struct Definition {
     pub path: String,
     pub proxy_uri: String,
     pub cors: BTreeMap<String, String>,
+    /// Headers of API Gateway's own error answers (413 over 10 MB, 429, 502, 504), so that
+    /// the page may read them: without them the browser shows a CORS failure instead.
+    pub gateway_cors: BTreeMap<String, String>,
 }
+
+/// The gateway responses that carry CORS headers: every 4xx and 5xx API Gateway answers itself.
+pub const GATEWAY_RESPONSES: [&str; 2] = ["DEFAULT_4XX", "DEFAULT_5XX"];
 
 impl Definition {
     pub fn digest(&self) -> String {
@@ -57,6 +64,7 @@ impl Definition {
             "path": self.path,
             "POST": {"type": "AWS_PROXY", "httpMethod": "POST", "uri": self.proxy_uri},
             "OPTIONS": {"type": "MOCK", "responseParameters": self.cors},
+            "gatewayResponses": self.gateway_cors,
         });
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -79,6 +87,17 @@ pub fn cors_parameters(origin: &str) -> BTreeMap<String, String> {
     ]
     .into_iter()
     .map(|(h, v)| (format!("method.response.header.{h}"), format!("'{v}'")))
+    .collect()
+}
+
+/// Gateway response parameters with the CORS headers of an answer to a real request.
+pub fn gateway_cors_parameters(origin: &str) -> BTreeMap<String, String> {
+    [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Headers", "Content-Type"),
+    ]
+    .into_iter()
+    .map(|(h, v)| (format!("gatewayresponse.header.{h}"), format!("'{v}'")))
     .collect()
 }
 
@@ -118,6 +137,37 @@ impl RestApi {
             path: format!("/{}", self.path_part),
             proxy_uri: lambda_integration_uri(&cx.aws.region, &function_arn),
             cors: cors_parameters(&(self.allowed_origin)(cx)),
+            gateway_cors: gateway_cors_parameters(&(self.allowed_origin)(cx)),
+        }
+    }
+
+    /// The response parameters of one gateway response (a default one never put has none).
+    async fn gateway_response(
+        &self,
+        cx: &Context,
+        api_id: &str,
+        response_type: &str,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        match cx
+            .aws
+            .apigateway
+            .get_gateway_response()
+            .rest_api_id(api_id)
+            .response_type(GatewayResponseType::from(response_type))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .response_parameters()
+                .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_not_found_exception()) =>
+            {
+                Ok(BTreeMap::new())
+            }
+            Err(e) => Err(e).step(&self.key, "GetGatewayResponse"),
         }
     }
 
@@ -571,6 +621,13 @@ impl Resource for RestApi {
                 "(missing)",
             )),
         }
+        for response_type in GATEWAY_RESPONSES {
+            diff.field(
+                &format!("GatewayResponses.{response_type}.ResponseParameters"),
+                wanted.gateway_cors.clone(),
+                self.gateway_response(cx, &api_id, response_type).await?,
+            );
+        }
         let digest = wanted.digest();
         let deployed = self.deployed_digest(cx, &api_id).await?;
         diff.field(
@@ -650,6 +707,21 @@ impl Resource for RestApi {
                 }
             }
         }
+        if planned.action == Action::Create || planned.touches("GatewayResponses.") {
+            for response_type in GATEWAY_RESPONSES {
+                cx.aws
+                    .apigateway
+                    .put_gateway_response()
+                    .rest_api_id(&api_id)
+                    .response_type(GatewayResponseType::from(response_type))
+                    .set_response_parameters(Some(
+                        wanted.gateway_cors.clone().into_iter().collect(),
+                    ))
+                    .send()
+                    .await
+                    .step(&self.key, "PutGatewayResponse")?;
+            }
+        }
         let digest = wanted.digest();
         if self.deployed_digest(cx, &api_id).await?.as_deref() != Some(digest.as_str()) {
             cx.aws
@@ -689,6 +761,7 @@ mod tests {
                 "arn:aws:lambda:us-east-1:111122223333:function:demo-file_upload",
             ),
             cors: cors_parameters(origin),
+            gateway_cors: gateway_cors_parameters(origin),
         }
     }
 
@@ -723,6 +796,20 @@ mod tests {
             ),
             "http://127.0.0.1:4566/restapis/abc123/prod/_user_request_/file-upload"
         );
+    }
+
+    #[test]
+    fn api_gateway_errors_carry_cors_headers() {
+        let cors = gateway_cors_parameters("https://d1.cloudfront.net");
+        assert_eq!(
+            cors["gatewayresponse.header.Access-Control-Allow-Origin"],
+            "'https://d1.cloudfront.net'"
+        );
+        assert_eq!(GATEWAY_RESPONSES, ["DEFAULT_4XX", "DEFAULT_5XX"]);
+        // A change of the gateway responses is a change of the deployed definition.
+        let mut other = definition("https://d1.cloudfront.net");
+        other.gateway_cors.clear();
+        assert_ne!(other.digest(), definition("https://d1.cloudfront.net").digest());
     }
 
     #[test]

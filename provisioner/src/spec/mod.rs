@@ -14,9 +14,10 @@ use serde::Deserialize;
 
 pub use values::{
     AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
-    Engine, EphemeralStorageSize, GatewayService, HttpVersion, InstanceClass, Ipv4Cidr,
-    MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region, RetentionDays, StackName,
-    StorageSize, StorageType, TagKey, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
+    Engine, EphemeralStorageSize, EventAgeSeconds, GatewayService, HttpVersion, InstanceClass,
+    Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region, RetentionDays,
+    RetryAttempts, StackName, StorageSize, StorageType, TagKey, TimeoutSeconds, VideoSuffix,
+    ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -130,6 +131,28 @@ pub struct VodFunction {
     /// New objects with these suffixes in the source bucket are converted.
     #[serde(default = "defaults::video_suffixes")]
     pub video_suffixes: Vec<VideoSuffix>,
+    /// What happens to an upload whose conversion keeps failing.
+    #[serde(default)]
+    pub async_invocation: AsyncInvocation,
+}
+
+/// Lambda's handling of asynchronous invocations (S3 notifications, EventBridge rules) that
+/// fail: retries, how long an event is kept, and then the stack's failed-events queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncInvocation {
+    /// Lambda's default: 2.
+    #[serde(default = "defaults::retry_attempts")]
+    pub maximum_retry_attempts: RetryAttempts,
+    /// One hour (Lambda's default is six): an upload not transcribed by then is reported failed.
+    #[serde(default = "defaults::event_age")]
+    pub maximum_event_age_s: EventAgeSeconds,
+}
+
+impl Default for AsyncInvocation {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
 }
 
 impl Default for VodFunction {
@@ -162,6 +185,9 @@ pub struct Functions {
     pub send_email: FunctionSettings,
     #[serde(default = "defaults::small_function")]
     pub db_migrate: FunctionSettings,
+    /// What happens to an event whose function keeps failing (S3 uploads, Transcribe results).
+    #[serde(default)]
+    pub async_invocation: AsyncInvocation,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,6 +347,12 @@ mod defaults {
 
     pub fn yes() -> bool {
         true
+    }
+    pub fn retry_attempts() -> RetryAttempts {
+        RetryAttempts(2)
+    }
+    pub fn event_age() -> EventAgeSeconds {
+        EventAgeSeconds(3600)
     }
     pub fn site_dir() -> PathBuf {
         PathBuf::from("site/stt")

@@ -583,6 +583,14 @@ bounded_number!(
     /// Lambda ephemeral storage in MB (512 to 10240).
     EphemeralStorageSize, i32, 512u64, 10240u64, "ephemeral storage (MB)"
 );
+bounded_number!(
+    /// How often Lambda tries an asynchronous invocation again after it failed (0 to 2).
+    RetryAttempts, i32, 0u64, 2u64, "retry attempts (0 to 2)"
+);
+bounded_number!(
+    /// How long Lambda keeps an asynchronous event it could not process (60 s to 6 h).
+    EventAgeSeconds, i32, 60u64, 21600u64, "event age (s)"
+);
 
 string_newtype!(
     /// An e-mail address: something@domain, the domain with a dot.

@@ -13,9 +13,11 @@ use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket::Bucket;
 use crate::resources::bucket_notification::{self, BucketNotification};
 use crate::resources::email_identity::EmailIdentity;
+use crate::resources::event_invoke_config::EventInvokeConfig;
 use crate::resources::event_rule::{self, EventRule};
 use crate::resources::function::{self, Function};
 use crate::resources::lambda_permission::LambdaPermission;
+use crate::resources::queue::Queue;
 use crate::resources::rest_api::RestApi;
 use crate::resources::role::Role;
 use crate::resources::schema_migration::SchemaMigration;
@@ -80,6 +82,19 @@ pub struct Scope {
     pub secret: Option<String>,
     /// The SES identity mail is sent from (`mail_from`).
     pub mail_from: String,
+    /// The queue asynchronous invocations that keep failing are sent to (Lambda sends with
+    /// the function's role).
+    pub failed_events: String,
+}
+
+/// The functions S3 and EventBridge invoke asynchronously: their failed events go to the
+/// stack's queue.
+pub const ASYNC_FUNCTIONS: [&str; 3] = ["audio_transcribe", "save_text", "send_email"];
+
+pub const FAILED_EVENTS: ResourceKey = ResourceKey::new("queue", "stt-failed-events");
+
+pub fn failed_events_queue_name(cx: &Context) -> String {
+    format!("{}-stt-failed-events", cx.stack_name())
 }
 
 /// The inline policy of one function's role: exactly what its handler does, on the stack's
@@ -117,12 +132,24 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
     if let Some(secret) = &scope.secret {
         statements.push(json!({"Sid": "DatabaseSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret}));
     }
+    if ASYNC_FUNCTIONS.contains(&function) {
+        statements.push(json!({"Sid": "FailedEvents", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": scope.failed_events}));
+    }
     let objects = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
     let jobs = format!("arn:aws:transcribe:{region}:{account}:transcription-job/*");
     match function {
         "file_upload" => statements.push(json!({"Sid": "StoreUploads", "Effect": "Allow", "Action": "s3:PutObject", "Resource": objects("input_audio/")})),
         "audio_transcribe" => {
-            statements.push(json!({"Sid": "StartJobs", "Effect": "Allow", "Action": "transcribe:StartTranscriptionJob", "Resource": jobs}));
+            // StartTranscriptionJob has no resource type (Service Authorization Reference):
+            // AWS authorizes it on "*", which a job ARN never matches. The condition keeps it
+            // to jobs that write into the stack's bucket.
+            statements.push(json!({
+                "Sid": "StartJobs",
+                "Effect": "Allow",
+                "Action": "transcribe:StartTranscriptionJob",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"transcribe:OutputBucketName": bucket}}
+            }));
             // Transcribe reads the audio and writes the transcript with the caller's rights.
             statements.push(json!({"Sid": "ReadUploads", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects("input_audio/")}));
             statements.push(json!({"Sid": "WriteTranscripts", "Effect": "Allow", "Action": "s3:PutObject", "Resource": objects("output_text/")}));
@@ -157,6 +184,12 @@ fn scope(cx: &Context, function: &str, mail_from: &str) -> Scope {
         bucket: audio_bucket_name(cx),
         secret: cx.output(&DATABASE, "secret_arn"),
         mail_from: mail_from.to_owned(),
+        failed_events: format!(
+            "arn:aws:sqs:{}:{}:{}",
+            cx.aws.region,
+            cx.aws.account_id,
+            failed_events_queue_name(cx)
+        ),
     }
 }
 
@@ -437,6 +470,20 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
             environment: Box::new(move |cx| environment(cx, &spec, function, ipv6)),
         }));
     }
+    resources.push(Arc::new(Queue {
+        key: FAILED_EVENTS,
+        name: failed_events_queue_name(cx),
+    }));
+    for function in ASYNC_FUNCTIONS {
+        resources.push(Arc::new(EventInvokeConfig {
+            key: ResourceKey::new("event_invoke_config", function),
+            function: function_key(function),
+            function_name: function_name(cx, function),
+            destination: FAILED_EVENTS,
+            maximum_retry_attempts: functions.async_invocation.maximum_retry_attempts.0,
+            maximum_event_age_s: functions.async_invocation.maximum_event_age_s.0,
+        }));
+    }
     resources.push(Arc::new(SchemaMigration {
         key: SCHEMA,
         function: function_key("db_migrate"),
@@ -467,6 +514,7 @@ mod tests {
             bucket: "demo-audio-111122223333".into(),
             secret: Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1".into()),
             mail_from: "transcripts@example.com".into(),
+            failed_events: "arn:aws:sqs:us-east-1:111122223333:demo-stt-failed-events".into(),
         }
     }
 
@@ -489,10 +537,16 @@ mod tests {
                 );
                 assert_eq!(statement["Effect"], "Allow");
                 if resources.contains(&"*".to_owned()) {
-                    assert_eq!(
-                        statement["Sid"], "VpcNetworkInterfaces",
-                        "{function}: only the VPC actions may use *"
-                    );
+                    // Only actions without resource-level permissions: the VPC ones, and
+                    // StartTranscriptionJob under a condition on the output bucket.
+                    match statement["Sid"].as_str() {
+                        Some("VpcNetworkInterfaces") => {}
+                        Some("StartJobs") => assert_eq!(
+                            statement["Condition"]["StringEquals"]["transcribe:OutputBucketName"],
+                            "demo-audio-111122223333"
+                        ),
+                        _ => panic!("{function}: {statement} uses * without need"),
+                    }
                 }
                 for resource in resources.iter().filter(|r| r.starts_with("arn:aws:s3")) {
                     assert!(
@@ -517,6 +571,7 @@ mod tests {
                                 | "OwnLogStreams"
                                 | "VpcNetworkInterfaces"
                                 | "DatabaseSecret"
+                                | "FailedEvents"
                         )
                     )
                 })

@@ -13,8 +13,10 @@ use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket::Bucket;
 use crate::resources::bucket_cors::{self, BucketCors};
 use crate::resources::bucket_notification::{self, BucketNotification};
+use crate::resources::event_invoke_config::EventInvokeConfig;
 use crate::resources::function::Function;
 use crate::resources::lambda_permission::LambdaPermission;
+use crate::resources::queue::Queue;
 use crate::resources::role::Role;
 use crate::spec::Vod;
 
@@ -48,6 +50,14 @@ pub struct Scope {
     pub source_bucket: String,
     pub output_bucket: String,
     pub mediaconvert_role_arn: String,
+    /// The queue conversions that keep failing are sent to.
+    pub failed_events: String,
+}
+
+pub const FAILED_EVENTS: ResourceKey = ResourceKey::new("queue", "vod-failed-events");
+
+pub fn failed_events_queue_name(cx: &Context) -> String {
+    format!("{}-vod-failed-events", cx.stack_name())
 }
 
 /// MediaConvert's role (V3): read the source videos, write the renditions. The tutorial
@@ -91,7 +101,10 @@ pub fn convert_policy(scope: &Scope) -> Value {
              "Resource": format!("arn:aws:s3:::{}/*", scope.source_bucket)},
             // Without it S3 answers a missing `job.json` with 403 instead of 404.
             {"Sid": "ListSources", "Effect": "Allow", "Action": "s3:ListBucket",
-             "Resource": format!("arn:aws:s3:::{}", scope.source_bucket)}
+             "Resource": format!("arn:aws:s3:::{}", scope.source_bucket)},
+            // Lambda sends an upload whose conversion keeps failing there, with this role.
+            {"Sid": "FailedEvents", "Effect": "Allow", "Action": "sqs:SendMessage",
+             "Resource": scope.failed_events}
         ]
     })
 }
@@ -110,6 +123,12 @@ fn scope(cx: &Context) -> Scope {
                 cx.stack_name()
             )
         }),
+        failed_events: format!(
+            "arn:aws:sqs:{}:{}:{}",
+            cx.aws.region,
+            cx.aws.account_id,
+            failed_events_queue_name(cx)
+        ),
     }
 }
 
@@ -242,6 +261,18 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         source_account: true,
         inputs: vec![SOURCE_BUCKET],
     }));
+    resources.push(Arc::new(Queue {
+        key: FAILED_EVENTS,
+        name: failed_events_queue_name(cx),
+    }));
+    resources.push(Arc::new(EventInvokeConfig {
+        key: ResourceKey::new("event_invoke_config", "vod_convert"),
+        function: CONVERT_FUNCTION,
+        function_name: format!("{stack}-vod_convert"),
+        destination: FAILED_EVENTS,
+        maximum_retry_attempts: f.async_invocation.maximum_retry_attempts.0,
+        maximum_event_age_s: f.async_invocation.maximum_event_age_s.0,
+    }));
     resources.push(Arc::new(BucketNotification {
         key: SOURCE_NOTIFICATIONS,
         bucket: SOURCE_BUCKET,
@@ -286,6 +317,7 @@ mod tests {
             source_bucket: "demo-vod-source-111122223333".into(),
             output_bucket: "demo-vod-output-111122223333".into(),
             mediaconvert_role_arn: "arn:aws:iam::111122223333:role/demo-vod-mediaconvert".into(),
+            failed_events: "arn:aws:sqs:us-east-1:111122223333:demo-vod-failed-events".into(),
         }
     }
 
