@@ -31,6 +31,7 @@ async fn lifecycle(emulator: Emulator, name: &str) {
         "vpc_endpoint/stt-transcribe",
         "vpc_endpoint/stt-secretsmanager",
         "db_subnet_group/stt",
+        "db_parameter_group/stt",
         "db_instance/stt",
     ] {
         assert_eq!(
@@ -75,6 +76,36 @@ async fn lifecycle(emulator: Emulator, name: &str) {
             .as_str()
             .is_some_and(|e| e.ends_with(":3306")),
         "{first:#}"
+    );
+
+    // MySQL refuses connections without TLS: the stack's parameter group says so, and the
+    // database uses it.
+    let parameters = aws
+        .rds
+        .describe_db_parameters()
+        .db_parameter_group_name(format!("{name}-mysql8-0"))
+        .source("user")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        parameters
+            .parameters()
+            .iter()
+            .any(|p| p.parameter_name() == Some("require_secure_transport")
+                && p.parameter_value() == Some("1")),
+        "{parameters:?}"
+    );
+    let instance = aws
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(format!("{name}-db"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        instance.db_instances()[0].db_parameter_groups()[0].db_parameter_group_name(),
+        Some(format!("{name}-mysql8-0").as_str())
     );
 
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();

@@ -37,6 +37,8 @@ pub struct DbSettings {
     pub managed_password: bool,
     pub subnet_group: String,
     pub security_groups: Vec<String>,
+    /// The stack's parameter group (TLS required).
+    pub parameter_group: String,
 }
 
 impl DbSettings {
@@ -86,6 +88,12 @@ impl DbSettings {
                 .unwrap_or_default()
                 .to_owned(),
             security_groups: groups,
+            parameter_group: db
+                .db_parameter_groups()
+                .first()
+                .and_then(|g| g.db_parameter_group_name())
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 
@@ -150,6 +158,11 @@ impl DbSettings {
             &self.security_groups,
             &live.security_groups,
         );
+        updating.field(
+            "DBParameterGroupName",
+            &self.parameter_group,
+            &live.parameter_group,
+        );
         // The emulator accepts ManageMasterUserPassword but creates no secret.
         if !local {
             updating.field(
@@ -175,6 +188,7 @@ pub struct DbInstance {
     pub key: ResourceKey,
     pub identifier: String,
     pub subnet_group: ResourceKey,
+    pub parameter_group: ResourceKey,
     pub security_group: ResourceKey,
     /// The wanted settings, given the subnet group name and security group id.
     pub settings: Box<dyn Fn(Vec<String>) -> DbSettings + Send + Sync>,
@@ -241,6 +255,7 @@ impl DbInstance {
             .manage_master_user_password(true)
             .db_name(&w.db_name)
             .db_subnet_group_name(&w.subnet_group)
+            .db_parameter_group_name(&w.parameter_group)
             .set_vpc_security_group_ids(Some(w.security_groups.clone()))
             .backup_retention_period(w.backup_retention)
             .storage_encrypted(true)
@@ -316,6 +331,15 @@ impl DbInstance {
         if changed("ManageMasterUserPassword") {
             m = m.manage_master_user_password(true);
             any = true;
+        }
+        if changed("DBParameterGroupName") {
+            m = m.db_parameter_group_name(&w.parameter_group);
+            any = true;
+            cx.note(
+                &self.key,
+                "the new parameter group applies once the database restarts (RDS: pending-reboot); \
+                 reboot it when convenient",
+            );
         }
         if any {
             // RDS takes changes only from an available instance; it may still be backing up
@@ -441,7 +465,11 @@ impl Resource for DbInstance {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        vec![self.subnet_group.clone(), self.security_group.clone()]
+        vec![
+            self.subnet_group.clone(),
+            self.parameter_group.clone(),
+            self.security_group.clone(),
+        ]
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
@@ -567,6 +595,7 @@ mod tests {
             managed_password: true,
             subnet_group: "demo-db".into(),
             security_groups: vec!["sg-1".into()],
+            parameter_group: "demo-mysql8-0".into(),
         }
     }
 

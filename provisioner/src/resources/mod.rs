@@ -6,6 +6,7 @@ pub mod bucket_cors;
 pub mod bucket_notification;
 pub mod bucket_policy;
 pub mod db_instance;
+pub mod db_parameter_group;
 pub mod db_subnet_group;
 pub mod distribution;
 pub mod ec2;

@@ -809,7 +809,10 @@ mod tests {
         // A change of the gateway responses is a change of the deployed definition.
         let mut other = definition("https://d1.cloudfront.net");
         other.gateway_cors.clear();
-        assert_ne!(other.digest(), definition("https://d1.cloudfront.net").digest());
+        assert_ne!(
+            other.digest(),
+            definition("https://d1.cloudfront.net").digest()
+        );
     }
 
     #[test]

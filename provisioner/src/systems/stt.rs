@@ -8,6 +8,7 @@ use super::web;
 use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket;
 use crate::resources::db_instance::{DbInstance, DbSettings};
+use crate::resources::db_parameter_group::{self, DbParameterGroup};
 use crate::resources::db_subnet_group::DbSubnetGroup;
 use crate::resources::egress_gateway::EgressGateway;
 use crate::resources::route_table::RouteTable;
@@ -79,6 +80,7 @@ pub const FUNCTIONS_SG: ResourceKey = ResourceKey::new("security_group", "stt-fu
 pub const DATABASE_SG: ResourceKey = ResourceKey::new("security_group", "stt-database");
 pub const ENDPOINTS_SG: ResourceKey = ResourceKey::new("security_group", "stt-endpoints");
 pub const DB_SUBNET_GROUP: ResourceKey = ResourceKey::new("db_subnet_group", "stt");
+pub const DB_PARAMETER_GROUP: ResourceKey = ResourceKey::new("db_parameter_group", "stt");
 pub const DATABASE: ResourceKey = ResourceKey::new("db_instance", "stt");
 
 pub fn subnet_key(zone: &str) -> ResourceKey {
@@ -221,8 +223,11 @@ pub fn database(cx: &Context, db: &Database) -> Vec<Arc<dyn Resource>> {
     let stack = cx.stack_name();
     let zones = cx.zones().to_vec();
     let subnet_group = format!("{stack}-db");
+    let family = db_parameter_group::family(db.engine.as_str(), &db.engine_version);
+    let parameter_group = db_parameter_group::group_name(stack, &family);
     let d = db.clone();
     let group_name = subnet_group.clone();
+    let parameters_name = parameter_group.clone();
     let settings = move |security_groups: Vec<String>| DbSettings {
         engine: d.engine.as_str().into(),
         engine_version: d.engine_version.clone(),
@@ -238,6 +243,7 @@ pub fn database(cx: &Context, db: &Database) -> Vec<Arc<dyn Resource>> {
         managed_password: true,
         subnet_group: group_name.clone(),
         security_groups,
+        parameter_group: parameters_name.clone(),
     };
     vec![
         Arc::new(DbSubnetGroup {
@@ -245,10 +251,18 @@ pub fn database(cx: &Context, db: &Database) -> Vec<Arc<dyn Resource>> {
             name: subnet_group,
             subnets: zones.iter().map(|z| subnet_key(z)).collect(),
         }),
+        Arc::new(DbParameterGroup {
+            key: DB_PARAMETER_GROUP,
+            name: parameter_group,
+            family,
+            // MySQL refuses connections without TLS (the functions verify the certificate).
+            parameters: [("require_secure_transport".to_owned(), "1".to_owned())].into(),
+        }),
         Arc::new(DbInstance {
             key: DATABASE,
             identifier: format!("{stack}-db"),
             subnet_group: DB_SUBNET_GROUP,
+            parameter_group: DB_PARAMETER_GROUP,
             security_group: DATABASE_SG,
             settings: Box::new(settings),
             final_snapshot: db.final_snapshot,

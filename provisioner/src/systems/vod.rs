@@ -277,16 +277,15 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         key: SOURCE_NOTIFICATIONS,
         bucket: SOURCE_BUCKET,
         bucket_name: source,
-        rules: f
-            .video_suffixes
-            .iter()
-            .map(|suffix| bucket_notification::Rule {
-                id: format!("convert-{}", suffix.as_str().trim_start_matches('.')),
-                function: CONVERT_FUNCTION,
-                prefix: String::new(),
-                suffix: suffix.as_str().to_owned(),
-            })
-            .collect(),
+        // Every new object: S3's suffix filters are literal and case-sensitive, so
+        // `IMG_0001.MOV` would never match `.mov`. vod_convert picks the videos by
+        // `VideoSuffixes`, in any case, and skips the rest (a `job.json` settings file).
+        rules: vec![bucket_notification::Rule {
+            id: "convert-uploads".into(),
+            function: CONVERT_FUNCTION,
+            prefix: String::new(),
+            suffix: String::new(),
+        }],
         permissions: vec![CONVERT_PERMISSION],
     }));
     resources
