@@ -85,6 +85,9 @@ pub struct Scope {
     /// The queue asynchronous invocations that keep failing are sent to (Lambda sends with
     /// the function's role).
     pub failed_events: String,
+    /// The ids of the stack's subnets and of the functions' security group (once made).
+    pub subnets: Vec<String>,
+    pub security_group: Option<String>,
 }
 
 /// The functions S3 and EventBridge invoke asynchronously: their failed events go to the
@@ -95,6 +98,30 @@ pub const FAILED_EVENTS: ResourceKey = ResourceKey::new("queue", "stt-failed-eve
 
 pub fn failed_events_queue_name(cx: &Context) -> String {
     format!("{}-stt-failed-events", cx.stack_name())
+}
+
+/// Where `ec2:CreateNetworkInterface` may make interfaces: in the stack's subnets, with its
+/// functions' security group (ARNs of the resource types the action takes).
+fn ec2_interface_resources(scope: &Scope) -> Vec<String> {
+    let Scope {
+        region, account, ..
+    } = scope;
+    let mut resources = vec![format!(
+        "arn:aws:ec2:{region}:{account}:network-interface/*"
+    )];
+    resources.extend(
+        scope
+            .subnets
+            .iter()
+            .map(|id| format!("arn:aws:ec2:{region}:{account}:subnet/{id}")),
+    );
+    resources.extend(
+        scope
+            .security_group
+            .iter()
+            .map(|id| format!("arn:aws:ec2:{region}:{account}:security-group/{id}")),
+    );
+    resources
 }
 
 /// The inline policy of one function's role: exactly what its handler does, on the stack's
@@ -113,19 +140,30 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
     let mut statements = vec![
         json!({"Sid": "OwnLogGroup", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group}),
         json!({"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": format!("{group}:*")}),
-        // These EC2 actions take no resource-level scoping (AWS requires "*"); they are the
-        // ones of the managed AWSLambdaVPCAccessExecutionRole.
+        // What Lambda does with the role to give the function its network interfaces (the
+        // actions of the managed AWSLambdaVPCAccessExecutionRole), scoped to the stack's own
+        // subnets and security group where the action has resource types.
         json!({
             "Sid": "VpcNetworkInterfaces",
             "Effect": "Allow",
+            "Action": "ec2:CreateNetworkInterface",
+            "Resource": ec2_interface_resources(scope)
+        }),
+        json!({
+            "Sid": "VpcNetworkInterfaceAddresses",
+            "Effect": "Allow",
             "Action": [
-                "ec2:CreateNetworkInterface",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeSubnets",
                 "ec2:DeleteNetworkInterface",
                 "ec2:AssignPrivateIpAddresses",
                 "ec2:UnassignPrivateIpAddresses"
             ],
+            "Resource": format!("arn:aws:ec2:{region}:{account}:network-interface/*")
+        }),
+        // Describe actions have no resource types: AWS authorizes them on "*" only.
+        json!({
+            "Sid": "VpcDescribe",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
             "Resource": "*"
         }),
     ];
@@ -190,6 +228,12 @@ fn scope(cx: &Context, function: &str, mail_from: &str) -> Scope {
             cx.aws.account_id,
             failed_events_queue_name(cx)
         ),
+        subnets: cx
+            .zones()
+            .iter()
+            .filter_map(|z| cx.output(&subnet_key(z), "id"))
+            .collect(),
+        security_group: cx.output(&FUNCTIONS_SG, "id"),
     }
 }
 
@@ -435,7 +479,11 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
             key: role_key(function),
             name: function_name(cx, function),
             service: "lambda.amazonaws.com",
-            inputs: vec![DATABASE],
+            // The database's secret; the subnets and security group its interfaces use.
+            inputs: [DATABASE, FUNCTIONS_SG]
+                .into_iter()
+                .chain(zones.iter().map(|z| subnet_key(z)))
+                .collect(),
             // `down` deletes the role only once the security group and subnets (which wait
             // for the functions' network interfaces to go) are gone: Lambda needs the role
             // to release those interfaces.
@@ -515,6 +563,8 @@ mod tests {
             secret: Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1".into()),
             mail_from: "transcripts@example.com".into(),
             failed_events: "arn:aws:sqs:us-east-1:111122223333:demo-stt-failed-events".into(),
+            subnets: vec!["subnet-1".into(), "subnet-2".into()],
+            security_group: Some("sg-functions".into()),
         }
     }
 
@@ -540,7 +590,7 @@ mod tests {
                     // Only actions without resource-level permissions: the VPC ones, and
                     // StartTranscriptionJob under a condition on the output bucket.
                     match statement["Sid"].as_str() {
-                        Some("VpcNetworkInterfaces") => {}
+                        Some("VpcDescribe") => {}
                         Some("StartJobs") => assert_eq!(
                             statement["Condition"]["StringEquals"]["transcribe:OutputBucketName"],
                             "demo-audio-111122223333"
@@ -570,6 +620,8 @@ mod tests {
                             "OwnLogGroup"
                                 | "OwnLogStreams"
                                 | "VpcNetworkInterfaces"
+                                | "VpcNetworkInterfaceAddresses"
+                                | "VpcDescribe"
                                 | "DatabaseSecret"
                                 | "FailedEvents"
                         )
