@@ -13,6 +13,9 @@ MOTO_VENV := .venv-moto
 # tests/realism/requirements.txt, in a virtualenv of its own too.
 REALISM_VENV := .venv-realism
 REALISM_REQUIREMENTS := tests/realism/requirements.txt
+# The proxy's IAM simulator (Node: @cloud-copilot/iam-simulate and iam-data, pinned in
+# tests/realism/iam/package-lock.json); npm ci's own lock copy is the stamp.
+REALISM_IAM_STAMP := tests/realism/iam/node_modules/.package-lock.json
 PROVISION := target/debug/provision
 
 .PHONY: help deps build zips web browser-deps test-tools local local-stop test mariadb realism-test realism-soak
@@ -49,11 +52,16 @@ $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION): $(VENV)/.ministack-$(MINISTACK_VE
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda==$(CARGO_LAMBDA_VERSION)
 	touch $@
 
+# Re-made when the pinned simulator packages change.
+$(REALISM_IAM_STAMP): tests/realism/iam/package.json tests/realism/iam/package-lock.json
+	cd tests/realism/iam && npm ci --no-audit --no-fund
+
 deps: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION) \
-	$(REALISM_VENV)/.requirements
+	$(REALISM_VENV)/.requirements $(REALISM_IAM_STAMP)
 
 # The proxy's own tests start their own ministack, moto and proxies on free ports.
-realism-test: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(REALISM_VENV)/.requirements
+realism-test: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(REALISM_VENV)/.requirements \
+	$(REALISM_IAM_STAMP)
 	cd tests/realism && ../../$(REALISM_VENV)/bin/python -m pytest
 
 # The player's hls.js, from npm (version pinned in site/vod/package-lock.json), copied next to

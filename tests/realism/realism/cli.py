@@ -18,9 +18,11 @@ An HTTP proxy in front of a local AWS emulator (ministack, moto) that adds what 
 the emulator does not: validation of every SigV4-signed request against botocore's models
 (answered with the service's own error code and body), AWS's timing (IAM propagation, Lambda
 Pending and update windows, S3/EC2 read-after-create, CloudFront deployment, RDS states,
-Lambda's VPC ENIs) and transient faults. Unsigned requests (CloudFront viewers, API Gateway
-stages, browsers, /_ministack/...) are forwarded untouched. All knobs can be read and changed
-at run time: GET/PUT http://LISTEN/_realism/config. See docs/realism.md."""
+Lambda's VPC ENIs), transient faults, and IAM on every call a Lambda function makes (its role's
+policies, read from the emulator, evaluated by @cloud-copilot/iam-simulate). Unsigned requests
+(CloudFront viewers, API Gateway stages, browsers, /_ministack/...) are forwarded untouched. All
+knobs can be read and changed at run time: GET/PUT http://LISTEN/_realism/config. See
+docs/realism.md."""
 
 
 def _durations_help() -> str:
@@ -66,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--constrained-zone", action="append", default=[], metavar="ZONE",
                     help="a zone of the emulated account that offers no interface endpoint service and no DB "
                          "instance class (repeatable; default none)")
+    ap.add_argument("--no-iam", dest="iam", action="store_false", default=True,
+                    help="do not simulate IAM on the calls Lambda functions make (on by default in validate and "
+                         "test modes; config key iam)")
+    ap.add_argument("--iam-node", default=os.environ.get("REALISM_IAM_NODE", "node"), metavar="PATH",
+                    help="the node binary that runs the IAM simulator tests/realism/iam/simulate.mjs (default "
+                         "%(default)s); without node or its packages (make deps) IAM is not checked")
+    ap.add_argument("--mediaconvert", choices=("auto", "on", "off"), default="auto",
+                    help="answer MediaConvert (CreateJob, GetJob, ListJobs, DescribeEndpoints) in the proxy: auto "
+                         "(default) when --name is ministack, which lacks it")
     ap.add_argument("--cache-dir", default=None,
                     help="where the index of botocore's models is cached (default ~/.cache/realism)")
     ap.add_argument("--log-level", default=os.environ.get("REALISM_LOG_LEVEL", "INFO"),
@@ -85,7 +96,8 @@ def config_from_args(args) -> Config:
     return Config(mode=args.mode, seed=args.seed, time_scale=args.time_scale, fault_rate=args.fault_rate,
                   durations=durations, exempt_access_keys=set(args.exempt_access_key), behaviours=behaviours,
                   fault_kinds=kinds, constrained_zones=set(args.constrained_zone),
-                  scales=dict(parse_scale(spec) for spec in args.scale))
+                  scales=dict(parse_scale(spec) for spec in args.scale), iam=args.iam, iam_node=args.iam_node,
+                  mediaconvert={"auto": None, "on": True, "off": False}[args.mediaconvert])
 
 
 async def serve(args, config: Config):

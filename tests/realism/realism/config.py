@@ -1,4 +1,4 @@
-"""The proxy's knobs: mode, seed, time scale, fault rate, durations, exempt access keys."""
+"""The proxy's knobs: mode, seed, time scale, fault rate, durations, exempt access keys, IAM."""
 
 from __future__ import annotations
 
@@ -87,6 +87,12 @@ class Config:
     # Per-duration scale factors that replace the time scale for that duration (a test may
     # replay IAM propagation at half its real length and RDS at a fiftieth).
     scales: dict = field(default_factory=dict)
+    # IAM simulated on every call a Lambda function makes (iam.py); on in validate and test modes.
+    iam: bool = True
+    # The node binary that runs the IAM simulator (tests/realism/iam/simulate.mjs).
+    iam_node: str = "node"
+    # The proxy answers MediaConvert itself (mediaconvert.py); None: when the upstream is ministack.
+    mediaconvert: Optional[bool] = None
 
     def __post_init__(self):
         if self.seed is None:
@@ -172,6 +178,9 @@ class Config:
             "fault_kinds": [k for k in FAULT_KINDS if k in self.fault_kinds],
             "constrained_zones": sorted(self.constrained_zones),
             "scales": dict(self.scales),
+            "iam": self.iam,
+            "iam_node": self.iam_node,
+            "mediaconvert": self.mediaconvert,
         }
 
     def update(self, doc: dict):
@@ -179,9 +188,10 @@ class Config:
         new = Config(mode=self.mode, seed=self.seed, time_scale=self.time_scale, fault_rate=self.fault_rate,
                      durations=dict(self.durations), exempt_access_keys=set(self.exempt_access_keys),
                      behaviours=set(self.behaviours), fault_kinds=set(self.fault_kinds),
-                     constrained_zones=set(self.constrained_zones), scales=dict(self.scales))
+                     constrained_zones=set(self.constrained_zones), scales=dict(self.scales), iam=self.iam,
+                     iam_node=self.iam_node, mediaconvert=self.mediaconvert)
         known = {"mode", "seed", "time_scale", "fault_rate", "durations", "exempt_access_keys", "behaviours",
-                 "fault_kinds", "constrained_zones", "scales"}
+                 "fault_kinds", "constrained_zones", "scales", "iam", "iam_node", "mediaconvert"}
         unknown = set(doc) - known
         if unknown:
             raise ValueError("unknown config keys: %s" % ", ".join(sorted(unknown)))
@@ -216,7 +226,18 @@ class Config:
             new.constrained_zones = set(doc["constrained_zones"] or [])
         if "scales" in doc:
             new.scales = {k: float(v) for k, v in (doc["scales"] or {}).items()}
+        if "iam" in doc:
+            if not isinstance(doc["iam"], bool):
+                raise ValueError("iam must be true or false")
+            new.iam = doc["iam"]
+        if "iam_node" in doc:
+            new.iam_node = str(doc["iam_node"] or "node")
+        if "mediaconvert" in doc:
+            if doc["mediaconvert"] is not None and not isinstance(doc["mediaconvert"], bool):
+                raise ValueError("mediaconvert must be true, false or null (auto)")
+            new.mediaconvert = doc["mediaconvert"]
         new.check()
+        self.iam, self.iam_node, self.mediaconvert = new.iam, new.iam_node, new.mediaconvert
         self.constrained_zones = new.constrained_zones
         self.scales = new.scales
         self.mode, self.time_scale, self.fault_rate = new.mode, new.time_scale, new.fault_rate
@@ -226,5 +247,6 @@ class Config:
             self.reseed(int(doc["seed"]))
 
     def banner(self) -> str:
-        return "mode=%s seed=%s time_scale=%g fault_rate=%g" % (
-            self.mode, self.seed, self.effective_time_scale, self.effective_fault_rate)
+        return "mode=%s seed=%s time_scale=%g fault_rate=%g iam=%s" % (
+            self.mode, self.seed, self.effective_time_scale, self.effective_fault_rate,
+            "on" if self.iam and self.validating else "off")

@@ -60,6 +60,7 @@ class Ctx:
         self.status: Optional[int] = None
         self.note: Optional[str] = None
         self.state: dict = {}  # scratch space of the behaviours for this request
+        self.transport = None  # the client's connection (iam.py finds the calling process by it)
 
     @property
     def service(self) -> str:
@@ -171,10 +172,19 @@ class Proxy:
         self.injections: list = []
         self._injection_ids = 0
         self.world = World(self)
+        from realism.iam import Iam  # noqa: PLC0415
+        from realism.mediaconvert import MediaConvert  # noqa: PLC0415 - imports Ctx from here
+
+        self.iam = Iam(self)
+        self.mediaconvert = MediaConvert(self)
+        self._iam_start: Optional[asyncio.Future] = None
         self.started = time.time()
 
     async def start(self):
         await self.upstream.start()
+        # The IAM simulator starts in the background: the proxy listens at once, and a Lambda
+        # call arriving meanwhile waits for it (iam.py bounds every wait).
+        self._iam_start = asyncio.ensure_future(self.iam.start())
 
     def preload(self) -> int:
         failed = 0
@@ -184,6 +194,9 @@ class Proxy:
         return failed
 
     async def close(self):
+        if self._iam_start is not None and not self._iam_start.done():
+            self._iam_start.cancel()
+        await self.iam.close()
         await self.world.close()
         await self.upstream.close()
         self.calls.close()
@@ -200,10 +213,12 @@ class Proxy:
         req = Request(request.method, path, parse_qsl(qs, keep_blank_values=True), request.headers, body,
                       request.headers.get("Host", ""))
         ctx = Ctx(self.calls.next_seq(), req, raw)
+        ctx.transport = request.transport
         try:
             return await self._handle(request, ctx)
         finally:
             self.world.finish(ctx)
+            self.iam.observe(ctx)
 
     async def _handle(self, request, ctx: Ctx):
         req = ctx.req
@@ -216,10 +231,14 @@ class Proxy:
         self._identify(ctx)
         try:
             answer = self._pre(ctx)
+            if answer is None and self.config.validating:
+                answer = await self.iam.check(ctx)
             if answer is None and self.config.validating and ctx.ident is not None and ctx.params is not None:
                 answer = await self.world.semantic(ctx)
             if answer is None and self.config.mode == "test":
                 answer = self._fault(ctx)
+            if answer is None and self.config.validating:
+                answer = await self.mediaconvert.answer(ctx)
             if answer is None:
                 answer = await self.world.before(ctx)
         except Exception as e:  # noqa: BLE001 - a bug of the proxy must not cost the request: forward it
@@ -240,6 +259,9 @@ class Proxy:
             resp = await self._forward_buffered(ctx)
             if resp is None:
                 return await self._answer(request, ctx, self._bad_gateway(ctx))
+            instead = self.iam.upstream_status(ctx, resp.status)
+            if instead is not None:
+                return await self._answer(request, ctx, instead)
             resp = await self.world.after(ctx, resp)
             return await self._answer(request, ctx, Answer(resp.status, resp.headers, resp.body))
         return await self._forward_stream(request, ctx)
@@ -332,6 +354,9 @@ class Proxy:
             log.warning("upstream error for %s: %s", ctx.path_qs[:200], e)
             return await self._answer(request, ctx, self._bad_gateway(ctx))
         async with upstream:
+            instead = self.iam.upstream_status(ctx, upstream.status)
+            if instead is not None:
+                return await self._answer(request, ctx, instead)
             resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for k, v in upstream.headers.items():
                 if k.lower() not in HOP_BY_HOP:
@@ -396,6 +421,8 @@ class Proxy:
             entry["note"] = ctx.note[:500]
         if ctx.parse_error:
             entry["parse_error"] = ctx.parse_error[:200]
+        if ctx.state.get("iam") is not None:
+            entry["iam"] = ctx.state["iam"]
         self.calls.write(entry)
         if ctx.op and ctx.status is not None and ctx.status < 300:
             for inj in self.injections:
@@ -420,6 +447,7 @@ class Proxy:
                 if method in ("PUT", "POST", "PATCH"):
                     doc = await _read_json(request)
                     self.config.update(doc)
+                    await self.iam.apply_config()
                     log.info("config changed: %s", self.config.banner())
                     return _json(self.config.to_json())
             if what == "calls" and method == "GET":
@@ -444,14 +472,27 @@ class Proxy:
             if what == "reset" and method == "POST":
                 self.injections = []
                 await self.world.reset()
+                self.iam.reset()
+                self.mediaconvert.reset()
                 return _json({"status": "reset"})
             if what == "state" and method == "GET":
-                return _json(self.world.describe())
+                state = self.world.describe()
+                state["iam"] = self.iam.describe()
+                state["mediaconvert"] = self.mediaconvert.describe()
+                return _json(state)
+            if what == "iam/evaluate" and method == "POST":
+                return _json(await self.iam.evaluate_request(await _read_json(request)))
+            if what == "iam/authorizations" and method == "GET":
+                q = request.query
+                return _json({"authorizations": self.iam.logged_authorizations(int(q.get("since", 0) or 0),
+                                                                               q.get("function", "")),
+                              "last_seq": self.calls.seq})
         except (ValueError, TypeError, KeyError) as e:
             return _json({"error": str(e)}, 400)
         return _json({"error": "unknown control endpoint %s %s" % (method, request.path),
                       "endpoints": ["GET health", "GET|PUT config", "GET calls", "POST|GET|DELETE inject",
-                                    "POST reset", "GET state"]}, 404)
+                                    "POST reset", "GET state", "POST iam/evaluate", "GET iam/authorizations"]},
+                     404)
 
 
 async def _read_json(request) -> dict:
