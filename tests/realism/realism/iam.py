@@ -658,6 +658,7 @@ class Iam:
         self.checked = 0
         self.denied = 0
         self._refused_inputs: set = set()  # actions the simulator refused, warned about once
+        self._logged_functions: set = set()  # functions whose log writing was recorded
         self.lookups = IamLookups(self)
 
     @property
@@ -682,6 +683,7 @@ class Iam:
     def reset(self):
         self.roles.drop_all()
         self.lookups.reset()
+        self._logged_functions.clear()
 
     def describe(self) -> dict:
         d = {"enabled": self.enabled, "checked": self.checked, "denied": self.denied,
@@ -747,6 +749,16 @@ class Iam:
             self._note(ctx, "iam: unmapped operation %s.%s, checked as %s on *" % (ctx.service, ctx.op,
                                                                                  authz[0].action if authz else "?"))
         self.checked += 1
+        advisory = self.lambda_logs(ctx, record, principal, account)
+        if advisory:
+            results = await asyncio.gather(*(self.evaluate_one(principal, role.policies if role.exists else [],
+                                                               a.action, a.resource, a.context, ctx.region, a.via)
+                                             for a in advisory))
+            for a, (decision, extra) in zip(advisory, results):
+                entry = {"action": a.action, "resource": a.resource, "context": a.context, "decision": decision,
+                         "via": a.via, "enforced": False}
+                entry.update(extra)
+                record["authorizations"].append(entry)
         missing_key = asyncio.ensure_future(self._missing_key_rule(ctx, record, principal, role, account,
                                                                    ctx.access_key))
         try:
@@ -783,6 +795,101 @@ class Iam:
         ctx.note = err.message
         ctx.saw("iam")
         return ctx.error(err, "denied:%s" % a.action)
+
+    # -- what Lambda does with a function's role ------------------------------------------------
+    async def check_execution_role(self, ctx):
+        """Lambda validates a function's execution role when it is configured, with the role
+        itself: a function in a VPC needs the network interface actions ("The provided execution
+        role does not have permissions to call CreateNetworkInterface on EC2"), an asynchronous
+        destination or dead-letter queue the send ("... to call SendMessage on SQS",
+        elastic/beats#13963, aws-samples/aws-serverless-ecommerce-platform#41). The caller is
+        whoever configures the function; the authorizations are the role's, logged under the
+        function's name so that a replay counts them.  None to go on, or the refusal."""
+        if not self.enabled or ctx.ident is None or ctx.params is None or ctx.service != "lambda":
+            return None
+        op = ctx.op
+        if op not in ("CreateFunction", "UpdateFunctionConfiguration", "PutFunctionEventInvokeConfig",
+                      "UpdateFunctionEventInvokeConfig"):
+            return None
+        name = str(ctx.p("FunctionName") or "")
+        if "function:" in name:
+            name = name.split("function:", 1)[1]
+        name = name.split(":", 1)[0]
+        account = ctx.access_key if ctx.access_key.isdigit() and len(ctx.access_key) == 12 else ""
+        role_arn = ctx.p("Role")
+        if not role_arn:
+            fn = await self.roles.function(account or "000000000000", ctx.region, ctx.access_key, name)
+            role_arn = fn.role_arn
+        if not role_arn:
+            return None
+        account = account_of(role_arn) or account or "000000000000"
+        region = ctx.region
+        authz = []
+        subnets = ctx.p("VpcConfig", "SubnetIds") or []
+        if subnets:
+            groups = ctx.p("VpcConfig", "SecurityGroupIds") or []
+            interfaces = "arn:aws:ec2:%s:%s:network-interface/*" % (region, account)
+            for subnet in subnets:
+                authz.append(Authz("ec2:CreateNetworkInterface", "arn:aws:ec2:%s:%s:subnet/%s" % (region, account, subnet),
+                                   via="lambda.amazonaws.com"))
+            for group in groups:
+                authz.append(Authz("ec2:CreateNetworkInterface",
+                                   "arn:aws:ec2:%s:%s:security-group/%s" % (region, account, group),
+                                   via="lambda.amazonaws.com"))
+            authz.append(Authz("ec2:CreateNetworkInterface", interfaces, via="lambda.amazonaws.com"))
+            authz.append(Authz("ec2:DescribeNetworkInterfaces", "*", via="lambda.amazonaws.com"))
+            authz.append(Authz("ec2:DeleteNetworkInterface", interfaces, via="lambda.amazonaws.com"))
+        queues = []
+        for key in ("OnFailure", "OnSuccess"):
+            destination = ctx.p("DestinationConfig", key, "Destination")
+            if destination:
+                queues.append(destination)
+        if ctx.p("DeadLetterConfig", "TargetArn"):
+            queues.append(ctx.p("DeadLetterConfig", "TargetArn"))
+        for arn in queues:
+            if str(arn).startswith("arn:aws:sqs:"):
+                authz.append(Authz("sqs:SendMessage", arn, via="lambda.amazonaws.com"))
+        if not authz:
+            return None
+        role = await self.roles.role(account, ctx.access_key, role_arn)
+        principal = principal_of(account, role.name, name)
+        record = {"principal": principal, "role": role.name, "function": name, "authorizations": [],
+                  "by": "lambda.amazonaws.com"}
+        ctx.state["iam"] = record
+        results = await asyncio.gather(*(self.evaluate_one(principal, role.policies if role.exists else [],
+                                                           a.action, a.resource, a.context, region, a.via)
+                                         for a in authz))
+        refused = None
+        for a, (decision, extra) in zip(authz, results):
+            entry = {"action": a.action, "resource": a.resource, "context": a.context, "decision": decision,
+                     "via": a.via}
+            entry.update(extra)
+            record["authorizations"].append(entry)
+            if refused is None and decision in ("ImplicitlyDenied", "ExplicitlyDenied"):
+                refused = a
+        ctx.saw("iam")
+        if refused is None:
+            return None
+        self.denied += 1
+        service, call = refused.action.split(":", 1)
+        what = {"ec2": "EC2", "sqs": "SQS"}.get(service, service)
+        return ctx.error(AwsError("InvalidParameterValueException",
+                                  "The provided execution role does not have permissions to call %s on %s"
+                                  % (call, what), 400), "denied:%s" % refused.action)
+
+    def lambda_logs(self, ctx, record: dict, principal: str, account: str):
+        """What Lambda does with the role when the function runs: write its logs (CloudWatch Logs,
+        the log group `/aws/lambda/<function>`, made on first use). Lambda does not fail the
+        invocation when it may not, the logs are lost: recorded, never refused. Once per
+        function and proxy run."""
+        name = record.get("function") or ""
+        if not name or name in self._logged_functions:
+            return []
+        self._logged_functions.add(name)
+        group = "arn:aws:logs:%s:%s:log-group:/aws/lambda/%s" % (ctx.region, account, name)
+        return [Authz("logs:CreateLogGroup", group, via="lambda.amazonaws.com"),
+                Authz("logs:CreateLogStream", group + ":log-stream:*", via="lambda.amazonaws.com"),
+                Authz("logs:PutLogEvents", group + ":log-stream:*", via="lambda.amazonaws.com")]
 
     async def _missing_key_rule(self, ctx, record: dict, principal: str, role, account: str, access_key: str):
         """GetObject/HeadObject of a key that does not exist answer 404 only to a caller that may

@@ -233,6 +233,8 @@ class Proxy:
             answer = self._pre(ctx)
             if answer is None and self.config.validating:
                 answer = await self.iam.check(ctx)
+            if answer is None and self.config.validating:
+                answer = await self.iam.check_execution_role(ctx)
             if answer is None and self.config.validating and ctx.ident is not None and ctx.params is not None:
                 answer = await self.world.semantic(ctx)
             if answer is None and self.config.mode == "test":

@@ -649,3 +649,62 @@ def test_the_mapping_details():
     authz, _ = asyncio.run(authorizations(ctx, ACCOUNT, FakeLookups()))
     assert authz[0].context == {"transcribe:OutputBucketName": "o"}
     assert authz[-1].resource == "arn:aws:s3:::o/j.json"
+
+
+def test_lambda_checks_the_execution_role_when_the_function_is_configured(ms):
+    """A function in a VPC needs its role to allow the network interface actions, and an
+    asynchronous destination the send: Lambda refuses the configuration otherwise."""
+    iam, lam, ec2, sqs = ms.client("iam"), ms.client("lambda"), ms.client("ec2"), ms.client("sqs")
+    vpc = ec2.create_vpc(CidrBlock="10.91.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.91.0.0/20")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName=unique("sg"), Description="t", VpcId=vpc)["GroupId"]
+    queue = sqs.create_queue(QueueName=unique("failed"))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    role = unique("iamrole")
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="fn", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "ec2:DescribeNetworkInterfaces", "Resource": "*"}))
+    name = unique("vpcfn")
+    create = dict(FunctionName=name, Runtime="provided.al2023", Role=arn, Handler="bootstrap",
+                  Code={"ZipFile": python_zip()}, VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]})
+    with pytest.raises(ClientError) as e:
+        lam.create_function(**create)
+    assert error_of(e) == ("InvalidParameterValueException", 400,
+                           "The provided execution role does not have permissions to call CreateNetworkInterface on EC2")
+    iam.put_role_policy(RoleName=role, PolicyName="fn", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "ec2:CreateNetworkInterface", "Resource": [
+            "arn:aws:ec2:%s:%s:subnet/%s" % (REGION, ACCOUNT, subnet),
+            "arn:aws:ec2:%s:%s:security-group/%s" % (REGION, ACCOUNT, group),
+            "arn:aws:ec2:%s:%s:network-interface/*" % (REGION, ACCOUNT)]},
+        {"Effect": "Allow", "Action": "ec2:DeleteNetworkInterface",
+         "Resource": "arn:aws:ec2:%s:%s:network-interface/*" % (REGION, ACCOUNT)},
+        {"Effect": "Allow", "Action": "ec2:DescribeNetworkInterfaces", "Resource": "*"}))
+    since = ms.realism.last_seq()
+    lam.create_function(**create)
+    call = ms.realism.calls(since=since, operation="CreateFunction")[-1]
+    assert call["iam"]["function"] == name and call["iam"]["by"] == "lambda.amazonaws.com"
+    assert {a["action"] for a in call["iam"]["authorizations"]} == {
+        "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface"}
+
+    wait_until(lambda: lam.get_function_configuration(FunctionName=name).get("State") in (None, "Active"),
+               what="the function to be active")
+    destination = {"OnFailure": {"Destination": queue_arn}}
+    with pytest.raises(ClientError) as e:
+        lam.put_function_event_invoke_config(FunctionName=name, DestinationConfig=destination)
+    assert error_of(e)[:2] == ("InvalidParameterValueException", 400)
+    assert "SendMessage on SQS" in error_of(e)[2]
+    iam.put_role_policy(RoleName=role, PolicyName="queue", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}))
+    lam.put_function_event_invoke_config(FunctionName=name, DestinationConfig=destination)
+
+
+def test_the_logs_a_function_writes_are_recorded_with_its_role(ms, bucket):
+    name, role = make_function(ms, [{"Effect": "Allow", "Action": "s3:GetObject",
+                                     "Resource": "arn:aws:s3:::%s/a/*" % bucket}])
+    since = ms.realism.last_seq()
+    run(ms, name, {"service": "s3", "op": "get_object", "args": {"Bucket": bucket, "Key": "a/x"}})
+    records = [a for a in ms.realism._req("GET", "iam/authorizations?since=%d&function=%s" % (since, name))
+               ["authorizations"] if a.get("action", "").startswith("logs:")]
+    assert {a["action"] for a in records} == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    # The role grants no logs: recorded as refused, but the call itself went through.
+    assert all(a["decision"] == "ImplicitlyDenied" for a in records)
