@@ -3,18 +3,39 @@
 //! The job name is derived from the object key and a hash of it, so a retried event asks for
 //! the same job, and Transcribe's `ConflictException` ("job name already exists") counts as
 //! success: a retry neither fails nor starts a second job.
+//!
+//! # Errors of StartTranscriptionJob
+//!
+//! | answer | meaning | what happens |
+//! |---|---|---|
+//! | `ConflictException` | the job exists (a retried event) | success |
+//! | `BadRequestException` | Transcribe will never take this request | **permanent**: the upload is marked `FAILED` with the reason, a failure notice `output_text/{id}/.failure-notice.txt` is written (send_email mails the uploader), and the invocation succeeds (nothing to retry) |
+//! | `LimitExceededException` | the SDK retried it as throttling ([`MAX_ATTEMPTS`] attempts) and it persists (too many jobs, or a file too long) | **permanent**, as above |
+//! | throttling, 5xx (`InternalFailureException`), timeouts, connection errors, anything else | transient or an operator's problem (e.g. `AccessDeniedException`) | the invocation fails, so Lambda retries the S3 event (then the stack's failed-event queue) |
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_sdk_transcribe::error::ProvideErrorMetadata;
+use aws_sdk_transcribe::error::SdkError;
+use aws_sdk_transcribe::operation::start_transcription_job::StartTranscriptionJobError;
 use aws_sdk_transcribe::types::{LanguageCode, Media, MediaFormat};
+use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use stt_common::db::Database;
 use stt_common::error::display_chain;
 use stt_common::events::S3Notification;
 use stt_common::keys::{self, INPUT_PREFIX};
-use stt_common::repo::{MySqlRepo, UploadRepo};
+use stt_common::repo::{truncate_chars, MySqlRepo, UploadRepo, MAX_REASON_CHARS};
+use stt_common::store::{ObjectStore, S3Store};
 use stt_common::{Error, Result};
+
+/// Attempts the Transcribe client makes per call (the SDK's standard retry mode, exponential
+/// backoff with jitter, at most 20 s between attempts; the SDK's default is 3). Transcribe's
+/// throttling answer is `LimitExceededException`, so a few more attempts ride out a burst
+/// before the error counts as permanent; with the function's 60 s timeout there is room.
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Transcribe job names: `[0-9a-zA-Z._-]`, at most 200 characters.
 pub const MAX_JOB_NAME: usize = 200;
@@ -30,11 +51,42 @@ pub struct JobRequest {
     pub output_key: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
     Started,
     /// The job already exists (a retried event): nothing to do.
     AlreadyExists,
+    /// Transcribe refused the job for good (`BadRequestException`, or
+    /// `LimitExceededException` after the SDK's retries): the reason, `{code}: {message}`.
+    Refused(String),
+}
+
+/// How an error of StartTranscriptionJob is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `ConflictException`: the job exists.
+    AlreadyExists,
+    /// Retrying cannot help; the reason to record.
+    Permanent(String),
+    /// Fail the invocation so that Lambda retries.
+    Transient,
+}
+
+/// Classifies an error of StartTranscriptionJob (see the module documentation).
+pub fn classify(err: &SdkError<StartTranscriptionJobError>) -> ErrorKind {
+    let Some(service) = err.as_service_error() else {
+        return ErrorKind::Transient; // timeout, connection, unparsable answer
+    };
+    if service.is_conflict_exception() {
+        return ErrorKind::AlreadyExists;
+    }
+    if service.is_bad_request_exception() || service.is_limit_exceeded_exception() {
+        let code = service.code().unwrap_or("BadRequestException");
+        let message = service.message().unwrap_or("(no message)");
+        let reason = format!("StartTranscriptionJob: {code}: {message}");
+        return ErrorKind::Permanent(truncate_chars(&reason, MAX_REASON_CHARS).to_string());
+    }
+    ErrorKind::Transient
 }
 
 #[async_trait]
@@ -44,6 +96,23 @@ pub trait Transcriber: Send + Sync {
 
 /// Amazon Transcribe through the SDK.
 pub struct TranscribeClient(pub aws_sdk_transcribe::Client);
+
+impl TranscribeClient {
+    /// The client with [`MAX_ATTEMPTS`] attempts per call (the rest of the shared retry
+    /// configuration is kept).
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let retry = sdk
+            .retry_config()
+            .cloned()
+            .unwrap_or_else(aws_config::retry::RetryConfig::standard)
+            .with_max_attempts(MAX_ATTEMPTS);
+        TranscribeClient(aws_sdk_transcribe::Client::from_conf(
+            aws_sdk_transcribe::config::Builder::from(sdk)
+                .retry_config(retry)
+                .build(),
+        ))
+    }
+}
 
 #[async_trait]
 impl Transcriber for TranscribeClient {
@@ -61,16 +130,14 @@ impl Transcriber for TranscribeClient {
         }
         match req.send().await {
             Ok(_) => Ok(StartOutcome::Started),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conflict_exception()) =>
-            {
-                Ok(StartOutcome::AlreadyExists)
-            }
-            Err(e) => Err(Error::service(
-                "transcribe:StartTranscriptionJob",
-                display_chain(&e),
-            )),
+            Err(e) => match classify(&e) {
+                ErrorKind::AlreadyExists => Ok(StartOutcome::AlreadyExists),
+                ErrorKind::Permanent(reason) => Ok(StartOutcome::Refused(reason)),
+                ErrorKind::Transient => Err(Error::service(
+                    "transcribe:StartTranscriptionJob",
+                    display_chain(&e),
+                )),
+            },
         }
     }
 }
@@ -78,17 +145,49 @@ impl Transcriber for TranscribeClient {
 pub struct Deps {
     pub repo: Arc<dyn UploadRepo>,
     pub transcriber: Arc<dyn Transcriber>,
+    /// Where the failure notice is written (the audio bucket, `output_text/`).
+    pub store: Arc<dyn ObjectStore>,
 }
 
 impl Deps {
     pub async fn from_env() -> Result<Self> {
         let sdk = stt_common::aws_config().await;
-        let pool = stt_common::db::pool_from_env(&sdk).await?;
         Ok(Deps {
-            repo: Arc::new(MySqlRepo::new(pool)),
-            transcriber: Arc::new(TranscribeClient(aws_sdk_transcribe::Client::new(&sdk))),
+            repo: Arc::new(MySqlRepo::with_database(Database::from_env(&sdk).await?)),
+            transcriber: Arc::new(TranscribeClient::new(&sdk)),
+            store: Arc::new(S3Store::new(stt_common::s3_client(&sdk))),
         })
     }
+}
+
+/// Marks the upload of a job `FAILED` with the reason, then writes the failure notice, whose
+/// creation makes send_email tell the uploader. The row comes first: send_email reads it.
+/// Returns the notice's key.
+pub async fn record_failure(
+    repo: &dyn UploadRepo,
+    store: &dyn ObjectStore,
+    bucket: &str,
+    upload_id: &str,
+    job_name: &str,
+    reason: &str,
+) -> Result<String> {
+    let reason = truncate_chars(reason, MAX_REASON_CHARS);
+    if !repo.set_failed(job_name, reason).await? {
+        // send_email would skip a notice for a row that is not FAILED: write none.
+        return Err(Error::BadEvent(format!(
+            "no upload has job {job_name}; the failure ({reason}) could not be recorded"
+        )));
+    }
+    let key = keys::failure_notice_key(upload_id);
+    store
+        .put(
+            bucket,
+            &key,
+            Bytes::from(format!("{reason}\n")),
+            "text/plain; charset=utf-8",
+        )
+        .await?;
+    Ok(key)
 }
 
 /// A valid, unique and deterministic job name for an object key: the key's safe characters
@@ -117,12 +216,11 @@ pub fn job_name(key: &str) -> String {
     }
 }
 
-/// Transcribe's `MediaFormat` for a file name, if the extension names one.
+/// Transcribe's `MediaFormat` for a file name, if the extension names one (file_upload
+/// always stores one of them, lowercase).
 pub fn media_format(name: &str) -> Option<&'static str> {
     let ext = keys::extension(name)?;
-    ["mp3", "mp4", "wav", "flac", "ogg", "amr", "webm", "m4a"]
-        .into_iter()
-        .find(|f| *f == ext)
+    keys::AUDIO_EXTENSIONS.into_iter().find(|f| *f == ext)
 }
 
 pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
@@ -167,6 +265,31 @@ pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
         // and save_text finds the upload by it.
         deps.repo.set_job(upload_id, &job.job_name).await?;
         let outcome = deps.transcriber.start(&job).await?;
+        if let StartOutcome::Refused(reason) = &outcome {
+            tracing::warn!(
+                job = job.job_name,
+                key = obj.key,
+                reason,
+                "Transcribe refused the job for good: the upload is FAILED and the uploader told"
+            );
+            let notice = record_failure(
+                deps.repo.as_ref(),
+                deps.store.as_ref(),
+                &obj.bucket,
+                upload_id,
+                &job.job_name,
+                reason,
+            )
+            .await?;
+            jobs.push(json!({
+                "jobName": job.job_name,
+                "key": obj.key,
+                "started": false,
+                "failed": reason,
+                "notice": notice,
+            }));
+            continue;
+        }
         tracing::info!(
             job = job.job_name,
             ?outcome,

@@ -5,20 +5,33 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use audio_transcribe::{handler, job_name, Deps, JobRequest, StartOutcome, Transcriber};
 use stt_common::events::S3Notification;
-use stt_common::repo::{status, MemoryRepo, Upload};
+use stt_common::repo::{status, MemoryRepo, Upload, MAX_REASON_CHARS};
+use stt_common::store::MemoryStore;
 
 const ID: &str = "0123456789abcdef0123456789abcdef";
 
 /// Remembers the jobs; a second start of the same name answers like Transcribe's
-/// ConflictException.
+/// ConflictException. `refuse` makes it answer like a permanent refusal, `transient` like a
+/// throttled or failing service once the SDK's retries are spent.
 #[derive(Default)]
 struct FakeTranscribe {
     jobs: Mutex<Vec<JobRequest>>,
+    refuse: Mutex<Option<String>>,
+    transient: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
 impl Transcriber for FakeTranscribe {
     async fn start(&self, job: &JobRequest) -> stt_common::Result<StartOutcome> {
+        if let Some(reason) = self.refuse.lock().unwrap().clone() {
+            return Ok(StartOutcome::Refused(reason));
+        }
+        if self.transient.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(stt_common::Error::service(
+                "transcribe:StartTranscriptionJob",
+                "InternalFailureException: service error",
+            ));
+        }
         let mut jobs = self.jobs.lock().unwrap();
         if jobs.iter().any(|j| j.job_name == job.job_name) {
             return Ok(StartOutcome::AlreadyExists);
@@ -49,15 +62,25 @@ fn upload(filename: &str, language: &str) -> Upload {
 }
 
 fn deps(rows: Vec<Upload>) -> (Deps, Arc<MemoryRepo>, Arc<FakeTranscribe>) {
+    let (deps, repo, t, _) = deps_and_store(rows);
+    (deps, repo, t)
+}
+
+fn deps_and_store(
+    rows: Vec<Upload>,
+) -> (Deps, Arc<MemoryRepo>, Arc<FakeTranscribe>, Arc<MemoryStore>) {
     let repo = Arc::new(MemoryRepo::with(rows));
     let t = Arc::new(FakeTranscribe::default());
+    let store = Arc::new(MemoryStore::new());
     (
         Deps {
             repo: repo.clone(),
             transcriber: t.clone(),
+            store: store.clone(),
         },
         repo,
         t,
+        store,
     )
 }
 
@@ -122,6 +145,49 @@ async fn database_error_fails_the_invocation() {
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "DatabaseError");
+}
+
+#[tokio::test]
+async fn permanent_refusal_marks_failed_writes_the_notice_and_succeeds() {
+    let (deps, repo, t, store) = deps_and_store(vec![upload("한글 녹음.mp3", "ko-KR")]);
+    // A reason longer than the column: stored cut to MAX_REASON_CHARS characters.
+    let reason = format!(
+        "StartTranscriptionJob: BadRequestException: {}",
+        "지원하지 않는 형식입니다. ".repeat(200)
+    );
+    *t.refuse.lock().unwrap() = Some(reason.clone());
+    let out = handler(&deps, event("s3-put-korean.json"))
+        .await
+        .expect("a permanent refusal is not retried: the invocation succeeds");
+    let notice = format!("output_text/{ID}/.failure-notice.txt");
+    assert_eq!(out["jobs"][0]["started"], false, "{out}");
+    assert_eq!(out["jobs"][0]["notice"], notice.as_str());
+    let row = repo.all().pop().unwrap();
+    assert_eq!(row.status, status::FAILED);
+    let stored = row.failure_reason.unwrap();
+    assert_eq!(stored.chars().count(), MAX_REASON_CHARS);
+    assert!(stored.starts_with("StartTranscriptionJob: BadRequestException: 지원하지"));
+    let obj = store
+        .object("stt-audio-bucket", &notice)
+        .expect("failure notice written");
+    assert_eq!(obj.content_type, "text/plain; charset=utf-8");
+    assert!(std::str::from_utf8(&obj.body)
+        .unwrap()
+        .starts_with("StartTranscriptionJob: BadRequestException"));
+    assert!(notice.ends_with(".txt"), "the send_email trigger's suffix");
+}
+
+#[tokio::test]
+async fn transient_error_fails_the_invocation_and_records_nothing() {
+    let (deps, repo, t, store) = deps_and_store(vec![upload("한글 녹음.mp3", "ko-KR")]);
+    t.transient.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = handler(&deps, event("s3-put-korean.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "ServiceError");
+    let row = repo.all().pop().unwrap();
+    assert_ne!(row.status, status::FAILED);
+    assert!(store.keys().is_empty(), "no failure notice");
 }
 
 #[test]

@@ -7,8 +7,8 @@
 //! | `DB_NAME` | all | database name, default `stt` |
 //! | `DB_SECRET_ARN` | all, AWS | RDS-managed master secret (`username`, `password`) |
 //! | `DB_URL` | all, local only | `mysql://user:pass@host:port/db`; refused when `DB_SECRET_ARN` is set |
-//! | `DB_SSL_MODE` | all | `disabled`, `preferred`, `required` (default with a secret), `verify_ca`, `verify_identity` |
-//! | `DB_SSL_CA` | all | PEM bundle (e.g. the RDS global bundle) for `verify_ca`/`verify_identity` |
+//! | `DB_SSL_MODE` | all | override: `disabled`, `preferred`, `required`, `verify_ca`, `verify_identity`; with a secret the default is `verify_identity` against the bundled RDS CAs; not set on AWS |
+//! | `DB_SSL_CA` | all | override: a PEM file instead of the bundled RDS CAs (implies `verify_identity`); not set on AWS |
 
 use crate::{Error, Result};
 

@@ -2,12 +2,20 @@
 //! the audio bucket.
 //!
 //! ```text
-//! input_audio/{upload_id}/{filename}        audio, written by file_upload
-//! output_text/{upload_id}/transcript.json  Transcribe's transcript (OutputKey)
-//! output_text/{upload_id}/{stem}.txt        plain text, written by save_text
+//! input_audio/{upload_id}/{stem}.{ext}         audio, written by file_upload; {ext} is one
+//!                                              of AUDIO_EXTENSIONS, lowercase
+//! output_text/{upload_id}/transcript.json      Transcribe's transcript (OutputKey)
+//! output_text/{upload_id}/{stem}.txt           plain text, written by save_text
+//! output_text/{upload_id}/.failure-notice.txt  failure notice, written by audio_transcribe
+//!                                              or save_text when the upload FAILED
 //! ```
 //! `upload_id` is 32 lowercase hex characters (a UUID without dashes) and is the unique key
 //! of the row in `fileTable`, so every handler finds the row from the object key alone.
+//!
+//! Both `.txt` objects trigger send_email (S3 rule: prefix `output_text/`, suffix `.txt`),
+//! which mails the transcript, or, when the row is `FAILED`, the failure message. The notice's
+//! name starts with a dot, which no `{stem}` does (file_upload strips leading dots), so it
+//! never collides with a text.
 
 use crate::{Error, Result};
 
@@ -15,6 +23,12 @@ pub const INPUT_PREFIX: &str = "input_audio/";
 pub const OUTPUT_PREFIX: &str = "output_text/";
 /// S3 keys are at most 1024 bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// The extensions of audio keys, lowercase: the suffixes of the stack's S3 notification rules
+/// (one rule per suffix; S3 matches suffixes literally and case-sensitively) and Amazon
+/// Transcribe's `MediaFormat` values.
+pub const AUDIO_EXTENSIONS: [&str; 8] = ["mp3", "wav", "flac", "ogg", "m4a", "mp4", "webm", "amr"];
+/// The file name of the failure notice under `output_text/{upload_id}/`.
+pub const FAILURE_NOTICE_NAME: &str = ".failure-notice.txt";
 
 /// Decodes a key from an S3 event notification: `+` is a space and `%XX` a byte; the bytes
 /// must form UTF-8 (Korean names arrive as `%ED%95%9C...`).
@@ -136,6 +150,27 @@ pub fn is_transcribe_output_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.!*'()/".contains(&b))
 }
 
+/// Where audio_transcribe or save_text writes the notice that an upload FAILED; its creation
+/// makes send_email mail the failure message.
+pub fn failure_notice_key(upload_id: &str) -> String {
+    format!("{OUTPUT_PREFIX}{upload_id}/{FAILURE_NOTICE_NAME}")
+}
+
+/// True for a failure notice key.
+pub fn is_failure_notice(key: &str) -> bool {
+    split_key(key, OUTPUT_PREFIX).is_some_and(|(_, name)| name == FAILURE_NOTICE_NAME)
+}
+
+/// True when an audio key ends with one of [`AUDIO_EXTENSIONS`] exactly as the S3 rules
+/// spell them (lowercase), after a non-empty stem.
+pub fn has_audio_suffix(key: &str) -> bool {
+    AUDIO_EXTENSIONS.iter().any(|ext| {
+        key.strip_suffix(ext)
+            .and_then(|k| k.strip_suffix('.'))
+            .is_some_and(|stem| !stem.is_empty() && !stem.ends_with('/'))
+    })
+}
+
 /// Where save_text writes the plain text for an audio key.
 pub fn text_key(upload_id: &str, audio_name: &str) -> String {
     format!("{OUTPUT_PREFIX}{upload_id}/{}.txt", stem(audio_name))
@@ -211,6 +246,19 @@ mod tests {
             None
         );
         assert_eq!(stem(".hidden"), ".hidden");
+        let notice = failure_notice_key(id);
+        assert_eq!(notice, format!("output_text/{id}/.failure-notice.txt"));
+        assert!(notice.ends_with(".txt"), "the send_email rule's suffix");
+        assert!(is_failure_notice(&notice));
+        assert!(!is_failure_notice(&text_key(id, "failure-notice.mp3")));
+        assert!(!is_failure_notice(&text_key(id, "x.mp3")));
+        assert!(has_audio_suffix(&audio_key(id, "녹음.mp3")));
+        assert!(
+            !has_audio_suffix(&audio_key(id, "녹음.MP3")),
+            "S3 suffixes are case-sensitive"
+        );
+        assert!(!has_audio_suffix(&audio_key(id, "a.wave")));
+        assert!(!has_audio_suffix(&format!("input_audio/{id}/.mp3")));
         assert_eq!(extension("A.MP3").as_deref(), Some("mp3"));
     }
 }

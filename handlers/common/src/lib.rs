@@ -2,9 +2,10 @@
 //!
 //! Every handler crate (`file-upload`, `audio-transcribe`, `save-text`, `send-email`,
 //! `db-migrate`) builds its `Deps` from the pieces here: configuration read from the
-//! environment, the MySQL pool (credentials from Secrets Manager on AWS), the upload
-//! repository, the object store, S3 key decoding and one error type that maps onto the
-//! Lambda `Diagnostic`.
+//! environment, the MySQL pool (credentials from Secrets Manager on AWS, TLS verified against
+//! the bundled RDS CAs, re-read when RDS rotates them), the upload repository, the object
+//! store, S3 key decoding, address masking for logs and errors, and one error type that maps
+//! onto the Lambda `Diagnostic`.
 
 pub mod config;
 pub mod db;
@@ -13,6 +14,7 @@ pub mod events;
 pub mod keys;
 pub mod languages;
 pub mod migrate;
+pub mod privacy;
 pub mod repo;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use sqlx::mysql::MySqlPool;
 use sqlx::Row;
 
+use crate::db::Database;
+use crate::privacy::mask_email;
 use crate::Result;
 
 /// Status values of an upload.
@@ -19,11 +21,12 @@ pub mod status {
     pub const FAILED: &str = "FAILED";
 }
 
-/// The longest failure reason stored (column is VARCHAR(1024)).
+/// The longest failure reason stored, in characters (the column is VARCHAR(1024), which
+/// MySQL counts in characters).
 pub const MAX_REASON_CHARS: usize = 1000;
 
-/// A new upload, as file_upload records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A new upload, as file_upload records it. `Debug` masks the address.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewUpload {
     pub upload_id: String,
     pub email: String,
@@ -32,8 +35,8 @@ pub struct NewUpload {
     pub audio_key: String,
 }
 
-/// An upload as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An upload as stored. `Debug` masks the address.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Upload {
     pub upload_id: String,
     pub email: String,
@@ -45,6 +48,35 @@ pub struct Upload {
     pub failure_reason: Option<String>,
     pub text_key: Option<String>,
     pub emailed: bool,
+}
+
+impl std::fmt::Debug for NewUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUpload")
+            .field("upload_id", &self.upload_id)
+            .field("email", &mask_email(&self.email))
+            .field("filename", &self.filename)
+            .field("language", &self.language)
+            .field("audio_key", &self.audio_key)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("upload_id", &self.upload_id)
+            .field("email", &mask_email(&self.email))
+            .field("filename", &self.filename)
+            .field("language", &self.language)
+            .field("audio_key", &self.audio_key)
+            .field("job_name", &self.job_name)
+            .field("status", &self.status)
+            .field("failure_reason", &self.failure_reason)
+            .field("text_key", &self.text_key)
+            .field("emailed", &self.emailed)
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -67,29 +99,43 @@ pub trait UploadRepo: Send + Sync {
     async fn release_email(&self, upload_id: &str) -> Result<()>;
 }
 
-fn truncate_chars(s: &str, n: usize) -> &str {
+/// The first `n` characters of `s` (MySQL's VARCHAR(n) counts characters).
+pub fn truncate_chars(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
     }
 }
 
-/// `fileTable` in MySQL / MariaDB.
+/// `fileTable` in MySQL / MariaDB. Every statement goes through [`Database::run`], so a
+/// password rotated by RDS is picked up without a cold start.
 #[derive(Clone)]
 pub struct MySqlRepo {
-    pool: MySqlPool,
+    db: Database,
 }
 
 const SELECT: &str = "SELECT upload_id, email, filename, language, audio_key, job_name, status, \
      failure_reason, text_key, CAST(emailed_at IS NOT NULL AS SIGNED) AS emailed FROM fileTable";
 
 impl MySqlRepo {
+    /// A repository on a pool whose credentials never change (local target, tests).
     pub fn new(pool: MySqlPool) -> Self {
-        MySqlRepo { pool }
+        MySqlRepo {
+            db: Database::new(pool),
+        }
+    }
+
+    /// A repository that re-reads the secret when the database refuses the password.
+    pub fn with_database(db: Database) -> Self {
+        MySqlRepo { db }
     }
 
     pub fn pool(&self) -> &MySqlPool {
-        &self.pool
+        self.db.pool()
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     fn row(r: &sqlx::mysql::MySqlRow) -> Result<Upload> {
@@ -106,102 +152,109 @@ impl MySqlRepo {
             emailed: r.try_get::<i64, _>("emailed")? != 0,
         })
     }
+
+    async fn affected(&self, sql: &'static str, binds: &[&str]) -> Result<u64> {
+        self.db
+            .run(|pool| async move {
+                let mut q = sqlx::query(sql);
+                for b in binds {
+                    q = q.bind(*b);
+                }
+                Ok(q.execute(&pool).await?.rows_affected())
+            })
+            .await
+    }
+
+    async fn select_one(&self, filter: &'static str, value: &str) -> Result<Option<Upload>> {
+        let row = self
+            .db
+            .run(|pool| async move {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE {filter} = ?")))
+                    .bind(value)
+                    .fetch_optional(&pool)
+                    .await
+            })
+            .await?;
+        row.as_ref().map(Self::row).transpose()
+    }
 }
 
 #[async_trait]
 impl UploadRepo for MySqlRepo {
     async fn insert(&self, u: &NewUpload) -> Result<()> {
-        sqlx::query(
+        self.affected(
             "INSERT INTO fileTable (upload_id, email, filename, language, time, audio_key, status) \
              VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, ?, 'UPLOADED')",
+            &[&u.upload_id, &u.email, &u.filename, &u.language, &u.audio_key],
         )
-        .bind(&u.upload_id)
-        .bind(&u.email)
-        .bind(&u.filename)
-        .bind(&u.language)
-        .bind(&u.audio_key)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     async fn delete(&self, upload_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM fileTable WHERE upload_id = ?")
-            .bind(upload_id)
-            .execute(&self.pool)
+        self.affected("DELETE FROM fileTable WHERE upload_id = ?", &[upload_id])
             .await?;
         Ok(())
     }
 
     async fn find(&self, upload_id: &str) -> Result<Option<Upload>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE upload_id = ?")))
-            .bind(upload_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::row).transpose()
+        self.select_one("upload_id", upload_id).await
     }
 
     async fn find_by_job(&self, job_name: &str) -> Result<Option<Upload>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE job_name = ?")))
-            .bind(job_name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::row).transpose()
+        self.select_one("job_name", job_name).await
     }
 
     async fn set_job(&self, upload_id: &str, job_name: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE fileTable SET job_name = ?, \
-             status = IF(status = 'UPLOADED', 'TRANSCRIBING', status) \
-             WHERE upload_id = ? AND (job_name IS NULL OR job_name = ?)",
-        )
-        .bind(job_name)
-        .bind(upload_id)
-        .bind(job_name)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
+        let n = self
+            .affected(
+                "UPDATE fileTable SET job_name = ?, \
+                 status = IF(status = 'UPLOADED', 'TRANSCRIBING', status) \
+                 WHERE upload_id = ? AND (job_name IS NULL OR job_name = ?)",
+                &[job_name, upload_id, job_name],
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     async fn set_transcribed(&self, job_name: &str, text_key: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE fileTable SET status = 'TRANSCRIBED', text_key = ?, failure_reason = NULL \
-             WHERE job_name = ?",
-        )
-        .bind(text_key)
-        .bind(job_name)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0 || self.find_by_job(job_name).await?.is_some())
+        let n = self
+            .affected(
+                "UPDATE fileTable SET status = 'TRANSCRIBED', text_key = ?, failure_reason = NULL \
+                 WHERE job_name = ?",
+                &[text_key, job_name],
+            )
+            .await?;
+        Ok(n > 0 || self.find_by_job(job_name).await?.is_some())
     }
 
     async fn set_failed(&self, job_name: &str, reason: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE fileTable SET status = 'FAILED', failure_reason = ? WHERE job_name = ?",
-        )
-        .bind(truncate_chars(reason, MAX_REASON_CHARS))
-        .bind(job_name)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0 || self.find_by_job(job_name).await?.is_some())
+        let n = self
+            .affected(
+                "UPDATE fileTable SET status = 'FAILED', failure_reason = ? WHERE job_name = ?",
+                &[truncate_chars(reason, MAX_REASON_CHARS), job_name],
+            )
+            .await?;
+        Ok(n > 0 || self.find_by_job(job_name).await?.is_some())
     }
 
     async fn claim_email(&self, upload_id: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE fileTable SET emailed_at = CURRENT_TIMESTAMP \
-             WHERE upload_id = ? AND emailed_at IS NULL",
-        )
-        .bind(upload_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let n = self
+            .affected(
+                "UPDATE fileTable SET emailed_at = CURRENT_TIMESTAMP \
+                 WHERE upload_id = ? AND emailed_at IS NULL",
+                &[upload_id],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     async fn release_email(&self, upload_id: &str) -> Result<()> {
-        sqlx::query("UPDATE fileTable SET emailed_at = NULL WHERE upload_id = ?")
-            .bind(upload_id)
-            .execute(&self.pool)
-            .await?;
+        self.affected(
+            "UPDATE fileTable SET emailed_at = NULL WHERE upload_id = ?",
+            &[upload_id],
+        )
+        .await?;
         Ok(())
     }
 }

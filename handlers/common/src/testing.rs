@@ -57,6 +57,26 @@ pub fn unique(prefix: &str) -> String {
 
 /// A minimal HTTP/1.1 request to the emulator (no client library needed).
 pub fn http(method: &str, url: &str) -> std::io::Result<(u16, String)> {
+    http_body(method, url, "")
+}
+
+/// Arms a fault of the realism proxy (`POST /_realism/inject`), e.g.
+/// `{"service": "transcribe", "operation": "StartTranscriptionJob", "code":
+/// "BadRequestException", "message": "...", "match": "<something only this test sends>",
+/// "count": 1}`. Use `match` so that no other test's call meets it.
+pub fn realism_inject(injection: &serde_json::Value) {
+    let url = format!("{}/_realism/inject", ministack_url());
+    match http_body("POST", &url, &injection.to_string()) {
+        Ok((200, _)) => {}
+        other => panic!(
+            "the realism proxy did not take the injection at {url} ({other:?}); the \
+             integration tests need ministack behind it (scripts/local-aws.sh start ministack)"
+        ),
+    }
+}
+
+/// [`http`] with a (JSON) body.
+pub fn http_body(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| std::io::Error::other("only http:// URLs"))?;
@@ -71,7 +91,9 @@ pub fn http(method: &str, url: &str) -> std::io::Result<(u16, String)> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
@@ -197,24 +219,50 @@ pub async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
         .collect()
 }
 
-/// Creates a `provided.al2023` function from a built zip in ministack and waits until it
-/// has left `Pending`, as the zip tests of the handlers need.
+/// Creates a `provided.al2023` function from a built zip in ministack, with a role of its own
+/// allowed `statements` (the realism proxy in front of ministack evaluates every call the
+/// function makes against that role), and waits until it has left `Pending`, as the zip
+/// tests of the handlers need.
+#[allow(clippy::too_many_arguments)]
 pub async fn deploy_zip(
-    lambda: &aws_sdk_lambda::Client,
+    cfg: &aws_config::SdkConfig,
     name: &str,
     zip: &std::path::Path,
     environment: aws_sdk_lambda::types::Environment,
     memory_mb: i32,
     timeout_s: i32,
+    statements: serde_json::Value,
 ) {
     use aws_sdk_lambda::primitives::Blob;
     use aws_sdk_lambda::types::{FunctionCode, Runtime, State};
+    let iam = aws_sdk_iam::Client::new(cfg);
+    let lambda = aws_sdk_lambda::Client::new(cfg);
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let role = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("CreateRole")
+        .role
+        .expect("a role")
+        .arn;
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("test")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .expect("PutRolePolicy");
     lambda
         .create_function()
         .function_name(name)
         .runtime(Runtime::Providedal2023)
         .handler("bootstrap")
-        .role("arn:aws:iam::000000000000:role/x")
+        .role(role)
         .timeout(timeout_s)
         .memory_size(memory_mb)
         .environment(environment)
@@ -238,4 +286,194 @@ pub async fn deploy_zip(
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// One request a [`StubServer`] received.
+#[derive(Debug, Clone)]
+pub struct StubRequest {
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl StubRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a [`StubServer`] answers.
+#[derive(Debug, Clone)]
+pub struct StubReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl StubReply {
+    /// An AWS JSON-protocol error (`awsJson1_1`, e.g. Transcribe): `__type` in the body and
+    /// `x-amzn-ErrorType` as AWS sends them.
+    pub fn aws_json_error(status: u16, code: &str, message: &str) -> Self {
+        StubReply {
+            status,
+            headers: vec![
+                ("Content-Type".into(), "application/x-amz-json-1.1".into()),
+                (
+                    "x-amzn-ErrorType".into(),
+                    format!("{code}:http://internal.amazon.com/coral/com.amazonaws.transcribe/"),
+                ),
+                (
+                    "x-amzn-RequestId".into(),
+                    "7d2a5c1e-1111-2222-3333-444455556666".into(),
+                ),
+            ],
+            body: serde_json::json!({ "__type": code, "Message": message })
+                .to_string()
+                .into_bytes(),
+        }
+    }
+
+    /// An AWS REST-JSON error (e.g. SES v2): the code in `x-amzn-ErrorType`, the message in
+    /// the body.
+    pub fn rest_json_error(status: u16, code: &str, message: &str) -> Self {
+        StubReply {
+            status,
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("x-amzn-ErrorType".into(), code.into()),
+                (
+                    "x-amzn-RequestId".into(),
+                    "7d2a5c1e-1111-2222-3333-444455556666".into(),
+                ),
+            ],
+            body: serde_json::json!({ "message": message })
+                .to_string()
+                .into_bytes(),
+        }
+    }
+
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        StubReply {
+            status,
+            headers: vec![("Content-Type".into(), "application/x-amz-json-1.1".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+/// A tiny HTTP/1.1 server on `127.0.0.1:0` that stands in for an AWS endpoint in unit tests
+/// (point the SDK client's `endpoint_url` at [`StubServer::url`]): it records each request
+/// and answers with what `respond(n, request)` returns (`n` counts from 0), one request per
+/// connection. No network beyond loopback, no emulator.
+pub struct StubServer {
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<StubRequest>>>,
+}
+
+impl StubServer {
+    pub fn start(respond: impl Fn(usize, &StubRequest) -> StubReply + Send + 'static) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(mut sock) = sock else { return };
+                let Some(req) = read_stub_request(&mut sock) else {
+                    continue;
+                };
+                let n = {
+                    let mut r = recorded.lock().unwrap();
+                    r.push(req.clone());
+                    r.len() - 1
+                };
+                let reply = respond(n, &req);
+                let mut head = format!(
+                    "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    reply.status,
+                    reply.body.len()
+                );
+                for (k, v) in &reply.headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = sock.write_all(head.as_bytes());
+                let _ = sock.write_all(&reply.body);
+                let _ = sock.flush();
+            }
+        });
+        StubServer { url, requests }
+    }
+
+    pub fn requests(&self) -> Vec<StubRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn read_stub_request(sock: &mut TcpStream) -> Option<StubRequest> {
+    sock.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = sock.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_string();
+    let target = first.next()?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = sock.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some(StubRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// AWS configuration for a [`StubServer`]: static credentials, us-east-1, its URL as the
+/// endpoint, and the SDK's standard retries with millisecond backoff (so that a test of the
+/// retry behaviour does not sleep).
+pub fn stub_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new("AKIDSTUB", "stub-secret", None, None, "stub"),
+        ))
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_initial_backoff(Duration::from_millis(1))
+                .with_max_backoff(Duration::from_millis(5)),
+        )
+        .build()
 }

@@ -1,5 +1,8 @@
 //! `file_upload`: API Gateway (REST, Lambda proxy) → validate the multipart form → row in
-//! MySQL → audio in S3 `input_audio/`.
+//! MySQL → audio in S3 `input_audio/{upload_id}/{stem}.{ext}`, where `{ext}` is the lowercase
+//! extension of the format detected from the content (one of
+//! [`stt_common::keys::AUDIO_EXTENSIONS`], the suffixes of the S3 rules that trigger
+//! audio_transcribe); the row keeps the file name as the uploader spelt it.
 //!
 //! The row is written first because the S3 write triggers `audio_transcribe`, which reads
 //! the row; when the S3 write fails the row is removed again, so a failed upload leaves
@@ -43,9 +46,10 @@ impl Deps {
     /// Cold start: configuration, database secret, clients.
     pub async fn from_env() -> stt_common::Result<Self> {
         let sdk = stt_common::aws_config().await;
-        let pool = stt_common::db::pool_from_env(&sdk).await?;
         Ok(Deps {
-            repo: Arc::new(MySqlRepo::new(pool)),
+            repo: Arc::new(MySqlRepo::with_database(
+                stt_common::db::Database::from_env(&sdk).await?,
+            )),
             store: Arc::new(S3Store::new(stt_common::s3_client(&sdk))),
             bucket: req_env("AUDIO_BUCKET")?,
             allowed_origins: parse_origins(&opt_env("ALLOWED_ORIGIN").unwrap_or_default()),
@@ -154,7 +158,12 @@ struct Form {
 async fn upload(deps: &Deps, req: ApiGatewayProxyRequest) -> Result<Reply, Reply> {
     let form = read_form(&req)?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
-    let key = audio_key(&upload_id, &form.filename);
+    // The key ends with the detected format's lowercase extension (the S3 rules' suffixes);
+    // the row keeps the name as the uploader spelt it.
+    let key = audio_key(
+        &upload_id,
+        &validate::storage_name(&form.filename, form.format),
+    );
     if key.len() > MAX_KEY_BYTES {
         return Err(client_error(400, "file name is too long for a storage key"));
     }
@@ -296,7 +305,7 @@ fn read_form(req: &ApiGatewayProxyRequest) -> Result<Form, Reply> {
             "the file is not a recognised audio file (mp3, wav, flac, ogg, m4a/mp4, webm, amr)",
         )
     })?;
-    let filename = validate::filename(raw_name, format).map_err(|m| client_error(400, m))?;
+    let filename = validate::filename(raw_name).map_err(|m| client_error(400, m))?;
     Ok(Form {
         email,
         language,

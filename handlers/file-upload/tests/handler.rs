@@ -305,6 +305,65 @@ async fn db_failure_is_500_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn keys_end_in_the_canonical_lowercase_suffix() {
+    let wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    let ogg = b"OggS\x00\x02\x00\x00\x00\x00".to_vec();
+    let flac = b"fLaC\x00\x00\x00\x22".to_vec();
+    let m4a = b"\x00\x00\x00\x20ftypM4A \x00\x00".to_vec();
+    let mp4 = b"\x00\x00\x00\x20ftypisom\x00\x00".to_vec();
+    let webm = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm".to_vec();
+    let amr = b"#!AMR\n\x3c\x00".to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("녹음.MP3", mp3(), "녹음.mp3"),
+        ("회의 녹음 1.mp3", mp3(), "회의 녹음 1.mp3"),
+        ("talk", mp3(), "talk.mp3"),
+        ("Interview.WAVE", wav.clone(), "Interview.wav"),
+        ("Interview.Wav", wav, "Interview.wav"),
+        ("memo.opus", ogg.clone(), "memo.ogg"),
+        ("memo.OGA", ogg, "memo.ogg"),
+        ("song.Flac", flac, "song.flac"),
+        ("book.m4b", m4a, "book.m4a"),
+        ("IMG_0001.M4V", mp4, "IMG_0001.mp4"),
+        ("rec.WEBM", webm, "rec.webm"),
+        ("voice.Amr", amr, "voice.amr"),
+    ];
+    for (name, data, want) in cases {
+        let (resp, repo, store) = run(with_parts(&[
+            ("email", None, None, b"a@b.co"),
+            ("language", None, None, b"ko-KR"),
+            ("file", Some(name), None, &data),
+        ]))
+        .await;
+        assert_eq!(resp.status_code, 201, "{name}: {:?}", resp.body);
+        let body = json(&resp);
+        let key = body["key"].as_str().unwrap();
+        assert!(key.ends_with(&format!("/{want}")), "{name}: {key}");
+        assert!(stt_common::keys::has_audio_suffix(key), "{name}: {key}");
+        // The readable original stays in the row (and so in the mail).
+        assert_eq!(body["filename"], name);
+        let row = repo.all().pop().unwrap();
+        assert_eq!(row.filename, name);
+        assert_eq!(row.audio_key, key);
+        assert!(store.object(BUCKET, key).is_some(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_address_is_answered_masked() {
+    let f = mp3();
+    let (resp, _, _) = run(with_parts(&[
+        ("email", None, None, b"secret.person@@example.com"),
+        ("language", None, None, b"ko-KR"),
+        ("file", Some("a.mp3"), None, &f),
+    ]))
+    .await;
+    assert_eq!(resp.status_code, 400);
+    let msg = json(&resp)["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("s***@example.com"), "{msg}");
+    assert!(!msg.contains("secret.person"), "{msg}");
+}
+
+#[tokio::test]
 async fn wrong_method() {
     let mut req = fixture("apigw-upload-base64.json");
     req.http_method = aws_lambda_events::http::Method::GET;

@@ -43,7 +43,10 @@ async fn built_zip_stores_an_upload() {
         .variables("AWS_ENDPOINT_URL", testing::ministack_url())
         .variables("ALLOWED_ORIGIN", "https://d111111abcdef8.cloudfront.net")
         .build();
-    testing::deploy_zip(&lambda, &name, &zip, env, 512, 90).await;
+    // What the stack grants file_upload: storing uploads under input_audio/.
+    let statements = serde_json::json!([{"Effect": "Allow", "Action": "s3:PutObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/input_audio/*")}]);
+    testing::deploy_zip(&cfg, &name, &zip, env, 512, 90, statements).await;
     let event = std::fs::read(format!(
         "{}/tests/fixtures/apigw-upload-base64.json",
         env!("CARGO_MANIFEST_DIR")

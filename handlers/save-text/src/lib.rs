@@ -1,8 +1,10 @@
 //! `save_text`: EventBridge `Transcribe Job State Change` → on COMPLETED, the transcript
-//! text as UTF-8 `.txt` under `output_text/`; on FAILED, the status and reason in MySQL.
+//! text as UTF-8 `.txt` under `output_text/`; on FAILED, the status and reason in MySQL and
+//! the failure notice `output_text/{upload_id}/.failure-notice.txt`, whose creation makes
+//! send_email tell the uploader.
 //!
-//! The event's `detail` names only the job and its status, so the transcript location comes
-//! from `GetTranscriptionJob`.
+//! The event's `detail` names only the job and its status, so the transcript location (and,
+//! for a failure, the audio bucket) comes from `GetTranscriptionJob`.
 
 use std::sync::Arc;
 
@@ -11,9 +13,10 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use stt_common::db::Database;
 use stt_common::error::display_chain;
 use stt_common::keys::{self, INPUT_PREFIX};
-use stt_common::repo::{MySqlRepo, UploadRepo};
+use stt_common::repo::{truncate_chars, MySqlRepo, UploadRepo, MAX_REASON_CHARS};
 use stt_common::store::{ObjectStore, S3Store};
 use stt_common::{Error, Result};
 
@@ -40,6 +43,8 @@ pub struct JobInfo {
     pub status: String,
     pub transcript_uri: Option<String>,
     pub failure_reason: Option<String>,
+    /// `Media.MediaFileUri`: `s3://{audio bucket}/input_audio/...`.
+    pub media_uri: Option<String>,
 }
 
 #[async_trait]
@@ -72,6 +77,10 @@ impl Jobs for TranscribeJobs {
                 .and_then(|t| t.transcript_file_uri())
                 .map(str::to_string),
             failure_reason: job.failure_reason().map(str::to_string),
+            media_uri: job
+                .media()
+                .and_then(|m| m.media_file_uri())
+                .map(str::to_string),
         })
     }
 }
@@ -85,9 +94,8 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Result<Self> {
         let sdk = stt_common::aws_config().await;
-        let pool = stt_common::db::pool_from_env(&sdk).await?;
         Ok(Deps {
-            repo: Arc::new(MySqlRepo::new(pool)),
+            repo: Arc::new(MySqlRepo::with_database(Database::from_env(&sdk).await?)),
             store: Arc::new(S3Store::new(stt_common::s3_client(&sdk))),
             jobs: Arc::new(TranscribeJobs(aws_sdk_transcribe::Client::new(&sdk))),
         })
@@ -115,28 +123,60 @@ pub async fn handler(deps: &Deps, event: TranscribeEvent) -> Result<Value> {
     let job = detail.job_name.as_str();
     match detail.status.as_str() {
         "COMPLETED" => completed(deps, job).await,
-        "FAILED" => {
-            let reason = match detail.failure_reason.filter(|r| !r.is_empty()) {
-                Some(r) => r,
-                None => deps
-                    .jobs
-                    .get(job)
-                    .await?
-                    .failure_reason
-                    .unwrap_or_else(|| "unknown".into()),
-            };
-            let found = deps.repo.set_failed(job, &reason).await?;
-            if !found {
-                tracing::warn!(job, "no upload has this job; failure not recorded");
-            }
-            tracing::info!(job, reason, "transcription failed");
-            Ok(json!({ "job": job, "status": "FAILED", "reason": reason, "recorded": found }))
-        }
+        "FAILED" => failed(deps, job, detail.failure_reason).await,
         other => {
             tracing::info!(job, status = other, "status ignored");
             Ok(json!({ "job": job, "skipped": other }))
         }
     }
+}
+
+/// FAILED: the reason into the row, then the failure notice next to where the text would
+/// have been (the row first: the notice triggers send_email, which reads it).
+async fn failed(deps: &Deps, job: &str, event_reason: Option<String>) -> Result<Value> {
+    let Some(upload) = deps.repo.find_by_job(job).await? else {
+        tracing::warn!(job, "no upload has this job; failure not recorded");
+        return Ok(json!({ "job": job, "status": "FAILED", "recorded": false }));
+    };
+    // GetTranscriptionJob for the audio bucket (the event names only the job), and for the
+    // reason when the event has none.
+    let info = deps.jobs.get(job).await?;
+    let reason = event_reason
+        .filter(|r| !r.trim().is_empty())
+        .or(info.failure_reason)
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let reason = truncate_chars(&reason, MAX_REASON_CHARS);
+    deps.repo.set_failed(job, reason).await?;
+    let media = info.media_uri.ok_or_else(|| {
+        Error::service(
+            "transcribe:GetTranscriptionJob",
+            format!("job {job} has no media URI"),
+        )
+    })?;
+    let (bucket, _) = keys::parse_s3_uri(&media)?;
+    let notice = keys::failure_notice_key(&upload.upload_id);
+    deps.store
+        .put(
+            &bucket,
+            &notice,
+            Bytes::from(format!("{reason}\n")),
+            "text/plain; charset=utf-8",
+        )
+        .await?;
+    tracing::info!(
+        job,
+        reason,
+        notice,
+        "transcription failed; the uploader will be told"
+    );
+    Ok(json!({
+        "job": job,
+        "status": "FAILED",
+        "reason": reason,
+        "recorded": true,
+        "notice": notice,
+    }))
 }
 
 async fn completed(deps: &Deps, job: &str) -> Result<Value> {

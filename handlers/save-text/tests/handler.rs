@@ -67,6 +67,20 @@ fn completed_info() -> JobInfo {
             "https://s3.us-east-1.amazonaws.com/{BUCKET}/output_text/{ID}/transcript.json"
         )),
         failure_reason: None,
+        media_uri: Some(media_uri()),
+    }
+}
+
+fn media_uri() -> String {
+    format!("s3://{BUCKET}/input_audio/{ID}/한글 녹음.mp3")
+}
+
+fn failed_info(reason: Option<&str>) -> JobInfo {
+    JobInfo {
+        status: "FAILED".into(),
+        transcript_uri: None,
+        failure_reason: reason.map(str::to_string),
+        media_uri: Some(media_uri()),
     }
 }
 
@@ -104,25 +118,52 @@ async fn completed_without_transcript_object_fails() {
 }
 
 #[tokio::test]
-async fn failed_is_recorded() {
-    let (deps, repo, store) = setup(JobInfo::default());
+async fn failed_is_recorded_and_the_uploader_told() {
+    let (deps, repo, store) = setup(failed_info(Some("from GetTranscriptionJob")));
     let out = handler(&deps, event("transcribe-failed.json"))
         .await
         .unwrap();
     assert_eq!(out["recorded"], true);
     let r = repo.all().pop().unwrap();
     assert_eq!(r.status, status::FAILED);
-    assert!(r.failure_reason.unwrap().contains("media format"));
+    assert!(
+        r.failure_reason.unwrap().contains("media format"),
+        "the event's reason wins"
+    );
+    // The failure notice, in the audio bucket of the job's media: it triggers send_email.
+    let notice = format!("output_text/{ID}/.failure-notice.txt");
+    assert_eq!(out["notice"], notice.as_str());
+    assert_eq!(store.keys(), vec![notice.clone()]);
+    let obj = store.object(BUCKET, &notice).unwrap();
+    assert_eq!(obj.content_type, "text/plain; charset=utf-8");
+    assert!(std::str::from_utf8(&obj.body)
+        .unwrap()
+        .contains("media format"));
+}
+
+#[tokio::test]
+async fn failed_reason_is_cut_to_the_column() {
+    let (deps, repo, _) = setup(failed_info(None));
+    let mut ev = event("transcribe-failed.json");
+    ev.detail.failure_reason = Some("오류 ".repeat(2000));
+    handler(&deps, ev).await.unwrap();
+    let reason = repo.all()[0].failure_reason.clone().unwrap();
+    assert_eq!(reason.chars().count(), stt_common::repo::MAX_REASON_CHARS);
+}
+
+#[tokio::test]
+async fn failed_of_an_unknown_job_writes_nothing() {
+    let (deps, _, store) = setup(failed_info(None));
+    let mut ev = event("transcribe-failed.json");
+    ev.detail.job_name = "someone-elses-job".into();
+    let out = handler(&deps, ev).await.unwrap();
+    assert_eq!(out["recorded"], false);
     assert!(store.keys().is_empty());
 }
 
 #[tokio::test]
 async fn failed_without_reason_asks_transcribe() {
-    let (deps, repo, _) = setup(JobInfo {
-        status: "FAILED".into(),
-        transcript_uri: None,
-        failure_reason: Some("Unsupported audio".into()),
-    });
+    let (deps, repo, _) = setup(failed_info(Some("Unsupported audio")));
     let mut ev = event("transcribe-failed.json");
     ev.detail.failure_reason = None;
     handler(&deps, ev).await.unwrap();

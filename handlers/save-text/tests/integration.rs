@@ -133,5 +133,21 @@ async fn completed_job_text_lands_in_s3_and_failure_in_mysql() {
     let row = repo.find(&upload_id).await.unwrap().unwrap();
     assert_eq!(row.status, status::FAILED);
     assert!(row.failure_reason.unwrap().contains("media format"));
+    // The failure notice in the job's audio bucket (from GetTranscriptionJob's media URI).
+    let notice = stt_common::keys::failure_notice_key(&upload_id);
+    assert_eq!(out["notice"], notice.as_str());
+    let body = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&notice)
+        .send()
+        .await
+        .expect("failure notice in S3")
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert!(std::str::from_utf8(&body).unwrap().contains("media format"));
     testing::drop_database(&db).await;
 }

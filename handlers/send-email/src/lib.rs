@@ -1,21 +1,33 @@
-//! `send_email`: S3 `ObjectCreated` on `output_text/*.txt` → mail the text to the uploader.
+//! `send_email`: S3 `ObjectCreated` on `output_text/*.txt` → mail the uploader: the
+//! transcript, or, when the upload is `FAILED`, a failure message.
 //!
 //! Only `.txt` keys are handled (never Transcribe's `.json` or its
-//! `.write_access_check_file.temp`). A conditional `UPDATE ... WHERE emailed_at IS NULL`
-//! claims the mail before sending, so a repeated event sends no second mail; a failed send
-//! gives the claim back so the retry can mail.
+//! `.write_access_check_file.temp`). Two kinds of `.txt` arrive: the text save_text writes,
+//! and the failure notice `output_text/{upload_id}/.failure-notice.txt` that audio_transcribe
+//! (Transcribe refused the job) or save_text (the job FAILED) writes. The row decides which
+//! mail is sent: `FAILED` → the failure mail (the notice's body is not read), otherwise the
+//! text of the object. A notice for a row that is not `FAILED` is skipped.
+//!
+//! A conditional `UPDATE ... WHERE emailed_at IS NULL` claims the mail before sending, so a
+//! repeated event (or a second notice) sends no second mail; a failed send gives the claim
+//! back so the retry can mail. Mails are in Korean for `ko-KR` uploads, English otherwise
+//! ([`compose`]). Addresses in logs and errors are masked (`u***@example.com`).
 
+pub mod compose;
 pub mod mail;
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use stt_common::db::Database;
 use stt_common::events::S3Notification;
 use stt_common::keys::{self, OUTPUT_PREFIX};
-use stt_common::repo::{MySqlRepo, Upload, UploadRepo};
+use stt_common::privacy::mask_email;
+use stt_common::repo::{status, MySqlRepo, Upload, UploadRepo};
 use stt_common::store::{ObjectStore, S3Store};
 use stt_common::Result;
 
+pub use compose::{failure_mail, html_escape, transcript_mail};
 pub use mail::{Mail, Mailer};
 
 pub struct Deps {
@@ -29,9 +41,8 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Result<Self> {
         let sdk = stt_common::aws_config().await;
-        let pool = stt_common::db::pool_from_env(&sdk).await?;
         Ok(Deps {
-            repo: Arc::new(MySqlRepo::new(pool)),
+            repo: Arc::new(MySqlRepo::with_database(Database::from_env(&sdk).await?)),
             store: Arc::new(S3Store::new(stt_common::s3_client(&sdk))),
             mailer: mail::from_env(&sdk).await?,
             from: stt_common::config::req_env("MAIL_FROM")?,
@@ -39,49 +50,9 @@ impl Deps {
     }
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The mail for an upload and its text.
+/// The transcript mail for an upload and its text (see [`compose::transcript_mail`]).
 pub fn compose(from: &str, upload: &Upload, text: &str) -> Mail {
-    let subject = format!("Transcript of {} ({})", upload.filename, upload.language);
-    let shown = if text.trim().is_empty() {
-        "(no speech was recognised)"
-    } else {
-        text
-    };
-    let text_body = format!(
-        "Hello,\n\nhere is the transcript of your file \"{}\" (language {}):\n\n{}\n\n-- \nspeech-to-text service\n",
-        upload.filename, upload.language, shown
-    );
-    let html_body = format!(
-        "<!DOCTYPE html><html><body><p>Hello,</p><p>here is the transcript of your file \
-         <b>{}</b> (language {}):</p><pre style=\"white-space:pre-wrap;font-family:inherit\">{}</pre>\
-         <p style=\"color:#666\">speech-to-text service</p></body></html>",
-        html_escape(&upload.filename),
-        html_escape(&upload.language),
-        html_escape(shown)
-    );
-    Mail {
-        from: from.to_string(),
-        to: upload.email.clone(),
-        subject,
-        text: text_body,
-        html: html_body,
-    }
+    transcript_mail(from, upload, text)
 }
 
 pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
@@ -110,24 +81,39 @@ pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
             skipped.push(obj.key);
             continue;
         };
+        let failed = upload.status == status::FAILED;
+        if keys::is_failure_notice(&obj.key) && !failed {
+            tracing::warn!(
+                key = obj.key,
+                status = upload.status,
+                "a failure notice, but the upload is not FAILED; skipped"
+            );
+            skipped.push(obj.key);
+            continue;
+        }
         if !deps.repo.claim_email(upload_id).await? {
             tracing::info!(key = obj.key, "already mailed; skipped");
             skipped.push(obj.key);
             continue;
         }
         let result = async {
-            let body = deps.store.get(&obj.bucket, &obj.key).await?;
-            let text = String::from_utf8_lossy(&body);
-            let mail = compose(&deps.from, &upload, &text);
+            let mail = if failed {
+                failure_mail(&deps.from, &upload)
+            } else {
+                let body = deps.store.get(&obj.bucket, &obj.key).await?;
+                transcript_mail(&deps.from, &upload, &String::from_utf8_lossy(&body))
+            };
             deps.mailer.send(&mail).await
         }
         .await;
+        let to = mask_email(&upload.email);
         if let Err(e) = result {
-            tracing::error!(error = %e, key = obj.key, "mailing failed; the claim is given back");
+            tracing::error!(error = %e, key = obj.key, to, "mailing failed; the claim is given back");
             deps.repo.release_email(upload_id).await?;
             return Err(e);
         }
-        tracing::info!(key = obj.key, upload_id, "transcript mailed");
+        let what = if failed { "failure" } else { "transcript" };
+        tracing::info!(key = obj.key, upload_id, to, what, "mailed");
         sent.push(obj.key);
     }
     Ok(json!({ "sent": sent, "skipped": skipped }))

@@ -21,15 +21,29 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 use stt_common::config::{opt_env, req_env};
 use stt_common::error::display_chain;
+use stt_common::privacy::{mask_addresses_except, mask_email};
 use stt_common::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A mail to send. `Debug` masks the recipient.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Mail {
     pub from: String,
     pub to: String,
     pub subject: String,
     pub text: String,
     pub html: String,
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("from", &self.from)
+            .field("to", &mask_email(&self.to))
+            .field("subject", &self.subject)
+            .field("text", &self.text)
+            .field("html", &self.html)
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -72,7 +86,8 @@ impl Mailer for SesMailer {
             .send()
             .await
             .map_err(|e| {
-                let mut message = display_chain(&e);
+                // SES names refused recipients in its message: masked, the sender kept.
+                let mut message = mask_addresses_except(&display_chain(&e), Some(&mail.from));
                 if message.contains("not verified") {
                     message.push_str(
                         " (an SES account in the sandbox may only mail verified addresses: \
@@ -92,8 +107,16 @@ pub struct SmtpMailer {
 }
 
 fn mailbox(addr: &str) -> Result<Mailbox> {
-    addr.parse()
-        .map_err(|e| Error::service("smtp", format!("address {addr:?}: {e}")))
+    addr.parse().map_err(|e| {
+        Error::service(
+            "smtp",
+            mask_addresses(&format!("address {:?}: {e}", mask_email(addr))),
+        )
+    })
+}
+
+fn mask_addresses(s: &str) -> String {
+    stt_common::privacy::mask_addresses(s)
 }
 
 #[async_trait]
@@ -107,11 +130,14 @@ impl Mailer for SmtpMailer {
                 mail.text.clone(),
                 mail.html.clone(),
             ))
-            .map_err(|e| Error::service("smtp", e))?;
-        self.transport
-            .send(msg)
-            .await
-            .map_err(|e| Error::service("smtp", display_chain(&e)))?;
+            .map_err(|e| Error::service("smtp", mask_addresses(&e.to_string())))?;
+        // A relay's refusal quotes the recipient (`550 5.1.1 <user@...>`): masked.
+        self.transport.send(msg).await.map_err(|e| {
+            Error::service(
+                "smtp",
+                mask_addresses_except(&display_chain(&e), Some(&mail.from)),
+            )
+        })?;
         Ok(())
     }
 }

@@ -80,7 +80,11 @@ async fn mails_the_text_once() {
         let m = &sent[0];
         assert_eq!(m.to, "user@example.com");
         assert_eq!(m.from, "stt@example.com");
-        assert!(m.subject.contains("한글 녹음.mp3") && m.subject.contains("ko-KR"));
+        assert_eq!(
+            m.subject, "음성 인식 결과: 한글 녹음.mp3",
+            "Korean for ko-KR"
+        );
+        assert!(m.text.starts_with("안녕하세요."));
         assert!(m.text.contains("안녕하세요 <b>굵게</b> & 끝"));
         assert!(m
             .html
@@ -124,6 +128,145 @@ async fn failed_send_gives_the_claim_back() {
         .await
         .unwrap();
     assert_eq!(mailer.sent.lock().unwrap().len(), 1, "the retry mails");
+}
+
+fn failed_row(reason: &str) -> Upload {
+    Upload {
+        status: status::FAILED.into(),
+        failure_reason: Some(reason.into()),
+        text_key: None,
+        ..row()
+    }
+}
+
+fn setup_with(row: Upload) -> (Deps, Arc<MemoryRepo>, Arc<RecordingMailer>) {
+    let (mut deps, _, mailer) = setup();
+    let repo = Arc::new(MemoryRepo::with([row]));
+    deps.repo = repo.clone();
+    (deps, repo, mailer)
+}
+
+#[tokio::test]
+async fn failure_notice_mails_the_failure_once() {
+    let (deps, repo, mailer) = setup_with(failed_row(
+        "StartTranscriptionJob: BadRequestException: The media format provided does not match \
+         the detected media format.",
+    ));
+    // The notice's body is never read (the store has no such object): the row decides.
+    let out = handler(&deps, event("s3-put-failure-notice.json"))
+        .await
+        .unwrap();
+    assert_eq!(out["sent"].as_array().unwrap().len(), 1, "{out}");
+    {
+        let sent = mailer.sent.lock().unwrap();
+        let m = &sent[0];
+        assert_eq!(m.to, "user@example.com");
+        assert_eq!(m.subject, "음성 인식 실패: 한글 녹음.mp3");
+        assert!(m.text.contains("텍스트로 변환하지 못했습니다"));
+        assert!(m
+            .text
+            .contains("사유: StartTranscriptionJob: BadRequestException"));
+        assert!(!m.text.contains("안녕하세요 <b>굵게</b>"), "no transcript");
+    }
+    assert!(repo.all()[0].emailed);
+    // The notice again (audio_transcribe's retry, or save_text's notice too): no second mail.
+    let again = handler(&deps, event("s3-put-failure-notice.json"))
+        .await
+        .unwrap();
+    assert_eq!(again["sent"].as_array().unwrap().len(), 0);
+    assert_eq!(mailer.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn failed_row_never_gets_a_transcript() {
+    let (deps, _, mailer) = setup_with(failed_row("Unsupported audio"));
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    let sent = mailer.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].subject.starts_with("음성 인식 실패"));
+}
+
+#[tokio::test]
+async fn notice_for_an_upload_that_did_not_fail_is_skipped() {
+    let (deps, repo, mailer) = setup();
+    let out = handler(&deps, event("s3-put-failure-notice.json"))
+        .await
+        .unwrap();
+    assert_eq!(out["skipped"].as_array().unwrap().len(), 1);
+    assert!(mailer.sent.lock().unwrap().is_empty());
+    assert!(
+        !repo.all()[0].emailed,
+        "the claim stays free for the transcript"
+    );
+}
+
+#[tokio::test]
+async fn english_for_other_languages() {
+    let (deps, _, mailer) = setup_with(Upload {
+        language: "en-US".into(),
+        filename: "회의 녹음 1.mp3".into(),
+        ..row()
+    });
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    let sent = mailer.sent.lock().unwrap();
+    assert_eq!(sent[0].subject, "Transcript of 회의 녹음 1.mp3 (en-US)");
+    assert!(sent[0].text.starts_with("Hello,"));
+}
+
+#[tokio::test]
+async fn failure_mail_in_english_for_other_languages() {
+    let (deps, _, mailer) = setup_with(Upload {
+        language: "en-GB".into(),
+        ..failed_row("Unsupported audio")
+    });
+    handler(&deps, event("s3-put-failure-notice.json"))
+        .await
+        .unwrap();
+    let sent = mailer.sent.lock().unwrap();
+    assert_eq!(sent[0].subject, "Transcription failed: 한글 녹음.mp3");
+    assert!(sent[0].text.contains("Reason: Unsupported audio"));
+}
+
+#[tokio::test]
+async fn a_subject_with_line_breaks_stays_one_line() {
+    let (deps, _, mailer) = setup_with(Upload {
+        filename: "회의\r\nBcc: x@example.com 녹음.mp3".into(),
+        ..row()
+    });
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    let sent = mailer.sent.lock().unwrap();
+    assert_eq!(
+        sent[0].subject,
+        "음성 인식 결과: 회의 Bcc: x@example.com 녹음.mp3"
+    );
+}
+
+#[test]
+fn mail_debug_masks_the_recipient() {
+    let m = send_email::compose(
+        "stt@example.com",
+        &Upload {
+            email: "listener@example.com".into(),
+            ..row()
+        },
+        "t",
+    );
+    let d = format!("{m:?}");
+    assert!(
+        d.contains("l***@example.com") && !d.contains("listener@"),
+        "{d}"
+    );
+    let d = format!("{:?}", row());
+    assert!(
+        d.contains("u***@example.com") && !d.contains("user@"),
+        "{d}"
+    );
 }
 
 #[test]

@@ -117,3 +117,99 @@ async fn mails_once_through_ses() {
     assert_eq!(messages_to(&to).len(), 1, "no second mail");
     testing::drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn failure_notice_mails_the_failure_in_korean_once() {
+    if !integration_enabled("send_email::integration") {
+        return;
+    }
+    require_services().await;
+    let cfg = testing::ministack_config().await;
+    let s3 = testing::s3_client(&cfg);
+    let ses = aws_sdk_sesv2::Client::new(&cfg);
+    let bucket = testing::create_bucket(&s3, "stt-mail-fail").await;
+    let (db, pool) = testing::fresh_database("stt_mail_fail").await;
+    let repo = Arc::new(MySqlRepo::new(pool));
+    let from = "stt@example.com";
+    let _ = ses
+        .create_email_identity()
+        .email_identity(from)
+        .send()
+        .await;
+    let n = std::process::id() % 100_000;
+    let to = format!(
+        "f{n}x{}@example.com",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            % 10_000
+    );
+    let upload_id = format!("{:032x}", 0xfa11_0000_u128 + n as u128);
+    let job = format!("stt-fail-{upload_id}");
+    repo.insert(&NewUpload {
+        upload_id: upload_id.clone(),
+        email: to.clone(),
+        filename: "회의 녹음 1.mp3".into(),
+        language: "ko-KR".into(),
+        audio_key: format!("input_audio/{upload_id}/회의 녹음 1.mp3"),
+    })
+    .await
+    .unwrap();
+    repo.set_job(&upload_id, &job).await.unwrap();
+    repo.set_failed(
+        &job,
+        "StartTranscriptionJob: BadRequestException: unsupported",
+    )
+    .await
+    .unwrap();
+    // The notice audio_transcribe writes, and its S3 event.
+    let key = stt_common::keys::failure_notice_key(&upload_id);
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(
+            b"StartTranscriptionJob: BadRequestException: unsupported\n"
+                .to_vec()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let raw = std::fs::read_to_string(format!(
+        "{}/../common/fixtures/s3-put-failure-notice.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replace("stt-audio-bucket", &bucket)
+    .replace("0123456789abcdef0123456789abcdef", &upload_id);
+    let deps = Deps {
+        repo: repo.clone(),
+        store: Arc::new(S3Store::new(s3.clone())),
+        mailer: Arc::new(SesMailer {
+            client: ses.clone(),
+            configuration_set: None,
+        }),
+        from: from.into(),
+    };
+    let out = handler(&deps, serde_json::from_str(&raw).unwrap())
+        .await
+        .expect("send_email");
+    assert_eq!(out["sent"].as_array().unwrap().len(), 1, "{out}");
+    let msgs = messages_to(&to);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(
+        msgs[0]["Subject"].as_str().unwrap(),
+        "음성 인식 실패: 회의 녹음 1.mp3"
+    );
+    let body = msgs[0]["BodyText"].as_str().unwrap();
+    assert!(body.contains("텍스트로 변환하지 못했습니다"), "{body}");
+    assert!(body.contains("BadRequestException"), "{body}");
+
+    // save_text's notice for the same upload, or a retried event: no second mail.
+    handler(&deps, serde_json::from_str(&raw).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(messages_to(&to).len(), 1, "no second mail");
+    testing::drop_database(&db).await;
+}

@@ -3,6 +3,16 @@
 //! `aws-media-services-vod-automation` (`MediaConvert-WorkflowWatchFolderAndNotification`)
 //! that the VOD tutorial deploys (console steps V5, V6).
 //!
+//! # Trigger
+//!
+//! The stack notifies the function of every `ObjectCreated` in the source bucket, without a
+//! suffix filter: S3 matches filter suffixes literally and case-sensitively, so a rule for
+//! `.mov` would never fire for a phone's `IMG_0001.MOV`. The function filters itself
+//! ([`decide`]): keys whose file name ends with one of `VideoSuffixes`, compared
+//! case-insensitively, are converted; `job.json` and everything else (images, notes, folder
+//! markers such as `uploads/`, `.DS_Store`) are skipped with a log line, and the invocation
+//! succeeds.
+//!
 //! # Output layout (the player page relies on it)
 //!
 //! For a source object `{any/prefix/}{name}.{ext}` the job writes, in `DestinationBucket`:

@@ -440,3 +440,68 @@ async fn s3_test_event_is_ignored() {
     assert!(server.requests().is_empty());
     assert!(source.asked().is_empty());
 }
+
+/// The stack triggers the function on every object of the source bucket (no suffix filter:
+/// S3's filters are case-sensitive and would miss `IMG_0001.MOV`), so the function filters by
+/// `VideoSuffixes`, case-insensitively, and skips everything else successfully.
+#[tokio::test]
+async fn unfiltered_trigger_converts_only_videos_whatever_their_case() {
+    let server = created_server().await;
+    let source = Arc::new(MemorySource::new());
+    let deps = deps(&server, source.clone());
+
+    let out = handler(&deps, fixture("s3-put-unfiltered.json"))
+        .await
+        .expect("non-videos are skipped, not failed");
+
+    assert_eq!(out["jobs"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(
+        out["jobs"][0]["input"],
+        format!("s3://{SOURCE}/IMG_0001.MOV").as_str()
+    );
+    assert_eq!(
+        out["jobs"][0]["playlist"],
+        format!("s3://{DEST}/IMG_0001/hls/IMG_0001.m3u8").as_str()
+    );
+    assert_eq!(
+        out["skipped"],
+        json!([
+            { "key": "job.json", "reason": "override file: never converted" },
+            { "key": ".DS_Store", "reason": "suffix not in VideoSuffixes" },
+            { "key": "uploads/", "reason": "suffix not in VideoSuffixes" },
+            { "key": "uploads/poster.JPG", "reason": "suffix not in VideoSuffixes" },
+            { "key": "uploads/영상 메모.txt", "reason": "suffix not in VideoSuffixes" },
+            { "key": "uploads/MOV", "reason": "suffix not in VideoSuffixes" },
+        ])
+    );
+    // One CreateJob, for the video only.
+    let body = the_create_job(&server);
+    assert_eq!(
+        body["settings"]["inputs"][0]["fileInput"],
+        format!("s3://{SOURCE}/IMG_0001.MOV").as_str()
+    );
+}
+
+/// A custom `VideoSuffixes` in any case matches keys in any case.
+#[tokio::test]
+async fn custom_suffixes_match_case_insensitively() {
+    let server = created_server().await;
+    let mut deps = deps(&server, Arc::new(MemorySource::new()));
+    deps.config.video_suffixes = vod_convert::keys::parse_suffixes("MOV, .Mts").unwrap();
+    let out = handler(&deps, fixture("s3-put-unfiltered.json"))
+        .await
+        .unwrap();
+    assert_eq!(out["jobs"].as_array().unwrap().len(), 1, "{out}");
+    assert!(vod_convert::keys::is_video(
+        "a/clip.mts",
+        &deps.config.video_suffixes
+    ));
+    assert!(vod_convert::keys::is_video(
+        "a/CLIP.MTS",
+        &deps.config.video_suffixes
+    ));
+    assert!(!vod_convert::keys::is_video(
+        "a/clip.mp4",
+        &deps.config.video_suffixes
+    ));
+}

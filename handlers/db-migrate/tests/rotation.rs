@@ -1,0 +1,164 @@
+//! RDS rotates the managed master secret: a MariaDB user whose password lives in a ministack
+//! secret; queries work; the password changes in MariaDB and in the secret (what RDS does);
+//! the next operation on a new connection still succeeds, because the function reads the
+//! secret again after MySQL's "Access denied" (1045). Runs with STT_INTEGRATION=1.
+
+use sqlx::{AssertSqlSafe, Connection};
+use stt_common::config::{DbConfig, DbCredentials};
+use stt_common::db::{is_access_denied, Database};
+use stt_common::repo::{MySqlRepo, NewUpload, UploadRepo};
+use stt_common::testing::{self, integration_enabled, require_services};
+use stt_common::Error;
+
+async fn root(sql: &str) {
+    let mut c = sqlx::mysql::MySqlConnection::connect_with(&testing::server_options())
+        .await
+        .expect("root connection");
+    sqlx::query(AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Closes every session of `user`, so that the pool has to open new connections.
+async fn kill_sessions(user: &str) {
+    let mut c = sqlx::mysql::MySqlConnection::connect_with(&testing::server_options())
+        .await
+        .unwrap();
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?")
+            .bind(user)
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    for id in ids {
+        let _ = sqlx::query(AssertSqlSafe(format!("KILL CONNECTION {id}")))
+            .execute(&mut c)
+            .await;
+    }
+}
+
+fn secret_json(user: &str, password: &str) -> String {
+    serde_json::json!({ "username": user, "password": password, "engine": "mysql" }).to_string()
+}
+
+/// Changes the password as RDS rotation does: in the database, then the secret.
+async fn rotate(sm: &aws_sdk_secretsmanager::Client, arn: &str, user: &str, password: &str) {
+    root(&format!(
+        "ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'"
+    ))
+    .await;
+    sm.put_secret_value()
+        .secret_id(arn)
+        .secret_string(secret_json(user, password))
+        .send()
+        .await
+        .expect("PutSecretValue");
+}
+
+#[tokio::test]
+async fn rotated_secret_is_read_again_after_access_denied() {
+    if !integration_enabled("db_migrate::rotation") {
+        return;
+    }
+    require_services().await;
+    let sdk = testing::ministack_config().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let (db, _) = testing::fresh_database("stt_rotation").await;
+    let user = format!("rot{}", std::process::id() % 100_000);
+    root(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
+    root(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY 'first-Passw0rd'"
+    ))
+    .await;
+    root(&format!("GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%'")).await;
+    let secret = sm
+        .create_secret()
+        .name(testing::unique("stt-rotation"))
+        .secret_string(secret_json(&user, "first-Passw0rd"))
+        .send()
+        .await
+        .expect("CreateSecret");
+    let arn = secret.arn().unwrap().to_string();
+
+    let server = testing::server_options();
+    let cfg = DbConfig {
+        host: server.get_host().to_string(),
+        port: server.get_port(),
+        database: db.clone(),
+        credentials: DbCredentials::Secret { arn: arn.clone() },
+        // The local MariaDB has no TLS; on AWS the secret means VerifyIdentity.
+        ssl_mode: Some("disabled".into()),
+        ssl_ca: None,
+    };
+
+    // Cold start: the secret is read once; a query works.
+    let database = Database::connect(&cfg, &sdk).await.expect("connect");
+    let repo = MySqlRepo::with_database(database.clone());
+    let upload_id = format!("{:032x}", 0x0007_0000_u128 + std::process::id() as u128);
+    repo.insert(&NewUpload {
+        upload_id: upload_id.clone(),
+        email: "user@example.com".into(),
+        filename: "회의 녹음 1.mp3".into(),
+        language: "ko-KR".into(),
+        audio_key: format!("input_audio/{upload_id}/회의 녹음 1.mp3"),
+    })
+    .await
+    .expect("insert with the first password");
+    assert_eq!(database.rotation().unwrap().refreshes(), 0);
+
+    // RDS rotates; the open connections are gone (idle timeout, a new Lambda environment).
+    rotate(&sm, &arn, &user, "second-Passw0rd").await;
+    kill_sessions(&user).await;
+    // The old options alone are refused with 1045 ...
+    let err = sqlx::mysql::MySqlConnection::connect_with(&database.pool().connect_options())
+        .await
+        .unwrap_err();
+    assert!(is_access_denied(&err), "{err}");
+    // ... but the next operation reads the secret again and succeeds.
+    let row = repo
+        .find(&upload_id)
+        .await
+        .expect("the operation after the rotation succeeds")
+        .expect("the row");
+    assert_eq!(row.filename, "회의 녹음 1.mp3");
+    assert_eq!(database.rotation().unwrap().refreshes(), 1);
+    // And keeps working without reading it again.
+    kill_sessions(&user).await;
+    assert!(repo.claim_email(&upload_id).await.unwrap());
+    assert_eq!(database.rotation().unwrap().refreshes(), 1);
+
+    // db_migrate: a warm instance whose credentials were rotated away.
+    let deps = db_migrate::Deps::connect(&cfg, &sdk).await.unwrap();
+    rotate(&sm, &arn, &user, "third-Passw0rd").await;
+    kill_sessions(&user).await;
+    let report = db_migrate::handler(&deps, serde_json::json!({}))
+        .await
+        .expect("migration after the rotation");
+    assert_eq!(report.already_applied, vec![1, 2, 3]);
+    assert_eq!(deps.rotation.as_ref().unwrap().refreshes(), 1);
+    let again = db_migrate::handler(&deps, serde_json::json!({})).await;
+    assert!(again.is_ok(), "the new credentials are kept: {again:?}");
+    assert_eq!(deps.rotation.as_ref().unwrap().refreshes(), 1);
+
+    // Without a secret (local DB_URL) there is nothing to re-read: the error stands.
+    let fixed = db_migrate::Deps::new(
+        testing::server_options()
+            .username(&user)
+            .password("first-Passw0rd"),
+        db.clone(),
+    );
+    match db_migrate::handler(&fixed, serde_json::json!({})).await {
+        Err(Error::Db(e)) => assert!(is_access_denied(&e), "{e}"),
+        other => panic!("expected access denied, got {other:?}"),
+    }
+
+    root(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
+    let _ = sm
+        .delete_secret()
+        .secret_id(&arn)
+        .force_delete_without_recovery(true)
+        .send()
+        .await;
+    testing::drop_database(&db).await;
+}
