@@ -30,6 +30,30 @@ def _job_id() -> str:
     return "%d-%s" % (int(time.time() * 1000), "".join(random.choices(string.ascii_lowercase + string.digits, k=6)))
 
 
+def _s3_arn(uri: str, prefix: bool) -> Optional[str]:
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        return None
+    path = uri[len("s3://"):]
+    return "arn:aws:s3:::%s%s" % (path, "*" if prefix else "")
+
+
+def job_access(settings: dict) -> list:
+    """(action, resource) pairs a job needs of its role: read every input, write under every
+    output group's destination."""
+    needs = []
+    for item in settings.get("inputs") or []:
+        arn = _s3_arn(item.get("fileInput"), prefix=False)
+        if arn:
+            needs.append(("s3:GetObject", arn))
+    for group in settings.get("outputGroups") or []:
+        for key, value in (group.get("outputGroupSettings") or {}).items():
+            if isinstance(value, dict):
+                arn = _s3_arn(value.get("destination"), prefix=True)
+                if arn:
+                    needs.append(("s3:PutObject", arn))
+    return needs
+
+
 class MediaConvert:
     def __init__(self, proxy):
         self.proxy = proxy
@@ -60,7 +84,32 @@ class MediaConvert:
             return ctx.error(AwsError("BadRequestException", "The operation %s is not supported by the local "
                                       "MediaConvert." % op, 400), "answered:mediaconvert")
         ctx.verdict = "answered:mediaconvert"
-        return handler(ctx, account)
+        answer = handler(ctx, account)
+        if op == "CreateJob" and answer.status == 201:
+            await self._run_as_role(ctx, account, answer)
+        return answer
+
+    async def _run_as_role(self, ctx: Ctx, account: str, answer: Answer):
+        """MediaConvert reads the inputs and writes the outputs with the job's role (the role
+        passed in `CreateJob`): the proxy evaluates that access as the job would need it, records
+        it with the call, and ends the job in ERROR when the role lacks it (MediaConvert reports
+        such jobs as failed; the API call itself succeeded)."""
+        doc = json.loads(answer.body)
+        job = doc["job"]
+        needs = job_access(job.get("settings") or {})
+        if not needs or not job.get("role"):
+            return
+        results = await self.proxy.iam.evaluate_with_role(ctx, account, job["role"], needs,
+                                                         via="mediaconvert.amazonaws.com")
+        refused = [r for r in results if r["decision"] in ("ImplicitlyDenied", "ExplicitlyDenied")]
+        if refused:
+            first = refused[0]
+            job["status"] = "ERROR"
+            job["errorCode"] = 1401
+            job["errorMessage"] = "Access denied: the job's role may not %s %s" % (first["action"], first["resource"])
+            self.jobs[(account, ctx.region, job["id"])] = job
+            answer.body = json.dumps({"job": job}).encode()
+            ctx.note = "MediaConvert job %s ERROR: %s" % (job["id"], job["errorMessage"])
 
     @staticmethod
     def _json(status: int, doc: dict) -> Answer:

@@ -224,7 +224,7 @@ def test_start_transcription_job_needs_the_condition_form_and_the_media(ms, buck
     assert [c["verdict"] for c in calls] == ["forwarded", "denied:transcribe:StartTranscriptionJob",
                                              "denied:s3:GetObject"]
     authz = calls[0]["iam"]["authorizations"]
-    assert [(a["action"], a["resource"], a["decision"]) for a in authz] == [
+    assert [(a["action"], a["resource"], a["decision"]) for a in authz if a.get("enforced", True)] == [
         ("transcribe:StartTranscriptionJob", "*", "Allowed"),
         ("s3:GetObject", "arn:aws:s3:::%s/input/talk.wav" % bucket, "Allowed"),
         ("s3:PutObject", "arn:aws:s3:::%s/output/%s.json" % (bucket, job), "Allowed")]
@@ -265,6 +265,16 @@ def test_mediaconvert_create_job_needs_pass_role_to_mediaconvert(ms):
                 {"Effect": "Allow", "Action": "iam:PassRole", "Resource": MC_ROLE,
                  "Condition": {"StringEquals": {"iam:PassedToService": service}}}]
 
+    iam = ms.client("iam")
+    try:
+        iam.create_role(RoleName="mediaconvert-role", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                    "Principal": {"Service": "mediaconvert.amazonaws.com"}}]}))
+    except ClientError as e:
+        if error_of(e)[0] != "EntityAlreadyExists":
+            raise
+    iam.put_role_policy(RoleName="mediaconvert-role", PolicyName="job", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::src/*"}))
     name, role = make_function(ms, statements("mediaconvert.amazonaws.com"))
     since = ms.realism.last_seq()
     created = run(ms, name, create_job_call())[0]["ok"]["Job"]
@@ -275,9 +285,12 @@ def test_mediaconvert_create_job_needs_pass_role_to_mediaconvert(ms):
     assert got["ok"]["Job"]["Arn"] == created["Arn"]
     log = function_calls(ms, since, name)
     assert log[0]["verdict"] == "answered:mediaconvert" and log[0]["status"] == 201
-    assert [(a["action"], a["resource"], a["decision"]) for a in log[0]["iam"]["authorizations"]] == [
-        ("mediaconvert:CreateJob", queue, "Allowed"), ("iam:PassRole", MC_ROLE, "Allowed")]
-    assert log[0]["iam"]["authorizations"][1]["context"] == {"iam:PassedToService": "mediaconvert.amazonaws.com"}
+    assert [(a["action"], a["resource"], a["decision"]) for a in log[0]["iam"]["authorizations"]
+            if a.get("via") != "lambda.amazonaws.com"] == [
+        ("mediaconvert:CreateJob", queue, "Allowed"), ("iam:PassRole", MC_ROLE, "Allowed"),
+        ("s3:GetObject", "arn:aws:s3:::src/video.mp4", "Allowed")]
+    passes = [a for a in log[0]["iam"]["authorizations"] if a["action"] == "iam:PassRole"]
+    assert passes[0]["context"] == {"iam:PassedToService": "mediaconvert.amazonaws.com"}
 
     name2, role2 = make_function(ms, statements("lambda.amazonaws.com"))
     err = run(ms, name2, create_job_call())[0]["error"]
@@ -338,7 +351,8 @@ def test_evaluate_endpoint_replays_logged_authorizations(ms, bucket):
     since = ms.realism.last_seq()
     run(ms, name, {"service": "s3", "op": "get_object", "args": {"Bucket": bucket, "Key": "a/x"}},
         {"service": "sts", "op": "get_caller_identity"})
-    logged = ms.realism._req("GET", "iam/authorizations?since=%d&function=%s" % (since, name))["authorizations"]
+    logged = [a for a in ms.realism._req("GET", "iam/authorizations?since=%d&function=%s" % (since, name))
+              ["authorizations"] if a.get("enforced", True) and not a.get("if_key_missing")]
     assert [(a["action"], a["decision"], a["role"]) for a in logged] == [("s3:GetObject", "Allowed", role)]
     assert logged[0]["seq"] > since and logged[0]["principal"] == principal(role, name)
     sts_calls = [c for c in function_calls(ms, since, name) if c["service"] == "sts"]
@@ -708,3 +722,63 @@ def test_the_logs_a_function_writes_are_recorded_with_its_role(ms, bucket):
     assert {a["action"] for a in records} == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
     # The role grants no logs: recorded as refused, but the call itself went through.
     assert all(a["decision"] == "ImplicitlyDenied" for a in records)
+
+
+def test_an_invocation_records_the_logs_of_the_invoked_function(ms):
+    """A function that calls nothing still writes its logs with its role (db_migrate locally):
+    the invocation records them under the invoked function's name."""
+    group = "arn:aws:logs:%s:%s:log-group:/aws/lambda/" % (REGION, ACCOUNT)
+    name, role = make_function(ms, [{"Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": "*"}])
+    statement = {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                 "Resource": group + name + ":*"}
+    ms.client("iam").put_role_policy(RoleName=role, PolicyName="fn", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group + name}, statement))
+    since = ms.realism.last_seq()
+    run(ms, name)
+    records = ms.realism._req("GET", "iam/authorizations?since=%d&function=%s" % (since, name))["authorizations"]
+    assert [(a["action"], a["decision"], a["role"], a["enforced"]) for a in records] == [
+        ("logs:CreateLogGroup", "Allowed", role, False), ("logs:CreateLogStream", "Allowed", role, False),
+        ("logs:PutLogEvents", "Allowed", role, False)]
+    assert records[0]["operation"] == "Invoke" and records[0]["principal"] == principal(role, name)
+    # The same authorizations replayed without the stream statement: refused.
+    replay = ms.realism._req("POST", "iam/evaluate", {
+        "principal": principal(role, name),
+        "policies": [policy({"Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group + name})],
+        "authorizations": records})
+    assert [r["decision"] for r in replay["results"]] == ["Allowed", "ImplicitlyDenied", "ImplicitlyDenied"]
+
+
+def test_a_mediaconvert_job_reads_and_writes_with_its_role(ms):
+    """MediaConvert reads the inputs and writes the outputs with the job's role: the proxy
+    records that access with CreateJob and ends the job in ERROR when the role lacks it."""
+    iam = ms.client("iam")
+    job_role = unique("mcrole")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"Service": "mediaconvert.amazonaws.com"}}]})
+    job_role_arn = iam.create_role(RoleName=job_role, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=job_role, PolicyName="job", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::src/*"}))
+    name, role = make_function(ms, [
+        {"Effect": "Allow", "Action": "mediaconvert:CreateJob", "Resource": "*"},
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": job_role_arn}])
+    settings = {"Inputs": [{"FileInput": "s3://src/video.mp4"}], "OutputGroups": [
+        {"OutputGroupSettings": {"Type": "HLS_GROUP_SETTINGS",
+                                 "HlsGroupSettings": {"Destination": "s3://out/hls/video/", "SegmentLength": 6,
+                                                      "MinSegmentLength": 0}},
+         "Outputs": [{"NameModifier": "_720", "ContainerSettings": {"Container": "M3U8"}}]}]}
+    call = {"service": "mediaconvert", "op": "create_job", "args": {"Role": job_role_arn, "Settings": settings}}
+    since = ms.realism.last_seq()
+    job = run(ms, name, call)[0]["ok"]["Job"]
+    assert job["Status"] == "ERROR" and "s3:PutObject" in job["ErrorMessage"]
+    records = [a for a in ms.realism._req("GET", "iam/authorizations?since=%d" % since)["authorizations"]
+               if a.get("role") == job_role]
+    assert [(a["action"], a["resource"], a["decision"], a["via"]) for a in records] == [
+        ("s3:GetObject", "arn:aws:s3:::src/video.mp4", "Allowed", "mediaconvert.amazonaws.com"),
+        ("s3:PutObject", "arn:aws:s3:::out/hls/video/*", "ImplicitlyDenied", "mediaconvert.amazonaws.com")]
+    assert ms.client("mediaconvert").get_job(Id=job["Id"])["Job"]["Status"] == "ERROR"
+
+    iam.put_role_policy(RoleName=job_role, PolicyName="job", PolicyDocument=policy(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::src/*"},
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::out/*"}))
+    job = run(ms, name, call)[0]["ok"]["Job"]
+    assert job["Status"] == "SUBMITTED"
