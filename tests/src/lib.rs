@@ -4,6 +4,8 @@
 //! Needs: ministack installed in `.venv` (`make deps`); it is started here if it is not
 //! running. The `provision` binary must be built (`make build`, or `cargo build --workspace`).
 
+pub mod least_privilege;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

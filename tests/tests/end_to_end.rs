@@ -4,12 +4,17 @@
 //! `output_text/` and an e-mail to the uploader; then the same through the page in headless
 //! Chromium, with a good and a bad e-mail address. Needs the zips (`make zips`), the browser
 //! driver (`make browser-deps`), espeak-ng and ffmpeg (`make test` installs and builds all).
+//!
+//! Runs through the realism proxy with IAM simulated on every call the functions make: Korean
+//! and upper-case file names reach the mailbox in Korean, a Transcribe refusal forced by the
+//! proxy ends FAILED with a mail saying so, no call is denied, and every statement of every
+//! role is one the run needed (the mutation check, `system_tests::least_privilege`).
 
 use std::time::Duration;
 
 use system_tests::{
-    browser_script, eventually, http_get, http_request, line, multipart, mysql_drop_database,
-    mysql_rows, root, Aws, Emulator, TestStack,
+    browser_script, eventually, http_get, http_request, least_privilege, line, multipart,
+    mysql_drop_database, mysql_rows, root, Aws, Emulator, Realism, TestStack,
 };
 
 const FUNCTIONS: [&str; 5] = [
@@ -40,6 +45,41 @@ async fn object_exists(aws: &Aws, bucket: &str, key: &str) -> bool {
         .send()
         .await
         .is_ok()
+}
+
+/// Posts `file` as the page does; (upload id, audio key).
+fn upload(
+    api_url: &str,
+    origin: &str,
+    email: &str,
+    language: &str,
+    file: &str,
+    audio: &[u8],
+) -> (String, String) {
+    let (content_type, body) = multipart(
+        &[("email", email), ("language", language)],
+        ("file", file, audio),
+    );
+    let (status, _, answer) = http_request(
+        "POST",
+        api_url,
+        &[("Content-Type", &content_type), ("Origin", origin)],
+        &body,
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+    assert_eq!(status, 201, "{file}: {answer}");
+    (
+        answer["uploadId"].as_str().expect("uploadId").to_owned(),
+        answer["key"].as_str().expect("key").to_owned(),
+    )
+}
+
+/// The subjects of the mails sent to `address`.
+fn subjects_to(address: &str) -> Vec<String> {
+    mails_to(address)
+        .iter()
+        .filter_map(|m| m["Subject"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// The messages ministack's SES keeps, as JSON.
@@ -85,11 +125,13 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         zips.display()
     );
     let aws = Aws::new().await;
+    let realism = Realism::on(Emulator::Ministack);
     aws.purge_snapshots(&format!("{name}-db")).await;
     let stack = TestStack::build(name, Emulator::Ministack, &stt);
     mysql_drop_database(database);
     let audio_bucket = format!("{name}-audio-000000000000");
 
+    let since = realism.last_seq();
     let up = stack.run(&["--output", "json", "up"]).expect(0).json();
     for resource in [
         "rest_api/stt-upload",
@@ -218,6 +260,106 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         ses_messages()
     );
 
+    // Korean names, and a suffix in capitals (S3's suffix rules are literal: the stored key
+    // carries the lowercase one), uploaded in Korean: each mail in Korean.
+    let korean_email = &format!("korean{}@example.com", std::process::id());
+    let mut korean = Vec::new();
+    for (file, stored) in [
+        ("회의 녹음 1.mp3", "회의 녹음 1.mp3"),
+        ("녹음.MP3", "녹음.mp3"),
+    ] {
+        let (id, key) = upload(api_url, origin, korean_email, "ko-KR", file, &mp3);
+        assert_eq!(key, format!("input_audio/{id}/{stored}"));
+        korean.push((id, format!("음성 인식 결과: {file}")));
+    }
+    for (id, subject) in &korean {
+        assert!(
+            eventually(Duration::from_secs(120), || subjects_to(korean_email)
+                .contains(subject)),
+            "no mail \"{subject}\" for upload {id}: {:?}",
+            subjects_to(korean_email)
+        );
+        // The mail is recorded just after SES took it.
+        let done = || {
+            mysql_rows(
+                database,
+                &format!(
+                    "SELECT status, emailed_at IS NOT NULL FROM fileTable WHERE upload_id = '{id}'"
+                ),
+            ) == vec![vec!["TRANSCRIBED".to_owned(), "1".to_owned()]]
+        };
+        assert!(
+            eventually(Duration::from_secs(30), done),
+            "upload {id} not recorded as mailed"
+        );
+    }
+
+    // Transcribe refuses the job (a permanent error, forced by the realism proxy): the upload
+    // ends FAILED and the uploader is told.
+    let refused_file = "refused-by-transcribe.mp3";
+    realism.inject(serde_json::json!({
+        "service": "transcribe",
+        "operation": "StartTranscriptionJob",
+        "match": "refused-by-transcribe",
+        "code": "BadRequestException",
+        "message": "The media format that you specified doesn't match the detected media format. Check the media format and try your request again.",
+        "status": 400,
+    }));
+    let (refused_id, _) = upload(api_url, origin, email, "en-US", refused_file, &mp3);
+    let failure_subject = format!("Transcription failed: {refused_file}");
+    assert!(
+        eventually(Duration::from_secs(120), || subjects_to(email)
+            .contains(&failure_subject)),
+        "no mail \"{failure_subject}\": {:?}",
+        subjects_to(email)
+    );
+    let rows = mysql_rows(
+        database,
+        &format!("SELECT status FROM fileTable WHERE upload_id = '{refused_id}'"),
+    );
+    assert_eq!(rows, vec![vec!["FAILED".to_owned()]]);
+    let refusals = realism.calls(
+        since,
+        "service=transcribe&operation=StartTranscriptionJob&verdict=injected",
+    );
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+
+    // Every call the functions made was allowed by their roles as deployed, Transcribe's
+    // reading of the media with audio_transcribe's rights included.
+    let denied = realism.calls(since, "verdict=denied");
+    assert!(denied.is_empty(), "denied: {denied:#?}");
+    let starts = realism.calls(
+        since,
+        "service=transcribe&operation=StartTranscriptionJob&verdict=forwarded",
+    );
+    assert!(starts.len() >= 3, "{starts:#?}");
+    for call in &starts {
+        let authz = call["iam"]["authorizations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let of = |action: &str| {
+            authz
+                .iter()
+                .filter(|a| a["action"] == action)
+                .map(|a| (a["decision"].clone(), a["via"].clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of("transcribe:StartTranscriptionJob"),
+            vec![(serde_json::json!("Allowed"), serde_json::Value::Null)],
+            "{call:#}"
+        );
+        assert_eq!(
+            of("s3:GetObject"),
+            vec![(
+                serde_json::json!("Allowed"),
+                serde_json::json!("transcribe.amazonaws.com")
+            )],
+            "{call:#}"
+        );
+    }
+
     // The page in headless Chromium: a good upload, then a bad e-mail address.
     let mp3_path = stack.dir.join("hello.mp3");
     let mp3_path = mp3_path.to_str().unwrap();
@@ -265,6 +407,50 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     // Converged: a second `up` writes nothing.
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
+
+    // The mutation check: every statement of every role is needed by what this run did.
+    let roles: Vec<String> = FUNCTIONS.iter().map(|f| format!("{name}-{f}")).collect();
+    let report = least_privilege::check_roles(&aws, &realism, &roles, since).await;
+    println!("mutation check, speech-to-text roles: {}", report.summary());
+    for outcome in &report.outcomes {
+        println!("  {outcome}");
+    }
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    assert!(report.statements_tried >= roles.len());
+    // The check sees a statement the run never needed.
+    let role = format!("{name}-save_text");
+    let policy = aws
+        .iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name(provisioner::resources::role::POLICY_NAME)
+        .send()
+        .await
+        .unwrap();
+    let mut doc = provisioner::resources::role::decode_policy_document(policy.policy_document());
+    doc["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "Sid": "NeverNeeded", "Effect": "Allow", "Action": "s3:DeleteObject",
+            "Resource": format!("arn:aws:s3:::{audio_bucket}/*"),
+        }));
+    aws.iam
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name(provisioner::resources::role::POLICY_NAME)
+        .policy_document(doc.to_string())
+        .send()
+        .await
+        .unwrap();
+    let widened = least_privilege::check_roles(&aws, &realism, &[role.clone()], since).await;
+    assert_eq!(
+        widened.problems,
+        vec![format!(
+            "{role}/{}: statement NeverNeeded is never needed by the run",
+            provisioner::resources::role::POLICY_NAME
+        )]
+    );
 
     // `down` keeps the user's data unless told otherwise.
     let refused = stack.run(&["down"]);

@@ -1,11 +1,20 @@
 //! The video-on-demand system (console steps V1 to V8) on the local target, next to the
 //! speech-to-text site: created by `up`, left alone by a second `up`, a CORS rule changed by
 //! hand found as drift and repaired, the player page playing an HLS rendition in headless
-//! Chromium, `--only` acting on one system, and `down` keeping the videos unless told.
+//! Chromium, `--only` acting on one system, and `down` keeping the videos unless told. A
+//! phone's `IMG_0001.MOV` in the source bucket starts a MediaConvert job through the realism
+//! proxy, with IAM simulated: the converter may create it and pass the job's role, the job's
+//! role may read the source and write the renditions, and every statement of both roles is
+//! one the run needed (the mutation check, `system_tests::least_privilege`).
 //! Needs the zips (`make zips`), the player's hls.js (`make web`), the browser driver
 //! (`make browser-deps`) and ffmpeg (`make test-tools`); `make test` does all of it.
 
-use system_tests::{browser_script, http_get, line, root, Aws, Emulator, TestStack};
+use std::time::Duration;
+
+use system_tests::{
+    browser_script, eventually, http_get, least_privilege, line, root, Aws, Emulator, Realism,
+    TestStack,
+};
 
 fn content_type(name: &str) -> &'static str {
     match name.rsplit('.').next() {
@@ -35,6 +44,8 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     );
     let stack = TestStack::with_sections(name, Emulator::Ministack, &sections);
     let aws = Aws::new().await;
+    let realism = Realism::on(Emulator::Ministack);
+    let since = realism.last_seq();
     let output_bucket = format!("{name}-vod-output-000000000000");
     let source_bucket = format!("{name}-vod-source-000000000000");
 
@@ -137,6 +148,91 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     assert_eq!(line(&drift, "site_files/stt-site")["result"], "noop");
     stack.run(&["up"]).expect(0);
     stack.run(&["drift"]).expect(0);
+
+    // A phone's video, its suffix in capitals (S3's suffix rules are literal): converted.
+    let uploaded = realism.last_seq();
+    aws.s3
+        .put_object()
+        .bucket(&source_bucket)
+        .key("IMG_0001.MOV")
+        .content_type("video/quicktime")
+        .body(b"a QuickTime movie".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let convert_name = format!("{name}-vod_convert");
+    let jobs = || {
+        realism
+            .calls(uploaded, "service=mediaconvert&operation=CreateJob")
+            .into_iter()
+            .filter(|c| c["iam"]["function"] == convert_name.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || !jobs().is_empty()),
+        "no CreateJob by {convert_name}"
+    );
+    let job = &jobs()[0];
+    assert_eq!(job["verdict"], "answered:mediaconvert", "{job:#}");
+    assert_eq!(job["status"], 201, "{job:#}");
+    let authz = job["iam"]["authorizations"].as_array().unwrap();
+    // An authorization names its role where it is not the caller's (the job's role).
+    let role_of = |a: &serde_json::Value| {
+        a.get("role")
+            .unwrap_or(&job["iam"]["role"])
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let decision = |action: &str, role: &str| {
+        authz
+            .iter()
+            .filter(|a| a["action"] == action && role_of(a) == role)
+            .map(|a| a["decision"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let convert_role = convert_name.clone();
+    let job_role = format!("{name}-vod-mediaconvert");
+    assert_eq!(
+        decision("mediaconvert:CreateJob", &convert_role),
+        ["Allowed"],
+        "{job:#}"
+    );
+    assert_eq!(
+        decision("iam:PassRole", &convert_role),
+        ["Allowed"],
+        "{job:#}"
+    );
+    assert_eq!(decision("s3:GetObject", &job_role), ["Allowed"], "{job:#}");
+    assert!(
+        !decision("s3:PutObject", &job_role).is_empty()
+            && decision("s3:PutObject", &job_role)
+                .iter()
+                .all(|d| d == "Allowed"),
+        "{job:#}"
+    );
+    let input = authz
+        .iter()
+        .find(|a| a["action"] == "s3:GetObject" && role_of(a) == job_role)
+        .unwrap();
+    assert_eq!(
+        input["resource"],
+        format!("arn:aws:s3:::{source_bucket}/IMG_0001.MOV")
+    );
+    let denied = realism.calls(since, "verdict=denied");
+    assert!(denied.is_empty(), "denied: {denied:#?}");
+
+    // The mutation check: every statement of both roles is needed by what this run did.
+    let report =
+        least_privilege::check_roles(&aws, &realism, &[convert_role, job_role], since).await;
+    println!(
+        "mutation check, video-on-demand roles: {}",
+        report.summary()
+    );
+    for outcome in &report.outcomes {
+        println!("  {outcome}");
+    }
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
 
     // An HLS rendition where MediaConvert would have written it, played by the page.
     let hls_dir = stack.dir.join("hls");

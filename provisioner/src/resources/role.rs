@@ -41,7 +41,7 @@ pub fn trust_policy(service: &str) -> Value {
 }
 
 /// IAM hands policy documents back URL-encoded.
-fn decode(document: &str) -> Value {
+pub fn decode_policy_document(document: &str) -> Value {
     let text = percent_decode(document);
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
@@ -100,7 +100,7 @@ impl Role {
             .send()
             .await
         {
-            Ok(out) => Ok(Some(decode(out.policy_document()))),
+            Ok(out) => Ok(Some(decode_policy_document(out.policy_document()))),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_no_such_entity_exception()) =>
@@ -172,7 +172,7 @@ impl Resource for Role {
         let mut diff = Diff::default();
         let trust = role
             .assume_role_policy_document()
-            .map(decode)
+            .map(decode_policy_document)
             .unwrap_or(Value::Null);
         if !policy::same(&trust_policy(self.service), &trust) {
             diff.push(FieldDiff::new(
@@ -318,10 +318,13 @@ mod tests {
     fn policy_documents_come_back_url_encoded() {
         let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
         assert_eq!(
-            decode(encoded),
+            decode_policy_document(encoded),
             serde_json::json!({"Version": "2012-10-17", "Statement": []})
         );
         // Plain JSON (as some emulators answer) decodes to itself.
-        assert_eq!(decode("{\"a\":\"50%\"}"), serde_json::json!({"a": "50%"}));
+        assert_eq!(
+            decode_policy_document("{\"a\":\"50%\"}"),
+            serde_json::json!({"a": "50%"})
+        );
     }
 }

@@ -658,7 +658,7 @@ class Iam:
         self.checked = 0
         self.denied = 0
         self._refused_inputs: set = set()  # actions the simulator refused, warned about once
-        self._logged_functions: set = set()  # functions whose log writing was recorded
+        self._logged_functions: set = set()  # (function, pid): environments whose log writing was recorded
         self.lookups = IamLookups(self)
 
     @property
@@ -770,7 +770,7 @@ class Iam:
             if refused is None and decision in ("ImplicitlyDenied", "ExplicitlyDenied"):
                 refused = (a, decision, a_principal)
         # Advisory, after the call's own: the logs Lambda writes with the role.
-        advisory = self.lambda_logs(ctx, record, principal, account)
+        advisory = self.lambda_logs(ctx, record, principal, account, caller.pid)
         if advisory:
             results = await asyncio.gather(*(self.evaluate_one(principal, role.policies if role.exists else [],
                                                                a.action, a.resource, a.context, ctx.region, a.via)
@@ -915,7 +915,8 @@ class Iam:
 
     async def evaluate_with_role(self, ctx, account: str, role_arn: str, needs: list, via: str) -> list:
         """Authorizations a service makes with a role passed to it (MediaConvert's job role):
-        evaluated, added to the call's log line (never refusing the call itself)."""
+        evaluated and added to the call's log line; the caller decides what a refusal does
+        (MediaConvert: the job ends in ERROR, the call itself succeeded)."""
         if not self.enabled:
             return []
         role = await self.roles.role(account_of(role_arn) or account, ctx.access_key, role_arn)
@@ -926,21 +927,23 @@ class Iam:
             decision, extra = await self.evaluate_one(principal, role.policies if role.exists else [], action,
                                                       resource, {}, ctx.region, via)
             entry = {"action": action, "resource": resource, "context": {}, "decision": decision,
-                     "principal": principal, "role": role.name, "via": via, "enforced": False}
+                     "principal": principal, "role": role.name, "via": via}
             entry.update(extra)
             record["authorizations"].append(entry)
             results.append(entry)
         return results
 
-    def lambda_logs(self, ctx, record: dict, principal: str, account: str):
+    def lambda_logs(self, ctx, record: dict, principal: str, account: str, pid: int):
         """What Lambda does with the role when the function runs: write its logs (CloudWatch Logs,
         the log group `/aws/lambda/<function>`, made on first use). Lambda does not fail the
         invocation when it may not, the logs are lost: recorded, never refused. Once per
-        function and proxy run."""
+        execution environment (the function's process here), as Lambda opens a log stream per
+        environment: a function deployed again under the same name is recorded again."""
         name = record.get("function") or ""
-        if not name or name in self._logged_functions:
+        environment = (name, pid)
+        if not name or environment in self._logged_functions:
             return []
-        self._logged_functions.add(name)
+        self._logged_functions.add(environment)
         group = "arn:aws:logs:%s:%s:log-group:/aws/lambda/%s" % (ctx.region, account, name)
         return [Authz("logs:CreateLogGroup", group, via="lambda.amazonaws.com"),
                 Authz("logs:CreateLogStream", group + ":log-stream:*", via="lambda.amazonaws.com"),
@@ -965,7 +968,12 @@ class Iam:
 
     def upstream_status(self, ctx, status: int):
         """The 403 S3 answers instead of the emulator's 404 to a caller without s3:ListBucket."""
-        if status != 404 or not ctx.state.get("iam_missing_key"):
+        if status != 404:
+            return None
+        asked = (ctx.state.get("iam") or {}).get("if_key_missing")
+        if asked is not None:
+            asked["key_missing"] = True  # the ListBucket question mattered: the key is not there
+        if not ctx.state.get("iam_missing_key"):
             return None
         self.denied += 1
         ctx.note = "the key does not exist and the role may not s3:ListBucket the bucket: 403, not 404"
@@ -1069,7 +1077,7 @@ class Iam:
                         "function": owner, "role": a.get("role") or rec.get("role"),
                         "principal": a.get("principal") or rec.get("principal"), "verdict": e.get("verdict")}
                 item.update({k: a[k] for k in ("action", "resource", "context", "decision", "via", "enforced",
-                                                "if_key_missing")
+                                                "if_key_missing", "key_missing")
                              if k in a})
                 out.append(item)
         return out

@@ -162,8 +162,16 @@ def test_a_missing_key_is_403_without_list_bucket_and_404_with_it(ms, bucket):
     assert calls[0]["iam"]["if_key_missing"]["decision"] == "ImplicitlyDenied"
     name2, _ = make_function(ms, [get_only, {"Effect": "Allow", "Action": "s3:ListBucket",
                                              "Resource": "arn:aws:s3:::%s" % bucket}])
-    got, headed = run(ms, name2, missing, head)
+    since2 = ms.realism.last_seq()
+    got, headed, present = run(ms, name2, missing, head, {"service": "s3", "op": "get_object",
+                                                          "args": {"Bucket": bucket, "Key": "a/x"}})
     assert got["error"]["code"] == "NoSuchKey" and headed["error"]["status"] == 404
+    assert present["ok"]["Body"] == "content of a/x"
+    # The ListBucket question is marked as mattering where the key was missing only.
+    asked = [a for a in ms.realism._req("GET", "iam/authorizations?since=%d&function=%s" % (since2, name2))
+             ["authorizations"] if a.get("if_key_missing")]
+    assert [(a["operation"], a["decision"], a.get("key_missing", False)) for a in asked] == [
+        ("GetObject", "Allowed", True), ("HeadObject", "Allowed", True), ("GetObject", "Allowed", False)]
 
 
 def test_calls_of_the_test_itself_are_not_checked(ms, bucket):
