@@ -477,3 +477,123 @@ pub fn stub_config(url: &str) -> aws_config::SdkConfig {
         )
         .build()
 }
+
+/// A MariaDB user whose password lives in a Secrets Manager secret on ministack, in the shape
+/// of an RDS-managed master user secret; [`SecretUser::rotate`] changes it as RDS rotation does.
+pub struct SecretUser {
+    pub user: String,
+    pub arn: String,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
+async fn as_root(sql: &str) {
+    let mut c = sqlx::mysql::MySqlConnection::connect_with(&server_options())
+        .await
+        .expect("root connection");
+    sqlx::query(AssertSqlSafe(sql.to_string()))
+        .execute(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn secret_json(user: &str, password: &str) -> String {
+    serde_json::json!({ "username": user, "password": password, "engine": "mysql" }).to_string()
+}
+
+impl SecretUser {
+    /// A user `{prefix}{n}` with `password`, allowed everything on `database`, and its secret.
+    pub async fn create(
+        sdk: &aws_config::SdkConfig,
+        prefix: &str,
+        database: &str,
+        password: &str,
+    ) -> SecretUser {
+        let user = format!("{prefix}{}", std::process::id() % 100_000);
+        as_root(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
+        as_root(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+        ))
+        .await;
+        as_root(&format!(
+            "GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'%'"
+        ))
+        .await;
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        let arn = secrets
+            .create_secret()
+            .name(unique(prefix))
+            .secret_string(secret_json(&user, password))
+            .send()
+            .await
+            .expect("CreateSecret")
+            .arn()
+            .expect("the secret's ARN")
+            .to_string();
+        SecretUser { user, arn, secrets }
+    }
+
+    /// The functions' configuration for `database` through this secret. The local MariaDB has
+    /// no TLS; on AWS the secret means VerifyIdentity against the RDS CAs.
+    pub fn db_config(&self, database: &str) -> crate::config::DbConfig {
+        let server = server_options();
+        crate::config::DbConfig {
+            host: server.get_host().to_string(),
+            port: server.get_port(),
+            database: database.to_owned(),
+            credentials: crate::config::DbCredentials::Secret {
+                arn: self.arn.clone(),
+            },
+            ssl_mode: Some("disabled".into()),
+            ssl_ca: None,
+        }
+    }
+
+    /// Changes the password as RDS rotation does: in the database, then in the secret; then
+    /// closes the user's sessions (an idle timeout, a new Lambda environment), so that the next
+    /// operation has to log in again.
+    pub async fn rotate(&self, password: &str) {
+        let user = &self.user;
+        as_root(&format!(
+            "ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'"
+        ))
+        .await;
+        self.secrets
+            .put_secret_value()
+            .secret_id(&self.arn)
+            .secret_string(secret_json(user, password))
+            .send()
+            .await
+            .expect("PutSecretValue");
+        self.kill_sessions().await;
+    }
+
+    /// Closes every session of the user.
+    pub async fn kill_sessions(&self) {
+        let mut c = sqlx::mysql::MySqlConnection::connect_with(&server_options())
+            .await
+            .expect("root connection");
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?")
+                .bind(&self.user)
+                .fetch_all(&mut c)
+                .await
+                .expect("the user's sessions");
+        for id in ids {
+            let _ = sqlx::query(AssertSqlSafe(format!("KILL CONNECTION {id}")))
+                .execute(&mut c)
+                .await;
+        }
+    }
+
+    /// Drops the user and deletes the secret.
+    pub async fn remove(self) {
+        as_root(&format!("DROP USER IF EXISTS '{}'@'%'", self.user)).await;
+        let _ = self
+            .secrets
+            .delete_secret()
+            .secret_id(&self.arn)
+            .force_delete_without_recovery(true)
+            .send()
+            .await;
+    }
+}

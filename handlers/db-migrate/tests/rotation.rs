@@ -3,58 +3,11 @@
 //! the next operation on a new connection still succeeds, because the function reads the
 //! secret again after MySQL's "Access denied" (1045). Runs with STT_INTEGRATION=1.
 
-use sqlx::{AssertSqlSafe, Connection};
-use stt_common::config::{DbConfig, DbCredentials};
+use sqlx::Connection;
 use stt_common::db::{is_access_denied, Database};
 use stt_common::repo::{MySqlRepo, NewUpload, UploadRepo};
-use stt_common::testing::{self, integration_enabled, require_services};
+use stt_common::testing::{self, integration_enabled, require_services, SecretUser};
 use stt_common::Error;
-
-async fn root(sql: &str) {
-    let mut c = sqlx::mysql::MySqlConnection::connect_with(&testing::server_options())
-        .await
-        .expect("root connection");
-    sqlx::query(AssertSqlSafe(sql.to_string()))
-        .execute(&mut c)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-/// Closes every session of `user`, so that the pool has to open new connections.
-async fn kill_sessions(user: &str) {
-    let mut c = sqlx::mysql::MySqlConnection::connect_with(&testing::server_options())
-        .await
-        .unwrap();
-    let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?")
-            .bind(user)
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
-    for id in ids {
-        let _ = sqlx::query(AssertSqlSafe(format!("KILL CONNECTION {id}")))
-            .execute(&mut c)
-            .await;
-    }
-}
-
-fn secret_json(user: &str, password: &str) -> String {
-    serde_json::json!({ "username": user, "password": password, "engine": "mysql" }).to_string()
-}
-
-/// Changes the password as RDS rotation does: in the database, then the secret.
-async fn rotate(sm: &aws_sdk_secretsmanager::Client, arn: &str, user: &str, password: &str) {
-    root(&format!(
-        "ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'"
-    ))
-    .await;
-    sm.put_secret_value()
-        .secret_id(arn)
-        .secret_string(secret_json(user, password))
-        .send()
-        .await
-        .expect("PutSecretValue");
-}
 
 #[tokio::test]
 async fn rotated_secret_is_read_again_after_access_denied() {
@@ -63,34 +16,10 @@ async fn rotated_secret_is_read_again_after_access_denied() {
     }
     require_services().await;
     let sdk = testing::ministack_config().await;
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
     let (db, _) = testing::fresh_database("stt_rotation").await;
-    let user = format!("rot{}", std::process::id() % 100_000);
-    root(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
-    root(&format!(
-        "CREATE USER '{user}'@'%' IDENTIFIED BY 'first-Passw0rd'"
-    ))
-    .await;
-    root(&format!("GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%'")).await;
-    let secret = sm
-        .create_secret()
-        .name(testing::unique("stt-rotation"))
-        .secret_string(secret_json(&user, "first-Passw0rd"))
-        .send()
-        .await
-        .expect("CreateSecret");
-    let arn = secret.arn().unwrap().to_string();
-
-    let server = testing::server_options();
-    let cfg = DbConfig {
-        host: server.get_host().to_string(),
-        port: server.get_port(),
-        database: db.clone(),
-        credentials: DbCredentials::Secret { arn: arn.clone() },
-        // The local MariaDB has no TLS; on AWS the secret means VerifyIdentity.
-        ssl_mode: Some("disabled".into()),
-        ssl_ca: None,
-    };
+    let secret = SecretUser::create(&sdk, "rot", &db, "first-Passw0rd").await;
+    let user = secret.user.clone();
+    let cfg = secret.db_config(&db);
 
     // Cold start: the secret is read once; a query works.
     let database = Database::connect(&cfg, &sdk).await.expect("connect");
@@ -108,8 +37,7 @@ async fn rotated_secret_is_read_again_after_access_denied() {
     assert_eq!(database.rotation().unwrap().refreshes(), 0);
 
     // RDS rotates; the open connections are gone (idle timeout, a new Lambda environment).
-    rotate(&sm, &arn, &user, "second-Passw0rd").await;
-    kill_sessions(&user).await;
+    secret.rotate("second-Passw0rd").await;
     // The old options alone are refused with 1045 ...
     let err = sqlx::mysql::MySqlConnection::connect_with(&database.pool().connect_options())
         .await
@@ -124,14 +52,13 @@ async fn rotated_secret_is_read_again_after_access_denied() {
     assert_eq!(row.filename, "회의 녹음 1.mp3");
     assert_eq!(database.rotation().unwrap().refreshes(), 1);
     // And keeps working without reading it again.
-    kill_sessions(&user).await;
+    secret.kill_sessions().await;
     assert!(repo.claim_email(&upload_id).await.unwrap());
     assert_eq!(database.rotation().unwrap().refreshes(), 1);
 
     // db_migrate: a warm instance whose credentials were rotated away.
     let deps = db_migrate::Deps::connect(&cfg, &sdk).await.unwrap();
-    rotate(&sm, &arn, &user, "third-Passw0rd").await;
-    kill_sessions(&user).await;
+    secret.rotate("third-Passw0rd").await;
     let report = db_migrate::handler(&deps, serde_json::json!({}))
         .await
         .expect("migration after the rotation");
@@ -153,12 +80,6 @@ async fn rotated_secret_is_read_again_after_access_denied() {
         other => panic!("expected access denied, got {other:?}"),
     }
 
-    root(&format!("DROP USER IF EXISTS '{user}'@'%'")).await;
-    let _ = sm
-        .delete_secret()
-        .secret_id(&arn)
-        .force_delete_without_recovery(true)
-        .send()
-        .await;
+    secret.remove().await;
     testing::drop_database(&db).await;
 }

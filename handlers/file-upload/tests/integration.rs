@@ -177,3 +177,51 @@ async fn uploads_reach_s3_and_mysql_and_bad_ones_leave_nothing() {
 
     testing::drop_database(&db).await;
 }
+
+/// RDS rotates the managed master secret (every 7 days by default): the password changes in
+/// the database and the secret while the function is warm; the next upload still succeeds,
+/// because the function reads the secret again after MySQL's "Access denied".
+#[tokio::test]
+async fn the_upload_after_the_secret_rotated_succeeds() {
+    if !integration_enabled("file_upload::rotation") {
+        return;
+    }
+    require_services().await;
+    let cfg = testing::ministack_config().await;
+    let s3 = testing::s3_client(&cfg);
+    let bucket = testing::create_bucket(&s3, "stt-rotation").await;
+    let (db, pool) = testing::fresh_database("stt_upload_rotation").await;
+    let secret = testing::SecretUser::create(&cfg, "upl", &db, "first-Passw0rd").await;
+    let database = stt_common::db::Database::connect(&secret.db_config(&db), &cfg)
+        .await
+        .expect("connect with the secret");
+    let deps = Deps {
+        repo: Arc::new(MySqlRepo::with_database(database.clone())),
+        store: Arc::new(S3Store::new(s3.clone())),
+        bucket: bucket.clone(),
+        allowed_origins: vec!["*".into()],
+    };
+    let mp3 = sample_mp3(3, true);
+    let upload = |name: &'static str| {
+        with_parts(&[
+            ("email", None, None, b"user@example.com"),
+            ("language", None, None, b"ko-KR"),
+            ("file", Some(name), None, &mp3),
+        ])
+    };
+
+    let first = handler(&deps, upload("회의 녹음 1.mp3")).await.unwrap();
+    assert_eq!(first.status_code, 201, "{:?}", first.body);
+    secret.rotate("second-Passw0rd").await;
+    let next = handler(&deps, upload("녹음.MP3")).await.unwrap();
+    assert_eq!(next.status_code, 201, "{:?}", next.body);
+    assert_eq!(database.rotation().unwrap().refreshes(), 1);
+    let names: Vec<String> = sqlx::query_scalar("SELECT filename FROM fileTable ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["회의 녹음 1.mp3", "녹음.MP3"]);
+
+    secret.remove().await;
+    testing::drop_database(&db).await;
+}
