@@ -443,7 +443,8 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         .send()
         .await
         .unwrap();
-    let widened = least_privilege::check_roles(&aws, &realism, &[role.clone()], since).await;
+    let widened =
+        least_privilege::check_roles(&aws, &realism, std::slice::from_ref(&role), since).await;
     assert_eq!(
         widened.problems,
         vec![format!(
