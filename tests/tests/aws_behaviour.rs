@@ -94,7 +94,7 @@ async fn ec2_does_not_know_new_ids_for_seconds() {
     let realism = Realism::on(Emulator::Ministack);
     let _settings = realism.set(json!({
         "mode": "test", "fault_rate": 0,
-        "behaviours": ["read_after_create"],
+        "behaviours": ["read_after_create", "ec2_client_tokens"],
         "scales": {"ec2_read_after_create": 1}
     }));
     let stack = TestStack::build(
@@ -102,6 +102,12 @@ async fn ec2_does_not_know_new_ids_for_seconds() {
         Emulator::Ministack,
         "  network:\n    cidr: 10.71.0.0/16\n",
     );
+    // A CreateVpcEndpoint whose answer is lost: the SDK sends it again, with the same
+    // ClientToken, and EC2 answers the endpoint the first call made.
+    realism.inject(json!({
+        "service": "ec2", "operation": "CreateVpcEndpoint",
+        "lose_answer": true, "count": 1
+    }));
     let since = realism.last_seq();
     stack.run(&["up"]).expect(0);
     let seen = verdicts(&realism, since, "ec2");
@@ -109,6 +115,40 @@ async fn ec2_does_not_know_new_ids_for_seconds() {
         seen.iter().any(|v| v == "timing:read_after_create"),
         "{seen:?}"
     );
+    assert!(seen.iter().any(|v| v == "injected:lost-answer"), "{seen:?}");
+    assert!(
+        seen.iter().any(|v| v == "answered:client-token"),
+        "the repeated create carried the first one's token: {seen:?}"
+    );
+    let endpoints = Aws::new()
+        .await
+        .ec2
+        .describe_vpc_endpoints()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:provision:stack")
+                .values("t-aws-ec2")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = endpoints
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| e.state() != Some(&aws_sdk_ec2::types::State::Deleted))
+        .filter_map(|e| {
+            e.tags()
+                .iter()
+                .find(|t| t.key() == Some("Name"))
+                .and_then(|t| t.value())
+                .map(str::to_owned)
+        })
+        .collect();
+    let all = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(all, names.len(), "one endpoint per name: {names:?}");
     stack.run(&["--output", "json", "up"]).expect(0);
     stack.run(&["down"]).expect(0);
 }
@@ -149,10 +189,17 @@ async fn functions_wait_for_iam_for_active_and_for_their_updates() {
         Emulator::Ministack,
         &functions_yaml("10.72.0.0/16", database, &zips),
     );
+    // An AddPermission whose answer is lost: the SDK sends it again and Lambda answers that
+    // the statement already exists. It is ours: done, not retried for minutes.
+    realism.inject(json!({
+        "service": "lambda", "operation": "AddPermission",
+        "lose_answer": true, "count": 1
+    }));
     let since = realism.last_seq();
     let first = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(first["summary"]["failed"], 0, "{first:#}");
     let seen = verdicts(&realism, since, "lambda");
+    assert!(seen.iter().any(|v| v == "injected:lost-answer"), "{seen:?}");
     assert!(
         seen.iter().any(|v| v == "timing:iam_propagation"),
         "{seen:?}"
@@ -170,30 +217,50 @@ async fn functions_wait_for_iam_for_active_and_for_their_updates() {
     let started = Instant::now();
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
     let function = format!("{name}-db_migrate");
-    let deployed = realism
-        .calls(since, "service=lambda&operation=UpdateFunctionCode")
-        .into_iter()
-        .find(|c| {
-            c["internal"] == true
-                && c["note"]
-                    .as_str()
-                    .is_some_and(|n| n.contains(&format!("of {function} forwarded")))
-        })
-        .unwrap_or_else(|| panic!("the new code of {function} was never applied: {second:#}"));
-    let invokes: Vec<u64> = realism
-        .calls(since, "service=lambda&operation=Invoke")
-        .iter()
-        .filter(|c| c["params"]["FunctionName"] == function.as_str())
-        .filter_map(|c| c["seq"].as_u64())
-        .collect();
-    assert!(!invokes.is_empty(), "the migration ran: {second:#}");
-    let applied = deployed["seq"].as_u64().unwrap();
-    assert!(
-        invokes.iter().all(|&seq| seq > applied),
-        "db_migrate was invoked (calls {invokes:?}) before its new code was applied (call {applied}): \
-         the migration ran the previous code"
-    );
+    // The migration ran the new code: every Invoke after the deferred code was applied.
+    let migrated_with_new_code = |deploys_since: u64, invokes_since: u64, report: &str| {
+        let deployed = realism
+            .calls(deploys_since, "service=lambda&operation=UpdateFunctionCode")
+            .into_iter()
+            .rfind(|c| {
+                c["internal"] == true
+                    && c["note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains(&format!("of {function} forwarded")))
+            })
+            .unwrap_or_else(|| panic!("the new code of {function} was never applied: {report}"));
+        let invokes: Vec<u64> = realism
+            .calls(invokes_since, "service=lambda&operation=Invoke")
+            .iter()
+            .filter(|c| c["params"]["FunctionName"] == function.as_str())
+            .filter_map(|c| c["seq"].as_u64())
+            .collect();
+        assert!(!invokes.is_empty(), "the migration ran: {report}");
+        let applied = deployed["seq"].as_u64().unwrap();
+        assert!(
+            invokes.iter().all(|&seq| seq > applied),
+            "db_migrate was invoked (calls {invokes:?}) before its new code was applied (call {applied}): \
+             the migration ran the previous code"
+        );
+    };
+    migrated_with_new_code(since, since, &second.to_string());
     eprintln!("second up with a code update: {:?}", started.elapsed());
+
+    // A run interrupted right after UpdateFunctionCode: the next run finds db_migrate still
+    // updating, and waits for it before running the migration.
+    std::fs::write(&zip, with_comment(&bytes, "newer build")).unwrap();
+    let interrupted_since = realism.last_seq();
+    let interrupted = stack.run_env(
+        &["up"],
+        &[(
+            "PROVISION_FAULT_ABORT_AFTER_OPERATION",
+            "UpdateFunctionCode",
+        )],
+    );
+    assert_ne!(interrupted.code(), 0, "{}", interrupted.stdout());
+    let resumed_since = realism.last_seq();
+    let resumed = stack.run(&["--output", "json", "up"]).expect(0).json();
+    migrated_with_new_code(interrupted_since, resumed_since, &resumed.to_string());
     let third = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(third["api_calls"]["write"], 0, "{third:#}");
     stack

@@ -109,6 +109,21 @@ fn mails_to(address: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// S3's suffix rules are literal: the stack's rules and the suffixes the handlers give the
+/// keys they store must be the same list, or an upload is stored and never transcribed.
+#[test]
+fn the_s3_rules_trigger_on_every_suffix_the_handlers_store() {
+    let rules: Vec<String> = provisioner::systems::stt_functions::AUDIO_SUFFIXES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let stored: Vec<String> = stt_common::keys::AUDIO_EXTENSIONS
+        .iter()
+        .map(|e| format!(".{e}"))
+        .collect();
+    assert_eq!(rules, stored);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     let zips = root().join("target/lambda");

@@ -257,23 +257,40 @@ pub async fn deploy_zip(
         .send()
         .await
         .expect("PutRolePolicy");
-    lambda
-        .create_function()
-        .function_name(name)
-        .runtime(Runtime::Providedal2023)
-        .handler("bootstrap")
-        .role(role)
-        .timeout(timeout_s)
-        .memory_size(memory_mb)
-        .environment(environment)
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(std::fs::read(zip).unwrap()))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateFunction");
+    let code = Blob::new(std::fs::read(zip).unwrap());
+    // A role made moments ago is refused until IAM has propagated it ("The role defined for
+    // the function cannot be assumed by Lambda"), on AWS and through the realism proxy.
+    let mut attempts = 0;
+    loop {
+        let created = lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .handler("bootstrap")
+            .role(&role)
+            .timeout(timeout_s)
+            .memory_size(memory_mb)
+            .environment(environment.clone())
+            .code(FunctionCode::builder().zip_file(code.clone()).build())
+            .send()
+            .await;
+        match created {
+            Ok(_) => break,
+            Err(e)
+                if attempts < 60
+                    && e.as_service_error().is_some_and(|s| {
+                        s.is_invalid_parameter_value_exception()
+                            && s.meta()
+                                .message()
+                                .is_some_and(|m| m.contains("cannot be assumed"))
+                    }) =>
+            {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("CreateFunction: {e:?}"),
+        }
+    }
     for _ in 0..60 {
         let f = lambda
             .get_function()
@@ -284,7 +301,7 @@ pub async fn deploy_zip(
         if f.configuration().and_then(|c| c.state()) != Some(&State::Pending) {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -14,6 +14,17 @@ pub enum AudioFormat {
 }
 
 impl AudioFormat {
+    pub const ALL: [AudioFormat; 8] = [
+        AudioFormat::Mp3,
+        AudioFormat::Wav,
+        AudioFormat::Flac,
+        AudioFormat::Ogg,
+        AudioFormat::M4a,
+        AudioFormat::Mp4,
+        AudioFormat::Webm,
+        AudioFormat::Amr,
+    ];
+
     /// The extension used in the S3 key, which is also Transcribe's `MediaFormat`.
     pub fn extension(self) -> &'static str {
         match self {
@@ -167,6 +178,12 @@ pub fn sample_mp3(frames: usize, id3: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_stored_extension_is_one_the_s3_rules_trigger_on() {
+        let stored: Vec<&str> = AudioFormat::ALL.iter().map(|f| f.extension()).collect();
+        assert_eq!(stored, stt_common::keys::AUDIO_EXTENSIONS);
+    }
 
     #[test]
     fn mp3_with_and_without_id3() {

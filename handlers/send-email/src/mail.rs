@@ -21,7 +21,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 use stt_common::config::{opt_env, req_env};
 use stt_common::error::display_chain;
-use stt_common::privacy::{mask_addresses_except, mask_email};
+use stt_common::privacy::{mask_addresses, mask_addresses_except, mask_email};
 use stt_common::{Error, Result};
 
 /// A mail to send. `Debug` masks the recipient.
@@ -106,6 +106,8 @@ pub struct SmtpMailer {
     pub transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
+/// The address masked whole (it may not parse as one), and anything the parser's message
+/// quotes of it.
 fn mailbox(addr: &str) -> Result<Mailbox> {
     addr.parse().map_err(|e| {
         Error::service(
@@ -113,10 +115,6 @@ fn mailbox(addr: &str) -> Result<Mailbox> {
             mask_addresses(&format!("address {:?}: {e}", mask_email(addr))),
         )
     })
-}
-
-fn mask_addresses(s: &str) -> String {
-    stt_common::privacy::mask_addresses(s)
 }
 
 #[async_trait]

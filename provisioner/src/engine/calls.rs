@@ -16,6 +16,8 @@ use serde::Serialize;
 struct Counts {
     read: AtomicU64,
     write: AtomicU64,
+    /// Write calls AWS carried out (answered with success).
+    carried_out: AtomicU64,
     /// Fault injection for the crash-safety tests: abort the process right after this many
     /// write calls have succeeded, the moment AWS has acted but the tool has not yet seen it.
     abort_after_writes: Option<u64>,
@@ -58,14 +60,18 @@ impl CallCounter {
         }
     }
 
-    fn record(&self, operation: &str) {
+    fn record(&self, operation: &str, succeeded: bool) {
         if is_read(operation) {
             self.0.read.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let writes = self.0.write.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.0.abort_after_writes == Some(writes) {
-            eprintln!("fault injection: aborting after write call {writes} ({operation})");
+        self.0.write.fetch_add(1, Ordering::Relaxed);
+        if !succeeded {
+            return;
+        }
+        let carried_out = self.0.carried_out.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.0.abort_after_writes == Some(carried_out) {
+            eprintln!("fault injection: aborting after write call {carried_out} ({operation})");
             std::process::abort();
         }
     }
@@ -94,8 +100,8 @@ impl Intercept for CallCounter {
         let operation = cfg.load::<Metadata>().map(|m| m.name().to_owned());
         let operation = operation.unwrap_or_default();
         tracing::debug!(operation, "aws call");
-        self.record(&operation);
         let succeeded = matches!(context.output_or_error(), Some(Ok(_)));
+        self.record(&operation, succeeded);
         if succeeded && self.0.abort_after_operation.as_deref() == Some(operation.as_str()) {
             eprintln!("fault injection: aborting after {operation}");
             std::process::abort();
@@ -127,9 +133,11 @@ mod tests {
             assert!(!is_read(write), "{write}");
         }
         let counter = CallCounter::default();
-        counter.record("GetBucketTagging");
-        counter.record("PutObject");
-        counter.record("ListObjectsV2");
-        assert_eq!(counter.counts(), CallCounts { read: 2, write: 1 });
+        counter.record("GetBucketTagging", true);
+        counter.record("PutObject", true);
+        counter.record("PutBucketPolicy", false);
+        counter.record("ListObjectsV2", false);
+        assert_eq!(counter.counts(), CallCounts { read: 2, write: 2 });
+        assert_eq!(counter.0.carried_out.load(Ordering::Relaxed), 1);
     }
 }

@@ -342,9 +342,9 @@ impl DbInstance {
             );
         }
         if any {
-            // RDS takes changes only from an available instance; it may still be backing up
-            // or applying an earlier change.
-            self.wait_ready(cx).await?;
+            // RDS refuses changes while the instance is busy (backing up, applying an earlier
+            // change): retried. No wait for `available` first: the change may be what gets the
+            // instance out of `storage-full` or `incompatible-parameters`.
             retry_when(Self::busy_backoff(cx), Self::busy, || async {
                 m.clone().send().await.step(&self.key, "ModifyDBInstance")
             })

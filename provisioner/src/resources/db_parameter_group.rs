@@ -176,8 +176,9 @@ impl Resource for DbParameterGroup {
                 return Err(Error::Refused {
                     resource: self.key.clone(),
                     message: format!(
-                        "parameter group {} is of family {}: a new engine version needs a new group, \
-                         which the database must move to; run `provision down`, then `provision up`",
+                        "parameter group {} exists but is not of family {}, which the engine \
+                         version needs (the stack names its groups after their family, so this one \
+                         was changed or made by hand): delete or rename it, then run `up` again",
                         self.name, self.family
                     ),
                 })

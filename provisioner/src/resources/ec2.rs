@@ -10,6 +10,16 @@ use aws_sdk_ec2::types::{Filter, NetworkInterfaceStatus, ResourceType, Tag, TagS
 use crate::engine::retry::{retry_when, Backoff};
 use crate::engine::{AwsResultExt, Context, Error, ResourceKey, OWNER_TAG};
 
+/// An idempotency token for one create (`ClientToken`, at most 64 ASCII characters): the SDK
+/// sends it again when it retries a call whose answer was lost, and EC2 then answers the
+/// resource the first attempt made instead of making a second. Fresh for each run: EC2 keeps a
+/// token for a while, and a later create under an old one would be answered the deleted
+/// resource. The SDK fills one in by itself only for the calls whose model marks it
+/// (`CreateRouteTable`), not for `CreateVpcEndpoint` or `CreateEgressOnlyInternetGateway`.
+pub fn client_token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// The stack's tags plus `Name`, as EC2 wants them at creation.
 pub fn tag_spec(cx: &Context, resource_type: ResourceType, name: &str) -> TagSpecification {
     TagSpecification::builder()

@@ -84,10 +84,12 @@ impl Resource for EgressGateway {
             .await;
         }
         let vpc = cx.require(&self.key, &self.vpc, "id")?;
+        let token = ec2::client_token();
         let out = ec2::naming_new(|| async {
             cx.aws
                 .ec2
                 .create_egress_only_internet_gateway()
+                .client_token(&token)
                 .vpc_id(&vpc)
                 .tag_specifications(ec2::tag_spec(
                     cx,

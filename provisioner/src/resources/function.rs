@@ -131,50 +131,8 @@ impl Function {
         }
     }
 
-    /// Waits until the function can be invoked and changed: `State` Active after a create,
-    /// `LastUpdateStatus` Successful after an update. Until then Lambda refuses changes and
-    /// invocations, or runs the previous code.
     async fn wait_settled(&self, cx: &Context) -> Result<(), Error> {
-        let wait = Wait::new(cx, Duration::from_secs(2), Duration::from_secs(15 * 60));
-        let what = format!("function {} to be active", self.name);
-        wait::until(cx, &self.key, &what, wait, || async {
-            let out = cx
-                .aws
-                .lambda
-                .get_function_configuration()
-                .function_name(&self.name)
-                .send()
-                .await
-                .step(&self.key, "GetFunctionConfiguration")?;
-            let state = out.state().cloned();
-            let update = out.last_update_status().cloned();
-            if matches!(state, Some(State::Failed))
-                || matches!(update, Some(LastUpdateStatus::Failed))
-            {
-                return Err(Error::Refused {
-                    resource: self.key.clone(),
-                    message: format!(
-                        "function {} failed: {}",
-                        self.name,
-                        out.state_reason()
-                            .or(out.last_update_status_reason())
-                            .unwrap_or("no reason given")
-                    ),
-                });
-            }
-            let active = matches!(state, None | Some(State::Active));
-            let updated = matches!(update, None | Some(LastUpdateStatus::Successful));
-            Ok(if active && updated {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!(
-                    "state {}, last update {}",
-                    state.as_ref().map_or("?", |s| s.as_str()),
-                    update.as_ref().map_or("?", |u| u.as_str())
-                ))
-            })
-        })
-        .await
+        wait_settled(cx, &self.key, &self.name).await
     }
 
     async fn create(&self, cx: &Context) -> Result<(), Error> {
@@ -221,6 +179,52 @@ impl Function {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Waits until the function can be invoked and changed: `State` Active after a create,
+/// `LastUpdateStatus` Successful after an update. Until then Lambda refuses changes and
+/// invocations, or runs the previous code. Also for whoever invokes the function after a
+/// run that was interrupted before this wait.
+pub async fn wait_settled(cx: &Context, key: &ResourceKey, name: &str) -> Result<(), Error> {
+    let wait = Wait::new(cx, Duration::from_secs(2), Duration::from_secs(15 * 60));
+    let what = format!("function {} to be active", name);
+    wait::until(cx, key, &what, wait, || async {
+        let out = cx
+            .aws
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .step(key, "GetFunctionConfiguration")?;
+        let state = out.state().cloned();
+        let update = out.last_update_status().cloned();
+        if matches!(state, Some(State::Failed)) || matches!(update, Some(LastUpdateStatus::Failed))
+        {
+            return Err(Error::Refused {
+                resource: key.clone(),
+                message: format!(
+                    "function {} failed: {}",
+                    name,
+                    out.state_reason()
+                        .or(out.last_update_status_reason())
+                        .unwrap_or("no reason given")
+                ),
+            });
+        }
+        let active = matches!(state, None | Some(State::Active));
+        let updated = matches!(update, None | Some(LastUpdateStatus::Successful));
+        Ok(if active && updated {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!(
+                "state {}, last update {}",
+                state.as_ref().map_or("?", |s| s.as_str()),
+                update.as_ref().map_or("?", |u| u.as_str())
+            ))
+        })
+    })
+    .await
 }
 
 #[async_trait]

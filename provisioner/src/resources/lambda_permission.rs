@@ -125,6 +125,12 @@ fn transient(e: &Error) -> bool {
     }
 }
 
+/// Lambda's answer to a statement id the function's policy already has
+/// (`ResourceConflictException`: "The statement id (…) provided already exists").
+fn already_exists(e: &Error) -> bool {
+    e.code() == Some("ResourceConflictException") && e.to_string().contains("already exists")
+}
+
 #[async_trait]
 impl Resource for LambdaPermission {
     fn key(&self) -> ResourceKey {
@@ -164,12 +170,16 @@ impl Resource for LambdaPermission {
         // A statement cannot be changed in place: replace it (absent is fine).
         self.remove(cx).await?;
         let wanted = self.wanted(cx);
-        let source_arn = wanted.source_arn.ok_or_else(|| Error::MissingDependency {
-            resource: self.key.clone(),
-            dependency: "the source ARN".into(),
-        })?;
+        let source_arn = wanted
+            .source_arn
+            .clone()
+            .ok_or_else(|| Error::MissingDependency {
+                resource: self.key.clone(),
+                dependency: "the source ARN".into(),
+            })?;
         retry_when(Backoff::SETTLING, transient, || async {
-            cx.aws
+            let added = cx
+                .aws
                 .lambda
                 .add_permission()
                 .function_name(&self.function_name)
@@ -180,10 +190,22 @@ impl Resource for LambdaPermission {
                 .set_source_account(wanted.source_account.clone())
                 .send()
                 .await
-                .step(&self.key, "AddPermission")
+                .step(&self.key, "AddPermission");
+            match added {
+                // The statement was removed above under the lock: an earlier attempt of this
+                // call made it and its answer was lost (the SDK retried). Done if it is ours;
+                // otherwise removed again and the add retried.
+                Err(e) if already_exists(&e) => {
+                    if self.live(cx).await?.as_ref() == Some(&wanted) {
+                        return Ok(());
+                    }
+                    self.remove(cx).await?;
+                    Err(e)
+                }
+                other => other.map(|_| ()),
+            }
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
@@ -217,9 +239,14 @@ mod tests {
         ] {
             assert!(transient(&error(code, message)), "{code}: {message}");
         }
-        assert!(!transient(&error(
-            "InvalidParameterValueException",
-            "The statement id (s3) provided already exists."
+        let duplicate = error(
+            "ResourceConflictException",
+            "The statement id (s3) provided already exists. Please provide a new statement id, or remove the existing statement.",
+        );
+        assert!(already_exists(&duplicate));
+        assert!(!already_exists(&error(
+            "ResourceConflictException",
+            "The function is currently in the following state: Pending"
         )));
         assert!(!transient(&error("AccessDeniedException", "not allowed")));
     }

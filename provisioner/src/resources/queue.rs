@@ -10,6 +10,7 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{owned_by, tag_diff};
+use crate::engine::retry::{retry_when, Backoff};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
@@ -32,6 +33,16 @@ pub fn wanted_attributes() -> BTreeMap<QueueAttributeName, String> {
         ),
         (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
     ])
+}
+
+/// SQS refuses to create a queue under a name deleted less than 60 seconds before
+/// (`QueueDeletedRecently`; `AWS.SimpleQueueService.QueueDeletedRecently` in the query-compatible
+/// code the SDK may report).
+fn deleted_recently(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some("QueueDeletedRecently" | "AWS.SimpleQueueService.QueueDeletedRecently")
+    )
 }
 
 impl Queue {
@@ -151,17 +162,21 @@ impl Resource for Queue {
             wanted_attributes().into_iter().collect();
         let url = if planned.action == Action::Create {
             // CreateQueue with the same name and attributes answers the existing queue, so a
-            // create repeated after a crash makes no second one.
-            sqs.create_queue()
-                .queue_name(&self.name)
-                .set_attributes(Some(attributes))
-                .set_tags(Some(cx.tags().into_iter().collect()))
-                .send()
-                .await
-                .step(&self.key, "CreateQueue")?
-                .queue_url()
-                .unwrap_or_default()
-                .to_owned()
+            // create repeated after a crash makes no second one. A name deleted less than 60
+            // seconds ago (a `down` just before) is refused until then: retried.
+            retry_when(Backoff::SETTLING, deleted_recently, || async {
+                sqs.create_queue()
+                    .queue_name(&self.name)
+                    .set_attributes(Some(attributes.clone()))
+                    .set_tags(Some(cx.tags().into_iter().collect()))
+                    .send()
+                    .await
+                    .step(&self.key, "CreateQueue")
+            })
+            .await?
+            .queue_url()
+            .unwrap_or_default()
+            .to_owned()
         } else {
             let url = cx.require(&self.key, &self.key, "url")?;
             if planned.touches_more_than_tags() {
@@ -241,5 +256,22 @@ mod tests {
         assert_eq!(wanted[&QueueAttributeName::SqsManagedSseEnabled], "true");
         assert!(is_missing("AWS.SimpleQueueService.NonExistentQueue"));
         assert!(is_missing("QueueDoesNotExist"));
+    }
+
+    #[test]
+    fn a_name_deleted_a_moment_ago_is_waited_for() {
+        let error = |code: &str| {
+            Error::Aws {
+            resource: ResourceKey::new("queue", "q"),
+            step: "CreateQueue",
+            code: Some(code.into()),
+            source: format!("{code}: You must wait 60 seconds after deleting a queue before you can create another with the same name.").into(),
+        }
+        };
+        assert!(deleted_recently(&error(
+            "AWS.SimpleQueueService.QueueDeletedRecently"
+        )));
+        assert!(deleted_recently(&error("QueueDeletedRecently")));
+        assert!(!deleted_recently(&error("QueueAlreadyExists")));
     }
 }

@@ -102,6 +102,9 @@ impl Resource for SchemaMigration {
                     dependency: "the db_migrate function and the database".into(),
                 })?;
         let name = cx.require(&self.key, &self.function, "name")?;
+        // A run interrupted before the function settled leaves it Pending or updating: the
+        // invocation would be refused, or run the code before the one recorded as migrated.
+        super::function::wait_settled(cx, &self.key, &name).await?;
         let out = cx
             .aws
             .lambda

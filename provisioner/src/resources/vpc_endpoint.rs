@@ -161,9 +161,11 @@ impl Resource for VpcEndpoint {
         let ec2c = &cx.aws.ec2;
         if planned.action == Action::Create {
             let vpc = cx.require(&self.key, &self.vpc, "id")?;
+            let token = ec2::client_token();
             let out = ec2::naming_new(|| async {
                 let request = ec2c
                     .create_vpc_endpoint()
+                    .client_token(&token)
                     .vpc_id(&vpc)
                     .service_name(&self.service_name)
                     .tag_specifications(ec2::tag_spec(cx, ResourceType::VpcEndpoint, &self.name));

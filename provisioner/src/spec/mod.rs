@@ -543,6 +543,24 @@ impl Stack {
                 });
             }
         }
+        // Named origins: S3 answers CORS per `Origin`, but CloudFront's cached copy is keyed by
+        // the cache policy, and the managed ones offered here key on the path only: the first
+        // origin's answer would be served to every other. Only an uncached distribution is right.
+        if let Some(vod) = &stack.vod {
+            let any = vod.cors.allowed_origins.iter().any(|o| o.as_str() == "*");
+            if !any && vod.player.distribution.cache_policy != values::CachePolicy::CachingDisabled
+            {
+                return Err(SpecError::Invalid {
+                    path: path.to_owned(),
+                    location: None,
+                    message: "vod.cors.allowed_origins names origins, but CloudFront would cache \
+                              the first origin's CORS answer for all of them: use [\"*\"] (the \
+                              videos are public through CloudFront anyway), or \
+                              vod.player.distribution.cache_policy: CachingDisabled"
+                        .into(),
+                });
+            }
+        }
         // Origin Shield needs a region that offers it.
         let distributions = stack
             .stt

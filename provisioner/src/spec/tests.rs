@@ -157,6 +157,17 @@ fn vod_values_are_checked_where_they_are_written() {
 }
 
 #[test]
+fn named_vod_origins_need_a_distribution_that_does_not_cache_one_answer_for_all() {
+    let named = "stack:\n  name: demo\n  region: us-east-1\nvod:\n  cors:\n    allowed_origins: [\"https://player.example\"]\n";
+    let (_, message) = location(parse(named).unwrap_err());
+    assert!(message.contains("vod.cors.allowed_origins"), "{message}");
+    assert!(message.contains("CachingDisabled"), "{message}");
+    let uncached =
+        format!("{named}  player:\n    distribution:\n      cache_policy: CachingDisabled\n");
+    assert!(parse(&uncached).is_ok());
+}
+
+#[test]
 fn functions_need_the_network_and_the_database() {
     let text = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  functions:\n    mail_from: a@example.com\n";
     let (_, message) = location(parse(text).unwrap_err());

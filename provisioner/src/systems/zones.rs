@@ -55,11 +55,16 @@ pub async fn resolve(stack: &Stack, aws: &Clients) -> Result<Vec<String>, ZoneEr
     }
     let mut offered: Vec<(String, BTreeSet<String>)> = Vec::new();
     let region = &aws.region;
-    for service in &network.interface_endpoints {
-        let name = format!("com.amazonaws.{region}.{}", service.as_str());
+    let names: Vec<String> = network
+        .interface_endpoints
+        .iter()
+        .map(|s| format!("com.amazonaws.{region}.{}", s.as_str()))
+        .collect();
+    let mut services = endpoint_service_zones(aws, &names).await?;
+    for (service, name) in network.interface_endpoints.iter().zip(&names) {
         offered.push((
             format!("the {} endpoint service", service.as_str()),
-            endpoint_service_zones(aws, &name).await?,
+            services.remove(name).unwrap_or_default(),
         ));
     }
     if let Some(db) = &stack.stt.database {
@@ -201,23 +206,35 @@ async fn available_zones(aws: &Clients) -> Result<Vec<String>, ZoneError> {
         .collect())
 }
 
+/// The zones each of the interface endpoint services is offered in.
 async fn endpoint_service_zones(
     aws: &Clients,
-    service: &str,
-) -> Result<BTreeSet<String>, ZoneError> {
+    services: &[String],
+) -> Result<BTreeMap<String, BTreeSet<String>>, ZoneError> {
+    let mut zones: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if services.is_empty() {
+        return Ok(zones);
+    }
+    // One call for all of them (a handful of names fits one page).
     let out = aws
         .ec2
         .describe_vpc_endpoint_services()
-        .service_names(service)
+        .set_service_names(Some(services.to_vec()))
         .send()
         .await
         .map_err(aws_error("DescribeVpcEndpointServices"))?;
-    Ok(out
-        .service_details()
-        .iter()
-        .filter(|d| d.service_name() == Some(service))
-        .flat_map(|d| d.availability_zones().iter().cloned())
-        .collect())
+    for detail in out.service_details() {
+        if let Some(name) = detail
+            .service_name()
+            .filter(|n| services.iter().any(|s| s == n))
+        {
+            zones
+                .entry(name.to_owned())
+                .or_default()
+                .extend(detail.availability_zones().iter().cloned());
+        }
+    }
+    Ok(zones)
 }
 
 /// Zones where the instance class can run a version of the engine the stack asks for.

@@ -21,6 +21,9 @@ class AwsError:
     sender: bool = True
     extra: dict = field(default_factory=dict)  # extra XML elements (S3: BucketName, ArgumentName, ...)
     json_extra: dict = field(default_factory=dict)  # extra JSON members (Lambda: Reason)
+    # The query protocol's code, sent by awsQueryCompatible JSON services (SQS) in the
+    # x-amzn-query-error header ("AWS.SimpleQueueService.QueueDeletedRecently;Sender").
+    query_code: str = ""
 
 
 @dataclass
@@ -45,6 +48,8 @@ def render(env: Envelope, err: AwsError) -> tuple:
                    "x-amzn-RequestId": rid}
         doc = {"__type": err.code, "message": err.message}
         doc.update(err.json_extra)
+        if err.query_code:
+            headers["x-amzn-query-error"] = "%s;%s" % (err.query_code, "Sender" if err.sender else "Receiver")
         return err.status, headers, json.dumps(doc).encode()
     if p == "rest-json":
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": rid, "x-amzn-ErrorType": err.code}

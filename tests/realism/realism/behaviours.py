@@ -40,6 +40,8 @@ MSG_PENDING = "The operation cannot be performed at this time. The function is c
 MSG_UPDATE_IN_PROGRESS = "The operation cannot be performed at this time. An update is in progress for resource: %s"
 MSG_CREATING = "The function is being created."
 MSG_NO_SUCH_BUCKET = "The specified bucket does not exist"
+MSG_QUEUE_DELETED_RECENTLY = ("You must wait 60 seconds after deleting a queue before you can create another with the "
+                              "same name.")
 MSG_OPERATION_ABORTED = "A conflicting conditional operation is currently in progress against this resource. Please try again."
 MSG_DIST_EXISTS = ("The caller reference that you are using to create a distribution is associated with another "
                    "distribution. Already exists: %s")
@@ -195,6 +197,8 @@ class World:
         self.enis: dict = {}
         self.subnets: dict = {}  # id -> {"vpc", "cidr", "az"}
         self.sg_names: dict = {}
+        self.deleted_queues: dict = {}  # (account, region, name) -> until
+        self.client_tokens: dict = {}  # (account, region, operation, token) -> (params, Resp)
         self.eni_rng = random.Random(self.config.seed)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -238,6 +242,7 @@ class World:
                               "deferred_code": f.deferred is not None, "failed_reason": f.failed_reason}
                           for k, f in self.functions.items()},
             "new_buckets": {k: left(v) for k, v in self.new_buckets.items() if v > t},
+            "queues_deleted_recently": {"/".join(k): left(v) for k, v in self.deleted_queues.items() if v > t},
             "bucket_writes_in_flight": dict(self.bucket_writes),
             "new_ec2_ids": {k: left(v) for k, v in self.new_ec2.items() if v > t},
             "distributions_in_progress": {k: left(v) for k, v in self.dists.items() if v > t},
@@ -297,6 +302,8 @@ class World:
                                                      "DescribeSecurityGroups")
         if s == "s3":
             return op == "CreateBucket"
+        if s == "sqs":
+            return op == "DeleteQueue"
         return False
 
     async def before(self, ctx: Ctx) -> Optional[Answer]:
@@ -308,11 +315,13 @@ class World:
         if s == "s3":
             return await self._s3_before(ctx)
         if s == "ec2":
-            return self._ec2_before(ctx)
+            return self._ec2_token_before(ctx) or self._ec2_before(ctx)
         if s == "cloudfront":
             return self._cf_before(ctx)
         if s == "rds":
             return self._rds_before(ctx)
+        if s == "sqs":
+            return self._sqs_before(ctx)
         return None
 
     async def after(self, ctx: Ctx, resp: Resp) -> Resp:
@@ -332,9 +341,12 @@ class World:
             if s == "s3":
                 return self._s3_after(ctx, resp)
             if s == "ec2":
+                self._ec2_token_after(ctx, resp)
                 return await self._ec2_after(ctx, resp)
             if s == "rds":
                 return self._rds_after(ctx, resp)
+            if s == "sqs":
+                return self._sqs_after(ctx, resp)
         except Exception:  # noqa: BLE001 - a bug here must not lose the emulator's answer
             log.exception("behaviour after %s.%s failed", ctx.service, ctx.op)
         return resp
@@ -631,11 +643,72 @@ class World:
                 ctx.saw("read_after_create")
         return resp
 
+    # -- SQS ------------------------------------------------------------------------------------
+    def _queue_key(self, ctx: Ctx, name: str) -> tuple:
+        return (ctx.access_key, ctx.region, name)
+
+    def _sqs_before(self, ctx: Ctx) -> Optional[Answer]:
+        """A queue name deleted less than 60 seconds ago cannot be created again (SQS API
+        reference, CreateQueue: "You must wait 60 seconds after deleting a queue before you can
+        create another queue with the same name")."""
+        if ctx.op != "CreateQueue" or not self.config.enabled("sqs_deleted_recently"):
+            return None
+        name = str(ctx.p("QueueName") or "")
+        until = self.deleted_queues.get(self._queue_key(ctx, name), 0)
+        if now() >= until:
+            return None
+        ctx.saw("sqs_deleted_recently")
+        ctx.note = "queue %s was deleted; %.2fs left" % (name, until - now())
+        return ctx.error(AwsError("QueueDeletedRecently", MSG_QUEUE_DELETED_RECENTLY, 400,
+                                  query_code="AWS.SimpleQueueService.QueueDeletedRecently"),
+                         "timing:sqs_deleted_recently")
+
+    def _sqs_after(self, ctx: Ctx, resp: Resp) -> Resp:
+        if ctx.op == "DeleteQueue" and resp.status == 200 and self.config.enabled("sqs_deleted_recently"):
+            name = str(ctx.p("QueueUrl") or "").rstrip("/").rsplit("/", 1)[-1]
+            if name:
+                self.deleted_queues[self._queue_key(ctx, name)] = now() + self.config.draw("sqs_queue_deleted")
+                ctx.saw("sqs_deleted_recently")
+        return resp
+
     # -- EC2 ------------------------------------------------------------------------------------
     def _ec2_error(self, ctx: Ctx, code: str, message: str, behaviour: str) -> Answer:
         ctx.note = message
         ctx.saw(behaviour)
         return ctx.error(AwsError(code, message, 400), "timing:%s" % behaviour)
+
+    def _token_key(self, ctx: Ctx) -> Optional[tuple]:
+        token = (ctx.ident.form or {}).get("ClientToken")
+        if not token or not self.config.enabled("ec2_client_tokens"):
+            return None
+        return (ctx.access_key, ctx.region, ctx.op, token)
+
+    @staticmethod
+    def _token_params(ctx: Ctx) -> dict:
+        return {k: v for k, v in (ctx.ident.form or {}).items() if k not in ("ClientToken", "Action", "Version")}
+
+    def _ec2_token_before(self, ctx: Ctx) -> Optional[Answer]:
+        """EC2's idempotency: a create repeated with the same `ClientToken` is answered what the
+        first one made (EC2 API reference, "Ensuring idempotency"); with other parameters,
+        `IdempotentParameterMismatch`. The emulators ignore the token."""
+        key = self._token_key(ctx)
+        seen = self.client_tokens.get(key) if key else None
+        if seen is None:
+            return None
+        params, resp = seen
+        ctx.saw("ec2_client_tokens")
+        if params != self._token_params(ctx):
+            return ctx.error(AwsError("IdempotentParameterMismatch",
+                                      "The client token you have provided is associated with a resource that "
+                                      "has different parameters.", 400), "invalid:IdempotentParameterMismatch")
+        ctx.verdict = "answered:client-token"
+        ctx.note = "ClientToken %s was used before: the first answer" % key[3]
+        return Answer(resp.status, {"Content-Type": resp.header("Content-Type", "text/xml")}, resp.body)
+
+    def _ec2_token_after(self, ctx: Ctx, resp: Resp):
+        key = self._token_key(ctx)
+        if key and resp.status == 200:
+            self.client_tokens[key] = (self._token_params(ctx), resp)
 
     def _ec2_before(self, ctx: Ctx) -> Optional[Answer]:
         form = ctx.ident.form or {}

@@ -23,6 +23,7 @@ DURATIONS = {
     "rds_creating": (300.0, 420.0),
     "rds_modifying": (30.0, 90.0),
     "rds_deleting": (240.0, 360.0),
+    "sqs_queue_deleted": (60.0, 60.0),
     "lambda_eni_release": (1200.0, 2700.0),
 }
 UNSCALED = {"s3_conflicting_writes"}
@@ -36,6 +37,8 @@ BEHAVIOURS = (
     "cloudfront_deploy",
     "rds",
     "lambda_eni",
+    "sqs_deleted_recently",
+    "ec2_client_tokens",
 )
 
 # Fault kinds and their weights (a throttling error 40%, HTTP 500 20%, HTTP 503 20%, dropped connection 20%)

@@ -179,6 +179,42 @@ def test_s3_no_such_bucket_right_after_create(ms):
     assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "a", "Value": "b"}]
 
 
+def test_sqs_a_deleted_queue_name_is_refused_for_a_while(ms):
+    ms.realism.config(durations={"sqs_queue_deleted": [3, 3]})
+    sqs = ms.client("sqs")
+    name = unique("q")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sqs.delete_queue(QueueUrl=url)
+    with pytest.raises(ClientError) as e:
+        sqs.create_queue(QueueName=name)
+    # botocore reads the query-compatible code from the x-amzn-query-error header.
+    assert error_of(e)[:2] == ("AWS.SimpleQueueService.QueueDeletedRecently", 400)
+    assert "60 seconds" in error_of(e)[2]
+    other = sqs.create_queue(QueueName=unique("q"))["QueueUrl"]  # other names are not affected
+    retry_until_ok(lambda: sqs.create_queue(QueueName=name), {"AWS.SimpleQueueService.QueueDeletedRecently"})
+    sqs.delete_queue(QueueUrl=other)
+
+
+def test_ec2_a_repeated_client_token_is_answered_the_first_resource(ms):
+    ms.realism.config(behaviours=["ec2_client_tokens"])
+    ec2 = ms.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.31.0.0/16")["Vpc"]["VpcId"]
+    other_vpc = ec2.create_vpc(CidrBlock="10.32.0.0/16")["Vpc"]["VpcId"]
+    def tables():
+        return len(ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"])
+
+    before = tables()
+    token = unique("token")
+    first = ec2.create_route_table(VpcId=vpc, ClientToken=token)["RouteTable"]["RouteTableId"]
+    again = ec2.create_route_table(VpcId=vpc, ClientToken=token)["RouteTable"]["RouteTableId"]
+    assert again == first
+    assert tables() == before + 1
+    with pytest.raises(ClientError) as e:
+        ec2.create_route_table(VpcId=other_vpc, ClientToken=token)
+    assert error_of(e)[:2] == ("IdempotentParameterMismatch", 400)
+    assert ec2.create_route_table(VpcId=vpc, ClientToken=unique("token"))["RouteTable"]["RouteTableId"] != first
+
+
 def test_ec2_invalid_vpc_id_right_after_create(ms):
     ms.realism.config(durations={"ec2_read_after_create": [3, 3]})
     ec2 = ms.client("ec2")
