@@ -28,17 +28,24 @@ fn messages_to(addr: &str) -> Vec<serde_json::Value> {
     out
 }
 
-#[tokio::test]
-async fn mails_once_through_ses() {
-    if !integration_enabled("send_email::integration") {
-        return;
-    }
-    require_services().await;
+/// What both tests start from: a bucket, a fresh database, the sender's SES identity, a
+/// recipient and an upload id of this run, and the handler's dependencies.
+struct Mailbox {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    db: String,
+    repo: Arc<MySqlRepo>,
+    to: String,
+    upload_id: String,
+    deps: Deps,
+}
+
+async fn mailbox(bucket: &str, database: &str, tag: &str, id_base: u128) -> Mailbox {
     let cfg = testing::ministack_config().await;
     let s3 = testing::s3_client(&cfg);
     let ses = aws_sdk_sesv2::Client::new(&cfg);
-    let bucket = testing::create_bucket(&s3, "stt-mail").await;
-    let (db, pool) = testing::fresh_database("stt_mail").await;
+    let bucket = testing::create_bucket(&s3, bucket).await;
+    let (db, pool) = testing::fresh_database(database).await;
     let repo = Arc::new(MySqlRepo::new(pool));
     let from = "stt@example.com";
     let _ = ses
@@ -46,17 +53,51 @@ async fn mails_once_through_ses() {
         .email_identity(from)
         .send()
         .await;
-
     let n = std::process::id() % 100_000;
     let to = format!(
-        "u{n}x{}@example.com",
+        "{tag}{n}x{}@example.com",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos()
             % 10_000
     );
-    let upload_id = format!("{:032x}", 0xb0b0_0000_u128 + n as u128);
+    let upload_id = format!("{:032x}", id_base + n as u128);
+    let deps = Deps {
+        repo: repo.clone(),
+        store: Arc::new(S3Store::new(s3.clone())),
+        mailer: Arc::new(SesMailer {
+            client: ses,
+            configuration_set: None,
+        }),
+        from: from.into(),
+    };
+    Mailbox {
+        s3,
+        bucket,
+        db,
+        repo,
+        to,
+        upload_id,
+        deps,
+    }
+}
+
+#[tokio::test]
+async fn mails_once_through_ses() {
+    if !integration_enabled("send_email::integration") {
+        return;
+    }
+    require_services().await;
+    let Mailbox {
+        s3,
+        bucket,
+        db,
+        repo,
+        to,
+        upload_id,
+        deps,
+    } = mailbox("stt-mail", "stt_mail", "u", 0xb0b0_0000_u128).await;
     repo.insert(&NewUpload {
         upload_id: upload_id.clone(),
         email: to.clone(),
@@ -82,15 +123,6 @@ async fn mails_once_through_ses() {
     .unwrap()
     .replace("stt-audio-bucket", &bucket)
     .replace("0123456789abcdef0123456789abcdef", &upload_id);
-    let deps = Deps {
-        repo: repo.clone(),
-        store: Arc::new(S3Store::new(s3.clone())),
-        mailer: Arc::new(SesMailer {
-            client: ses.clone(),
-            configuration_set: None,
-        }),
-        from: from.into(),
-    };
     let ev: S3Notification = serde_json::from_str(&raw).unwrap();
     let out = handler(&deps, ev).await.expect("send_email");
     assert_eq!(out["sent"].as_array().unwrap().len(), 1, "{out}");
@@ -124,28 +156,15 @@ async fn failure_notice_mails_the_failure_in_korean_once() {
         return;
     }
     require_services().await;
-    let cfg = testing::ministack_config().await;
-    let s3 = testing::s3_client(&cfg);
-    let ses = aws_sdk_sesv2::Client::new(&cfg);
-    let bucket = testing::create_bucket(&s3, "stt-mail-fail").await;
-    let (db, pool) = testing::fresh_database("stt_mail_fail").await;
-    let repo = Arc::new(MySqlRepo::new(pool));
-    let from = "stt@example.com";
-    let _ = ses
-        .create_email_identity()
-        .email_identity(from)
-        .send()
-        .await;
-    let n = std::process::id() % 100_000;
-    let to = format!(
-        "f{n}x{}@example.com",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            % 10_000
-    );
-    let upload_id = format!("{:032x}", 0xfa11_0000_u128 + n as u128);
+    let Mailbox {
+        s3,
+        bucket,
+        db,
+        repo,
+        to,
+        upload_id,
+        deps,
+    } = mailbox("stt-mail-fail", "stt_mail_fail", "f", 0xfa11_0000_u128).await;
     let job = format!("stt-fail-{upload_id}");
     repo.insert(&NewUpload {
         upload_id: upload_id.clone(),
@@ -183,15 +202,6 @@ async fn failure_notice_mails_the_failure_in_korean_once() {
     .unwrap()
     .replace("stt-audio-bucket", &bucket)
     .replace("0123456789abcdef0123456789abcdef", &upload_id);
-    let deps = Deps {
-        repo: repo.clone(),
-        store: Arc::new(S3Store::new(s3.clone())),
-        mailer: Arc::new(SesMailer {
-            client: ses.clone(),
-            configuration_set: None,
-        }),
-        from: from.into(),
-    };
     let out = handler(&deps, serde_json::from_str(&raw).unwrap())
         .await
         .expect("send_email");
