@@ -4,6 +4,7 @@
 //! deserialized, so serde_yaml reports the exact line and column of the mistake before any AWS
 //! call is made.
 
+mod locate;
 mod values;
 
 use std::collections::BTreeMap;
@@ -501,10 +502,12 @@ impl Stack {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        // Errors found from here on are located at the key they are about.
+        let at = |keys: &[&str]| locate::locate(text, keys);
         if stack.stt.database.is_some() && stack.stt.network.is_none() {
             return Err(SpecError::Invalid {
                 path: path.to_owned(),
-                location: None,
+                location: at(&["stt", "database"]),
                 message: "stt.database needs stt.network: the database lives in the stack's VPC"
                     .into(),
             });
@@ -514,7 +517,7 @@ impl Stack {
         {
             return Err(SpecError::Invalid {
                 path: path.to_owned(),
-                location: None,
+                location: at(&["stt", "functions"]),
                 message: "stt.functions needs stt.network and stt.database: the functions \
                           reach the database inside the stack's VPC"
                     .into(),
@@ -536,7 +539,7 @@ impl Stack {
             {
                 return Err(SpecError::Invalid {
                     path: path.to_owned(),
-                    location: None,
+                    location: at(&["stt", "network", "availability_zones"]),
                     message: format!(
                         "stt.network.availability_zones: name at least two different zones of {region} (RDS needs two)"
                     ),
@@ -552,7 +555,7 @@ impl Stack {
             {
                 return Err(SpecError::Invalid {
                     path: path.to_owned(),
-                    location: None,
+                    location: at(&["vod", "cors", "allowed_origins"]),
                     message: "vod.cors.allowed_origins names origins, but CloudFront would cache \
                               the first origin's CORS answer for all of them: use [\"*\"] (the \
                               videos are public through CloudFront anyway), or \
@@ -561,19 +564,43 @@ impl Stack {
                 });
             }
         }
+        // The database port open to the whole internet: the console build's "my IP" is one
+        // operator's address, not every address.
+        if let Some(cidr) = stack
+            .stt
+            .network
+            .as_ref()
+            .and_then(|n| n.operator_cidr.as_ref())
+            .filter(|c| c.prefix == 0)
+        {
+            return Err(SpecError::Invalid {
+                path: path.to_owned(),
+                location: at(&["stt", "network", "operator_cidr"]),
+                message: format!(
+                    "stt.network.operator_cidr: {cidr} would open MySQL to every address on the \
+                     internet; give the operator's own address or network (a.b.c.d/32)"
+                ),
+            });
+        }
         // Origin Shield needs a region that offers it.
         let distributions = stack
             .stt
             .website
             .iter()
-            .map(|w| &w.distribution)
-            .chain(stack.vod.iter().map(|v| &v.player.distribution));
-        for distribution in distributions.filter(|d| d.origin_shield.enabled) {
+            .map(|w| (&w.distribution, ["stt", "website"]))
+            .chain(
+                stack
+                    .vod
+                    .iter()
+                    .map(|v| (&v.player.distribution, ["vod", "player"])),
+            );
+        for (distribution, [system, part]) in distributions.filter(|(d, _)| d.origin_shield.enabled)
+        {
             stack
                 .origin_shield_region(distribution)
                 .map_err(|message| SpecError::Invalid {
                     path: path.to_owned(),
-                    location: None,
+                    location: at(&[system, part, "distribution", "origin_shield", "region"]),
                     message,
                 })?;
         }

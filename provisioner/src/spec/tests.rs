@@ -176,3 +176,35 @@ fn functions_need_the_network_and_the_database() {
         "{message}"
     );
 }
+
+#[test]
+fn errors_found_after_parsing_are_located_at_their_key() {
+    let text = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  functions:\n    mail_from: a@example.com\n";
+    let (loc, _) = location(parse(text).unwrap_err());
+    assert_eq!(loc, Some((5, 3)));
+    let named = "stack:\n  name: demo\n  region: us-east-1\nvod:\n  cors:\n    allowed_origins: [\"https://player.example\"]\n";
+    let (loc, _) = location(parse(named).unwrap_err());
+    assert_eq!(loc, Some((6, 5)));
+    let err = parse(named).unwrap_err().to_string();
+    assert!(err.starts_with("stack.yaml:6:5: "), "{err}");
+    // Origin Shield in a region without it, the region not written: the distribution's parent.
+    let (loc, _) = location(parse(&VALID.replace("us-east-1", "af-south-1")).unwrap_err());
+    assert_eq!(loc, Some((7, 3)));
+}
+
+#[test]
+fn the_database_is_never_opened_to_the_whole_internet() {
+    let network = |cidr: &str| {
+        format!("stack:\n  name: demo\n  region: us-east-1\nstt:\n  network:\n    operator_cidr: {cidr}\n")
+    };
+    let (loc, message) = location(parse(&network("0.0.0.0/0")).unwrap_err());
+    assert_eq!(loc, Some((6, 5)), "{message}");
+    assert!(message.contains("every address"), "{message}");
+    // IPv6 is not an operator address here at all.
+    let (loc, message) = location(parse(&network("\"::/0\"")).unwrap_err());
+    assert_eq!(loc.map(|l| l.0), Some(6), "{message}");
+    assert!(message.contains("not an IPv4 address"), "{message}");
+    let stack = parse(&network("203.0.113.7/32")).unwrap();
+    let operator = stack.stt.network.unwrap().operator_cidr.unwrap();
+    assert_eq!(operator.to_string(), "203.0.113.7/32");
+}
