@@ -61,9 +61,17 @@ fn documents() -> Vec<(String, &'static str, Value)> {
         "identity",
         vod::mediaconvert_policy(&scope),
     ));
-    for service in ["lambda.amazonaws.com", "mediaconvert.amazonaws.com"] {
-        docs.push((format!("trust {service}"), "trust", trust_policy(service)));
-    }
+    docs.push((
+        "trust lambda.amazonaws.com".into(),
+        "trust",
+        trust_policy("lambda.amazonaws.com", None),
+    ));
+    let queues = vod::mediaconvert_queues(&scope);
+    docs.push((
+        "trust mediaconvert.amazonaws.com".into(),
+        "trust",
+        trust_policy("mediaconvert.amazonaws.com", Some((ACCOUNT, &queues))),
+    ));
     docs
 }
 

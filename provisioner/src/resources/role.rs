@@ -22,6 +22,11 @@ pub struct Role {
     pub name: String,
     /// Who may assume the role (`lambda.amazonaws.com`, `mediaconvert.amazonaws.com`).
     pub service: &'static str,
+    /// For a service that assumes the role on behalf of a resource of its own (a MediaConvert
+    /// queue): the ARNs of those resources, and the trust is limited to them and to this
+    /// account, so that the service cannot be made to use the role for another account's
+    /// requests (the confused deputy). `None` for Lambda, which names no source.
+    pub source_arn: Option<FromContext<String>>,
     /// Resources whose outputs the policy needs (the database for its secret); the role does
     /// not need them to exist afterwards.
     pub inputs: Vec<ResourceKey>,
@@ -33,11 +38,21 @@ pub struct Role {
     pub policy: FromContext<Value>,
 }
 
-pub fn trust_policy(service: &str) -> Value {
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]
-    })
+/// The role's trust policy: `service` may assume it, from `source` (account, source ARN
+/// pattern) where given.
+pub fn trust_policy(service: &str, source: Option<(&str, &str)>) -> Value {
+    let mut statement = serde_json::json!({
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole"
+    });
+    if let Some((account, source_arn)) = source {
+        statement["Condition"] = serde_json::json!({
+            "StringEquals": {"aws:SourceAccount": account},
+            "ArnLike": {"aws:SourceArn": source_arn}
+        });
+    }
+    serde_json::json!({"Version": "2012-10-17", "Statement": [statement]})
 }
 
 /// IAM hands policy documents back URL-encoded.
@@ -77,6 +92,16 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl Role {
+    fn trust(&self, cx: &Context) -> Value {
+        let source_arn = self.source_arn.as_ref().map(|arn| arn(cx));
+        trust_policy(
+            self.service,
+            source_arn
+                .as_deref()
+                .map(|arn| (cx.aws.account_id.as_str(), arn)),
+        )
+    }
+
     fn iam_tags(cx: &Context) -> Vec<Tag> {
         cx.tags()
             .into_iter()
@@ -174,10 +199,11 @@ impl Resource for Role {
             .assume_role_policy_document()
             .map(decode_policy_document)
             .unwrap_or(Value::Null);
-        if !policy::same(&trust_policy(self.service), &trust) {
+        let wanted_trust = self.trust(cx);
+        if !policy::same(&wanted_trust, &trust) {
             diff.push(FieldDiff::new(
                 "AssumeRolePolicyDocument",
-                policy::normalize(&trust_policy(self.service)),
+                policy::normalize(&wanted_trust),
                 policy::normalize(&trust),
             ));
         }
@@ -205,7 +231,7 @@ impl Resource for Role {
             let created = iam
                 .create_role()
                 .role_name(&self.name)
-                .assume_role_policy_document(trust_policy(self.service).to_string())
+                .assume_role_policy_document(self.trust(cx).to_string())
                 .description(format!(
                     "Managed by provision for stack {}",
                     cx.stack_name()
@@ -242,7 +268,7 @@ impl Resource for Role {
         if planned.touches("AssumeRolePolicyDocument") {
             iam.update_assume_role_policy()
                 .role_name(&self.name)
-                .policy_document(trust_policy(self.service).to_string())
+                .policy_document(self.trust(cx).to_string())
                 .send()
                 .await
                 .step(&self.key, "UpdateAssumeRolePolicy")?;
@@ -326,5 +352,24 @@ mod tests {
             decode_policy_document("{\"a\":\"50%\"}"),
             serde_json::json!({"a": "50%"})
         );
+    }
+
+    #[test]
+    fn a_source_limits_the_trust_to_the_account_and_its_resources() {
+        let lambda = trust_policy("lambda.amazonaws.com", None);
+        assert!(lambda["Statement"][0].get("Condition").is_none());
+        let queues = "arn:aws:mediaconvert:us-east-1:111122223333:*";
+        let mediaconvert =
+            trust_policy("mediaconvert.amazonaws.com", Some(("111122223333", queues)));
+        let statement = &mediaconvert["Statement"][0];
+        assert_eq!(
+            statement["Principal"]["Service"],
+            "mediaconvert.amazonaws.com"
+        );
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["aws:SourceAccount"],
+            "111122223333"
+        );
+        assert_eq!(statement["Condition"]["ArnLike"]["aws:SourceArn"], queues);
     }
 }

@@ -199,14 +199,17 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
         "send_email" => {
             statements.push(json!({"Sid": "ReadTexts", "Effect": "Allow", "Action": "s3:GetObject", "Resource": objects("output_text/")}));
             // SES authorizes against the identity it sends with: the address the stack
-            // verifies, or its domain where the account verified that instead.
+            // verifies, or its domain where the account verified that instead. The domain
+            // would let any of its addresses be the sender: the condition keeps it to the
+            // stack's.
             let identity = |name: &str| format!("arn:aws:ses:{region}:{account}:identity/{name}");
             let domain = scope.mail_from.rsplit('@').next().unwrap_or_default();
             statements.push(json!({
                 "Sid": "SendFromOwnIdentity",
                 "Effect": "Allow",
                 "Action": "ses:SendEmail",
-                "Resource": [identity(&scope.mail_from), identity(domain)]
+                "Resource": [identity(&scope.mail_from), identity(domain)],
+                "Condition": {"StringEquals": {"ses:FromAddress": scope.mail_from}}
             }));
         }
         _ => {}
@@ -479,6 +482,7 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
             key: role_key(function),
             name: function_name(cx, function),
             service: "lambda.amazonaws.com",
+            source_arn: None,
             // The database's secret; the subnets and security group its interfaces use.
             inputs: [DATABASE, FUNCTIONS_SG]
                 .into_iter()
@@ -651,6 +655,14 @@ mod tests {
                 "arn:aws:ses:us-east-1:111122223333:identity/example.com".into()
             ]
         )));
+        let send = statements("send_email")
+            .into_iter()
+            .find(|s| s["Sid"] == "SendFromOwnIdentity")
+            .unwrap();
+        assert_eq!(
+            send["Condition"]["StringEquals"]["ses:FromAddress"],
+            "transcripts@example.com"
+        );
         assert!(grants("audio_transcribe")
             .iter()
             .any(|(a, _)| a == "transcribe:StartTranscriptionJob"));

@@ -76,6 +76,13 @@ pub fn mediaconvert_policy(scope: &Scope) -> Value {
 
 /// The converter's role (V4): the tutorial's `VODLambdaPolicy` granted `mediaconvert:*` and
 /// `s3:*` on everything; this is what `vod_convert` calls, on the stack's own resources.
+/// What MediaConvert names as the source when it assumes the job role: a queue of this
+/// account in this region. Its documentation's example pattern
+/// (`arn:aws:mediaconvert:*:{account}:*`), narrowed to the stack's region.
+pub fn mediaconvert_queues(scope: &Scope) -> String {
+    format!("arn:aws:mediaconvert:{}:{}:*", scope.region, scope.account)
+}
+
 pub fn convert_policy(scope: &Scope) -> Value {
     let Scope {
         region, account, ..
@@ -220,6 +227,10 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         key: MEDIACONVERT_ROLE,
         name: format!("{stack}-vod-mediaconvert"),
         service: "mediaconvert.amazonaws.com",
+        // MediaConvert assumes the role for a job of one of the account's queues; its
+        // confused-deputy guidance: the queue's ARN in aws:SourceArn, the account in
+        // aws:SourceAccount.
+        source_arn: Some(Box::new(|cx| mediaconvert_queues(&scope(cx)))),
         inputs: vec![],
         outlives: vec![],
         policy: Box::new(|cx| mediaconvert_policy(&scope(cx))),
@@ -228,6 +239,7 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         key: CONVERT_ROLE,
         name: format!("{stack}-vod_convert"),
         service: "lambda.amazonaws.com",
+        source_arn: None,
         inputs: vec![MEDIACONVERT_ROLE],
         outlives: vec![],
         policy: Box::new(|cx| convert_policy(&scope(cx))),
@@ -341,6 +353,14 @@ mod tests {
                     vec!["arn:aws:s3:::demo-vod-output-111122223333/*".into()]
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn mediaconvert_may_assume_its_role_only_for_this_accounts_queues() {
+        assert_eq!(
+            mediaconvert_queues(&scope()),
+            "arn:aws:mediaconvert:us-east-1:111122223333:*"
         );
     }
 
