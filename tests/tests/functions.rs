@@ -270,6 +270,7 @@ async fn functions_stack_on_moto() {
     for resource in [
         "rest_api/stt-upload",
         "bucket_notification/stt-audio",
+        "bucket_policy/stt-audio",
         "event_rule/stt-transcribe-state",
         "email_identity/stt-mail-from",
         "lambda_permission/stt-api-file_upload",
@@ -277,6 +278,21 @@ async fn functions_stack_on_moto() {
     ] {
         assert_ne!(line(&first, resource)["result"], "failed", "{first:#}");
     }
+    // As against AWS, the audio bucket refuses every request made without TLS.
+    let audio_bucket = format!("{name}-audio-{}", Emulator::Moto.account());
+    let policy = aws
+        .s3
+        .get_bucket_policy()
+        .bucket(&audio_bucket)
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"], "false",
+        "{policy:#}"
+    );
+    assert_eq!(policy["Statement"][0]["Effect"], "Deny", "{policy:#}");
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
     stack.run(&["drift"]).expect(0);

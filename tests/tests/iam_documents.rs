@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use provisioner::resources::bucket_policy;
 use provisioner::resources::role::trust_policy;
 use provisioner::systems::{stt_functions, vod};
 use serde_json::{json, Value};
@@ -66,6 +67,22 @@ fn documents() -> Vec<(String, &'static str, Value)> {
         "trust",
         trust_policy("lambda.amazonaws.com", None),
     ));
+    // The buckets' policies: the served ones read by their distribution only, all TLS-only.
+    let distribution = format!("arn:aws:cloudfront::{ACCOUNT}:distribution/E2QWRUHAPOMQZL");
+    for (bucket, served) in [
+        ("demo-site", true),
+        ("demo-vod-output", true),
+        ("demo-audio", false),
+        ("demo-vod-source", false),
+    ] {
+        let bucket = format!("{bucket}-{ACCOUNT}");
+        let reader = served.then_some(distribution.as_str());
+        docs.push((
+            format!("bucket {bucket}"),
+            "resource",
+            bucket_policy::document(&bucket, reader, true),
+        ));
+    }
     let queues = vod::mediaconvert_queues(&scope);
     docs.push((
         "trust mediaconvert.amazonaws.com".into(),

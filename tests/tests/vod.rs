@@ -1,11 +1,12 @@
 //! The video-on-demand system (console steps V1 to V8) on the local target, next to the
-//! speech-to-text site: created by `up`, left alone by a second `up`, a CORS rule changed by
-//! hand found as drift and repaired, the player page playing an HLS rendition in headless
-//! Chromium, `--only` acting on one system, and `down` keeping the videos unless told. A
-//! phone's `IMG_0001.MOV` in the source bucket starts a MediaConvert job through the realism
-//! proxy, with IAM simulated: the converter may create it and pass the job's role, the job's
-//! role may read the source and write the renditions, and every statement of both roles is
-//! one the run needed (the mutation check, `system_tests::least_privilege`).
+//! speech-to-text site: created by `up`, left alone by a second `up`, settings changed by hand
+//! (a CORS rule, a bucket's retention rule, a bucket's object ownership) found as drift and
+//! repaired, the player page playing an HLS rendition in headless Chromium, `--only` acting on
+//! one system, and `down` keeping the videos unless told. A phone's `IMG_0001.MOV` in the
+//! source bucket starts a MediaConvert job through the realism proxy, with IAM simulated: the
+//! converter may create it and pass the job's role, the job's role may read the source and
+//! write the renditions, and every statement of both roles is one the run needed (the
+//! mutation check, `system_tests::least_privilege`).
 //! Needs the zips (`make zips`), the player's hls.js (`make web`), the browser driver
 //! (`make browser-deps`) and ffmpeg (`make test-tools`); `make test` does all of it.
 
@@ -25,6 +26,85 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// A bucket's object ownership, default encryption, and the stack's lifecycle rule
+/// (expiration days, abort-incomplete-upload days), as S3 answers them.
+struct Protection {
+    ownership: Option<String>,
+    sse: Option<String>,
+    rule: Option<(Option<i32>, Option<i32>)>,
+}
+
+async fn protection(aws: &Aws, bucket: &str) -> Protection {
+    let ownership = aws
+        .s3
+        .get_bucket_ownership_controls()
+        .bucket(bucket)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| {
+            o.ownership_controls()
+                .and_then(|c| c.rules().first())
+                .map(|r| r.object_ownership().as_str().to_owned())
+        });
+    let sse = aws
+        .s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| {
+            o.server_side_encryption_configuration()
+                .and_then(|c| c.rules().first())
+                .and_then(|r| r.apply_server_side_encryption_by_default())
+                .map(|d| d.sse_algorithm().as_str().to_owned())
+        });
+    let rule = aws
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| {
+            o.rules()
+                .iter()
+                .find(|r| r.id() == Some("provision-retention"))
+                .map(|r| {
+                    (
+                        r.expiration().and_then(|e| e.days()),
+                        r.abort_incomplete_multipart_upload()
+                            .and_then(|a| a.days_after_initiation()),
+                    )
+                })
+        });
+    Protection {
+        ownership,
+        sse,
+        rule,
+    }
+}
+
+fn retention_rule(id: &str, days: i32) -> aws_sdk_s3::types::LifecycleRule {
+    use aws_sdk_s3::types::{
+        AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter,
+    };
+    LifecycleRule::builder()
+        .id(id)
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(LifecycleExpiration::builder().days(days).build())
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(1)
+                .build(),
+        )
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn video_on_demand_next_to_the_speech_to_text_site() {
     let zips = root().join("target/lambda");
@@ -38,7 +118,7 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     );
     let name = "t-vod";
     let sections = format!(
-        "stt:\n  website:\n    source_dir: site\nvod:\n  player:\n    source_dir: {}\n  cors:\n    allowed_origins: [\"*\"]\n    max_age_s: 3000\n  function:\n    zips_dir: {}\n",
+        "stt:\n  website:\n    source_dir: site\nvod:\n  player:\n    source_dir: {}\n  function:\n    zips_dir: {}\n",
         root().join("site/vod").display(),
         zips.display()
     );
@@ -108,6 +188,21 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
 
+    // By default the videos' CORS rule allows GET and HEAD from the player's own origin only.
+    let player_origin = player_url.trim_end_matches('/').to_owned();
+    let cors_rules = aws
+        .s3
+        .get_bucket_cors()
+        .bucket(&output_bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &cors_rules.cors_rules()[0];
+    assert_eq!(rule.allowed_origins(), std::slice::from_ref(&player_origin));
+    let mut methods = rule.allowed_methods().to_vec();
+    methods.sort();
+    assert_eq!(methods, ["GET", "HEAD"]);
+
     // A CORS rule changed by hand is drift; `up` puts it back.
     aws.s3
         .put_bucket_cors()
@@ -116,10 +211,9 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
             aws_sdk_s3::types::CorsConfiguration::builder()
                 .cors_rules(
                     aws_sdk_s3::types::CorsRule::builder()
-                        .allowed_origins("*")
+                        .allowed_origins(&player_origin)
                         .allowed_methods("GET")
-                        .allowed_methods("PUT")
-                        .allowed_methods("POST")
+                        .allowed_methods("HEAD")
                         .allowed_methods("DELETE")
                         .allowed_headers("*")
                         .max_age_seconds(3000)
@@ -132,7 +226,71 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
         .send()
         .await
         .unwrap();
+    // Both buckets are protected as declared: ACLs off, encrypted, and a retention rule (the
+    // sources 30 days by default, the videos kept; unfinished uploads one day on both).
+    for (bucket, expiration) in [(&source_bucket, Some(30)), (&output_bucket, None)] {
+        let p = protection(&aws, bucket).await;
+        assert_eq!(
+            p.ownership.as_deref(),
+            Some("BucketOwnerEnforced"),
+            "{bucket}"
+        );
+        assert_eq!(p.sse.as_deref(), Some("AES256"), "{bucket}");
+        assert_eq!(p.rule, Some((expiration, Some(1))), "{bucket}");
+    }
+    // By hand: the sources kept a year, a rule of the operator's own added, ACLs turned on.
+    let mut rules = vec![retention_rule("provision-retention", 365)];
+    rules.push(retention_rule("operator-archive", 400));
+    aws.s3
+        .put_bucket_lifecycle_configuration()
+        .bucket(&source_bucket)
+        .lifecycle_configuration(
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                .set_rules(Some(rules))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    aws.s3
+        .put_bucket_ownership_controls()
+        .bucket(&output_bucket)
+        .ownership_controls(
+            aws_sdk_s3::types::OwnershipControls::builder()
+                .rules(
+                    aws_sdk_s3::types::OwnershipControlsRule::builder()
+                        .object_ownership(aws_sdk_s3::types::ObjectOwnership::ObjectWriter)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
+    let fields = |resource: &str| -> Vec<String> {
+        line(&drift, resource)["changes"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|c| c["field"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        fields("bucket/vod-source"),
+        ["Lifecycle.provision-retention.ExpirationDays"],
+        "{drift:#}"
+    );
+    assert_eq!(
+        fields("bucket/vod-output"),
+        ["OwnershipControls.ObjectOwnership"],
+        "{drift:#}"
+    );
     let cors = &line(&drift, "bucket_cors/vod-output");
     assert_eq!(
         cors["changes"][0]["field"], "CORSRules.AllowedMethods",
@@ -148,6 +306,25 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     assert_eq!(line(&drift, "site_files/stt-site")["result"], "noop");
     stack.run(&["up"]).expect(0);
     stack.run(&["drift"]).expect(0);
+    // Repaired, and the operator's own rule is still there.
+    assert_eq!(
+        protection(&aws, &source_bucket).await.rule,
+        Some((Some(30), Some(1)))
+    );
+    let rules = aws
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&source_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        rules
+            .rules()
+            .iter()
+            .any(|r| r.id() == Some("operator-archive")),
+        "{rules:?}"
+    );
 
     // A phone's video, its suffix in capitals (S3's suffix rules are literal): converted.
     let uploaded = realism.last_seq();
@@ -267,9 +444,8 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     let (status, manifest) = http_get(&format!("{player_url}sample/hls/sample.m3u8"));
     assert_eq!(status, 200, "{manifest}");
     assert!(manifest.starts_with("#EXTM3U"), "{manifest}");
-    // A player on another origin may read the stream: CloudFront's managed cache policy passes
-    // no `Origin` to S3, so without a CORS response headers policy no answer would carry
-    // `Access-Control-Allow-Origin` (and one cached without it would be served to all).
+    // A page of another origin is not let read the stream: by default only the player's own
+    // origin is (`vod.cors.allowed_origins` names others).
     let (status, headers, _) = system_tests::http_request(
         "GET",
         &format!("{player_url}sample/hls/sample.m3u8"),
@@ -281,7 +457,7 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
         .iter()
         .find(|(k, _)| k == "access-control-allow-origin")
         .map(|(_, v)| v.as_str());
-    assert_eq!(allow_origin, Some("*"), "{headers:?}");
+    assert_eq!(allow_origin, None, "{headers:?}");
     let play = browser_script("vod-play.mjs", &["--url", &player_url, "--video", "sample"]);
     assert_eq!(play.code(), 0, "{}\n{}", play.stdout(), play.stderr());
     assert!(root().join("tests/artifacts/vod-play.png").exists());

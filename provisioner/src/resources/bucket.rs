@@ -1,5 +1,6 @@
-//! An S3 bucket: private (all public access blocked), tagged, optionally with static website
-//! hosting (console steps S1, S3, S8, V1).
+//! An S3 bucket: private (all public access blocked, ACLs off), encrypted by default, tagged,
+//! optionally with static website hosting (console steps S1, S3, S8, V1) and, for data
+//! buckets, a retention rule (see [`super::bucket_protection`]).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use aws_sdk_s3::types::{
     ObjectIdentifier, PublicAccessBlockConfiguration, Tag, Tagging, WebsiteConfiguration,
 };
 
+use super::bucket_protection::{self as protection, Lifecycle};
 use super::{owned_by, tag_diff, OWNER_METADATA};
 use crate::engine::retry::{error_code, retry_when, Backoff};
 use crate::engine::{
@@ -50,6 +52,8 @@ pub struct Bucket {
     pub key: ResourceKey,
     pub name: String,
     pub website: Option<Website>,
+    /// The retention rule of a data bucket; `None` for buckets of the stack's own files.
+    pub lifecycle: Option<Lifecycle>,
 }
 
 /// What a bucket looks like now.
@@ -57,6 +61,7 @@ struct Live {
     tags: BTreeMap<String, String>,
     public_access_block: [Option<bool>; 4],
     website: Option<Website>,
+    protection: protection::Live,
 }
 
 const PUBLIC_ACCESS_FIELDS: [&str; 4] = [
@@ -139,10 +144,12 @@ impl Bucket {
             Err(e) if error_code(&e) == Some("NoSuchWebsiteConfiguration") => None,
             Err(e) => return Err(e).step(&self.key, "GetBucketWebsite"),
         };
+        let protection = protection::observe(cx, &self.key, &self.name).await?;
         Ok(Live {
             tags,
             public_access_block,
             website,
+            protection,
         })
     }
 
@@ -498,6 +505,7 @@ impl Resource for Bucket {
             website_field(&self.website, |w| &w.error_document),
             website_field(&live.website, |w| &w.error_document),
         );
+        protection::diff(&mut diff, self.lifecycle.as_ref(), &live.protection);
         Ok(Planned::from_diff(
             self.key.clone(),
             self.name.clone(),
@@ -518,6 +526,15 @@ impl Resource for Bucket {
         if changed("PublicAccessBlock.") {
             self.put_public_access_block(cx).await?;
         }
+        if changed("OwnershipControls.") {
+            protection::put_ownership(cx, &self.key, &self.name).await?;
+        }
+        if changed("Encryption.") {
+            protection::put_encryption(cx, &self.key, &self.name).await?;
+        }
+        if changed("Lifecycle.") && (self.lifecycle.is_some() || !create) {
+            protection::put_lifecycle(cx, &self.key, &self.name, self.lifecycle.as_ref()).await?;
+        }
         if changed("Website.") && (self.website.is_some() || !create) {
             self.put_website(cx).await?;
         }
@@ -535,6 +552,7 @@ impl Resource for Bucket {
                 tags,
                 public_access_block: [None; 4],
                 website: None,
+                protection: Default::default(),
             };
             if !self.adoptable(cx, &live).await? {
                 return Err(Error::Refused {

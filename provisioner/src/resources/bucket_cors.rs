@@ -1,5 +1,6 @@
-//! A bucket's CORS rule (console step V7): which origins may read the converted videos from
-//! a page served elsewhere. One rule, owned whole by this resource.
+//! A bucket's CORS rule (console step V7): which origins may read the converted videos. By
+//! default only the player's own origin; others when `stack.yaml` names them. One rule, owned
+//! whole by this resource.
 
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
@@ -48,9 +49,23 @@ pub struct BucketCors {
     pub bucket: ResourceKey,
     pub bucket_name: String,
     pub rule: Rule,
+    /// When `rule` names no origin: the distribution whose address is the one allowed (the
+    /// player's own origin).
+    pub own_origin: Option<ResourceKey>,
 }
 
 impl BucketCors {
+    /// The rule with its origins filled in, or `None` while the distribution does not exist.
+    fn wanted(&self, cx: &Context) -> Option<Rule> {
+        let mut rule = self.rule.clone();
+        if rule.allowed_origins.is_empty() {
+            let distribution = self.own_origin.as_ref()?;
+            let url = crate::systems::web::served_url(cx, distribution)?;
+            rule.allowed_origins = vec![url.trim_end_matches('/').to_owned()];
+        }
+        Some(rule.normalized())
+    }
+
     async fn live(&self, cx: &Context) -> Result<Option<Vec<Rule>>, Error> {
         match cx
             .aws
@@ -76,7 +91,9 @@ impl Resource for BucketCors {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        vec![self.bucket.clone()]
+        let mut keys = vec![self.bucket.clone()];
+        keys.extend(self.own_origin.clone());
+        keys
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
@@ -85,10 +102,12 @@ impl Resource for BucketCors {
             return Ok(Planned::create(self.key.clone(), id));
         }
         let live = self.live(cx).await?.unwrap_or_default();
+        let Some(wanted) = self.wanted(cx) else {
+            return Ok(Planned::create(self.key.clone(), id));
+        };
         if live.is_empty() {
             return Ok(Planned::create(self.key.clone(), id));
         }
-        let wanted = self.rule.clone().normalized();
         let mut diff = Diff::default();
         diff.field("CORSRules.count", 1, live.len());
         let live = &live[0];
@@ -116,7 +135,10 @@ impl Resource for BucketCors {
     }
 
     async fn apply(&self, cx: &Context, _: &Planned) -> Result<(), Error> {
-        let rule = self.rule.clone().normalized();
+        let rule = self.wanted(cx).ok_or_else(|| Error::Refused {
+            resource: self.key.clone(),
+            message: "the player's distribution has no address yet".into(),
+        })?;
         let cors_rule = CorsRule::builder()
             .set_allowed_origins(Some(rule.allowed_origins))
             .set_allowed_methods(Some(rule.allowed_methods))

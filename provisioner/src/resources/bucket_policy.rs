@@ -1,5 +1,5 @@
-//! The site bucket's policy (console step S7): only this distribution may read, through OAC,
-//! and every request without TLS is denied.
+//! A stack bucket's policy: every request without TLS is denied, and for a bucket served by
+//! CloudFront (console step S7) only that distribution may read, through OAC.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -15,40 +15,44 @@ pub struct BucketPolicy {
     pub key: ResourceKey,
     pub bucket: ResourceKey,
     pub bucket_name: String,
-    pub distribution: ResourceKey,
+    /// The distribution that reads the bucket through OAC, if it is served.
+    pub reader: Option<ResourceKey>,
     /// Deny every request made without TLS. Off only on the local emulator, which speaks
     /// plain HTTP (there the statement would deny CloudFront's own reads).
     pub tls_only: bool,
 }
 
-/// The document CloudFront's console proposes for OAC, scoped to one distribution, plus a
-/// TLS-only statement.
-pub fn document(bucket: &str, distribution_arn: &str, tls_only: bool) -> Value {
-    let mut doc = json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AllowCloudFrontServicePrincipalReadOnly",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudfront.amazonaws.com"},
-                "Action": "s3:GetObject",
-                "Resource": format!("arn:aws:s3:::{bucket}/*"),
-                "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn}}
-            },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-            }
-        ]
-    });
-    if !tls_only {
-        doc["Statement"].as_array_mut().expect("statements").pop();
+/// The document CloudFront's console proposes for OAC, scoped to one distribution (when
+/// `reader_arn` is given), plus a TLS-only statement.
+pub fn document(bucket: &str, reader_arn: Option<&str>, tls_only: bool) -> Value {
+    let mut statements = Vec::new();
+    if let Some(arn) = reader_arn {
+        statements.push(json!({
+            "Sid": "AllowCloudFrontServicePrincipalReadOnly",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudfront.amazonaws.com"},
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/*"),
+            "Condition": {"StringEquals": {"AWS:SourceArn": arn}}
+        }));
     }
-    doc
+    if tls_only {
+        statements.push(json!({
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Whether a bucket needs a policy at all: a data bucket on the plain-HTTP emulator has none
+/// (an empty policy is refused by S3).
+pub fn needed(served: bool, tls_only: bool) -> bool {
+    served || tls_only
 }
 
 impl BucketPolicy {
@@ -72,15 +76,21 @@ impl Resource for BucketPolicy {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        vec![self.bucket.clone(), self.distribution.clone()]
+        let mut keys = vec![self.bucket.clone()];
+        keys.extend(self.reader.clone());
+        keys
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
         let bucket = self.bucket_name.clone();
-        let Some(arn) = cx.output(&self.distribution, "arn") else {
-            return Ok(Planned::create(self.key.clone(), bucket));
+        let arn = match &self.reader {
+            Some(reader) => match cx.output(reader, "arn") {
+                Some(arn) => Some(arn),
+                None => return Ok(Planned::create(self.key.clone(), bucket)),
+            },
+            None => None,
         };
-        let wanted = document(&bucket, &arn, self.tls_only);
+        let wanted = document(&bucket, arn.as_deref(), self.tls_only);
         let Some(live) = self.live(cx, &bucket).await? else {
             return Ok(Planned::create(self.key.clone(), bucket));
         };
@@ -98,8 +108,11 @@ impl Resource for BucketPolicy {
 
     async fn apply(&self, cx: &Context, _: &Planned) -> Result<(), Error> {
         let bucket = &self.bucket_name;
-        let arn = cx.require(&self.key, &self.distribution, "arn")?;
-        let policy = document(bucket, &arn, self.tls_only).to_string();
+        let arn = match &self.reader {
+            Some(reader) => Some(cx.require(&self.key, reader, "arn")?),
+            None => None,
+        };
+        let policy = document(bucket, arn.as_deref(), self.tls_only).to_string();
         bucket::configure(
             cx,
             bucket,
@@ -139,7 +152,11 @@ mod tests {
 
     #[test]
     fn only_this_distribution_reads_and_only_over_tls() {
-        let doc = document("demo-site", "arn:aws:cloudfront::1:distribution/E1", true);
+        let doc = document(
+            "demo-site",
+            Some("arn:aws:cloudfront::1:distribution/E1"),
+            true,
+        );
         let allow = &doc["Statement"][0];
         assert_eq!(allow["Action"], "s3:GetObject");
         assert_eq!(allow["Resource"], "arn:aws:s3:::demo-site/*");
@@ -150,7 +167,26 @@ mod tests {
         let deny = &doc["Statement"][1];
         assert_eq!(deny["Effect"], "Deny");
         assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
-        let local = document("demo-site", "arn:aws:cloudfront::1:distribution/E1", false);
+        let local = document(
+            "demo-site",
+            Some("arn:aws:cloudfront::1:distribution/E1"),
+            false,
+        );
         assert_eq!(local["Statement"].as_array().unwrap().len(), 1);
+        assert!(needed(true, false));
+    }
+
+    #[test]
+    fn a_data_bucket_only_refuses_requests_without_tls() {
+        let doc = document("demo-audio", None, true);
+        let statements = doc["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 1);
+        assert_eq!(statements[0]["Sid"], "DenyInsecureTransport");
+        assert_eq!(
+            statements[0]["Resource"],
+            json!(["arn:aws:s3:::demo-audio", "arn:aws:s3:::demo-audio/*"])
+        );
+        // On the plain-HTTP emulator a data bucket has no policy at all.
+        assert!(!needed(false, false));
     }
 }

@@ -5,6 +5,7 @@ pub mod bucket;
 pub mod bucket_cors;
 pub mod bucket_notification;
 pub mod bucket_policy;
+pub mod bucket_protection;
 pub mod db_instance;
 pub mod db_parameter_group;
 pub mod db_subnet_group;

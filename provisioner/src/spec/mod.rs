@@ -15,10 +15,10 @@ use serde::Deserialize;
 
 pub use values::{
     AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
-    Engine, EphemeralStorageSize, EventAgeSeconds, GatewayService, HttpVersion, InstanceClass,
-    Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region, RetentionDays,
-    RetryAttempts, StackName, StorageSize, StorageType, TagKey, TimeoutSeconds, VideoSuffix,
-    ViewerProtocolPolicy,
+    Engine, EphemeralStorageSize, EventAgeSeconds, ExpiryDays, GatewayService, HttpVersion,
+    InstanceClass, Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region,
+    RetentionDays, RetryAttempts, StackName, StorageSize, StorageType, TagKey, TimeoutSeconds,
+    VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -82,6 +82,14 @@ pub struct Vod {
     /// V5: the converter function.
     #[serde(default)]
     pub function: VodFunction,
+    /// Days the source bucket keeps an uploaded video (once converted it is not read again);
+    /// `null` keeps them. Default 30.
+    #[serde(default = "defaults::data_retention")]
+    pub source_retention_days: Option<ExpiryDays>,
+    /// Days the output bucket keeps a converted video; `null` (the default) keeps them: they
+    /// are what the player serves.
+    #[serde(default)]
+    pub output_retention_days: Option<ExpiryDays>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,11 +107,13 @@ impl Default for Player {
     }
 }
 
-/// One CORS rule of the output bucket.
+/// One CORS rule of the output bucket. The default: GET and HEAD from the player's own
+/// origin (its distribution's address), the only page the stack serves the videos to.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cors {
-    #[serde(default = "defaults::cors_origins")]
+    /// Empty (the default): the player's own origin only.
+    #[serde(default)]
     pub allowed_origins: Vec<CorsOrigin>,
     #[serde(default = "defaults::cors_methods")]
     pub allowed_methods: Vec<CorsMethod>,
@@ -189,6 +199,10 @@ pub struct Functions {
     /// What happens to an event whose function keeps failing (S3 uploads, Transcribe results).
     #[serde(default)]
     pub async_invocation: AsyncInvocation,
+    /// Days the audio bucket keeps a recording and its transcript (personal data) before its
+    /// lifecycle rule deletes them; `null` keeps them. Default 30.
+    #[serde(default = "defaults::data_retention")]
+    pub data_retention_days: Option<ExpiryDays>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -420,11 +434,11 @@ mod defaults {
     pub fn player_distribution() -> Distribution {
         serde_yaml::from_str("error_responses: []").expect("valid defaults")
     }
-    pub fn cors_origins() -> Vec<CorsOrigin> {
-        vec![CorsOrigin("*".into())]
+    pub fn data_retention() -> Option<ExpiryDays> {
+        Some(ExpiryDays(30))
     }
     pub fn cors_methods() -> Vec<CorsMethod> {
-        ["GET", "PUT", "POST"]
+        ["GET", "HEAD"]
             .iter()
             .map(|m| CorsMethod((*m).into()))
             .collect()
@@ -550,8 +564,11 @@ impl Stack {
         // the cache policy, and the managed ones offered here key on the path only: the first
         // origin's answer would be served to every other. Only an uncached distribution is right.
         if let Some(vod) = &stack.vod {
-            let any = vod.cors.allowed_origins.iter().any(|o| o.as_str() == "*");
-            if !any && vod.player.distribution.cache_policy != values::CachePolicy::CachingDisabled
+            // The player's own origin (the default, an empty list) is safe behind a cache: its
+            // page asks the same origin, so browsers send no `Origin` and need no CORS answer.
+            let origins = &vod.cors.allowed_origins;
+            let named = !origins.is_empty() && !origins.iter().any(|o| o.as_str() == "*");
+            if named && vod.player.distribution.cache_policy != values::CachePolicy::CachingDisabled
             {
                 return Err(SpecError::Invalid {
                     path: path.to_owned(),

@@ -208,3 +208,34 @@ fn the_database_is_never_opened_to_the_whole_internet() {
     let operator = stack.stt.network.unwrap().operator_cidr.unwrap();
     assert_eq!(operator.to_string(), "203.0.113.7/32");
 }
+
+#[test]
+fn vod_defaults_keep_data_thirty_days_and_serve_cors_to_the_player_only() {
+    let text = "\
+stack:
+  name: demo
+  region: us-east-1
+vod: {}
+";
+    let vod = parse(text).unwrap().vod.unwrap();
+    // The videos' CORS rule: GET and HEAD from the player's own origin (an empty list).
+    assert!(vod.cors.allowed_origins.is_empty());
+    let methods: Vec<&str> = vod
+        .cors
+        .allowed_methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    assert_eq!(methods, ["GET", "HEAD"]);
+    assert_eq!(vod.source_retention_days, Some(ExpiryDays(30)));
+    assert_eq!(vod.output_retention_days, None);
+    let kept = parse(&text.replace("vod: {}", "vod:\n  source_retention_days: null")).unwrap();
+    assert_eq!(kept.vod.unwrap().source_retention_days, None);
+    let zero = text.replace("vod: {}", "vod:\n  source_retention_days: 0");
+    let (loc, message) = location(parse(&zero).unwrap_err());
+    assert_eq!(loc, Some((5, 26)));
+    assert!(
+        message.contains("data retention (days) must be from 1 to 36500, not 0"),
+        "{message}"
+    );
+}

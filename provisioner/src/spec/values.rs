@@ -491,6 +491,11 @@ bounded_number!(
     StorageSize, i32, 20u64, 65536u64, "allocated storage (GiB)"
 );
 bounded_number!(
+    /// Days a data bucket keeps an object before its lifecycle rule deletes it (S3 takes any
+    /// positive number; a century is the sanity bound).
+    ExpiryDays, u32, 1u64, 36500u64, "data retention (days)"
+);
+bounded_number!(
     /// Days automated backups are kept; 0 (off) is not offered: the console build has them on.
     RetentionDays, i32, 1u64, 35u64, "backup retention (days)"
 );

@@ -49,6 +49,8 @@ pub fn website(cx: &Context, site: &Website) -> Vec<Arc<dyn Resource>> {
             source_dir: cx.stack.site_dir(site),
             exclude: vec!["config.example.js"],
             cors: None,
+            // The site's own files only: nothing to expire.
+            lifecycle: None,
             generated: if cx.stack.stt.functions.is_some() {
                 vec![super::stt_functions::site_config_file()]
             } else {

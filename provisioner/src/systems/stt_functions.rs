@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use super::stt::{subnet_key, DATABASE, FUNCTIONS_SG, SITE_DISTRIBUTION};
 use crate::engine::{Context, Resource, ResourceKey};
-use crate::resources::bucket::Bucket;
 use crate::resources::bucket_notification::{self, BucketNotification};
 use crate::resources::email_identity::EmailIdentity;
 use crate::resources::event_invoke_config::EventInvokeConfig;
@@ -25,6 +24,7 @@ use crate::resources::site_files::GeneratedFile;
 use crate::spec::{FunctionSettings, Functions};
 
 pub const AUDIO_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-audio");
+pub const AUDIO_BUCKET_POLICY: ResourceKey = ResourceKey::new("bucket_policy", "stt-audio");
 pub const SCHEMA: ResourceKey = ResourceKey::new("schema_migration", "stt");
 pub const MAIL_IDENTITY: ResourceKey = ResourceKey::new("email_identity", "stt-mail-from");
 pub const UPLOAD_API: ResourceKey = ResourceKey::new("rest_api", "stt-upload");
@@ -464,17 +464,17 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
     let ipv6 = network.ipv6 && !cx.aws.local;
     let zones = cx.zones().to_vec();
     let zips = cx.stack.base_dir.join(&functions.zips_dir);
-    let mut resources: Vec<Arc<dyn Resource>> = vec![
-        Arc::new(Bucket {
-            key: AUDIO_BUCKET,
-            name: audio_bucket_name(cx),
-            website: None,
-        }),
-        Arc::new(EmailIdentity {
-            key: MAIL_IDENTITY,
-            address: functions.mail_from.as_str().to_owned(),
-        }),
-    ];
+    let mut resources = super::web::data_bucket(
+        cx,
+        AUDIO_BUCKET,
+        AUDIO_BUCKET_POLICY,
+        audio_bucket_name(cx),
+        functions.data_retention_days.map(|d| d.0),
+    );
+    resources.push(Arc::new(EmailIdentity {
+        key: MAIL_IDENTITY,
+        address: functions.mail_from.as_str().to_owned(),
+    }));
     let site = cx.stack.stt.website.is_some();
     for function in FUNCTIONS {
         let mail_from = functions.mail_from.as_str().to_owned();

@@ -10,17 +10,18 @@ use serde_json::{json, Value};
 
 use super::web;
 use crate::engine::{Context, Resource, ResourceKey};
-use crate::resources::bucket::Bucket;
 use crate::resources::bucket_cors::{self, BucketCors};
 use crate::resources::bucket_notification::{self, BucketNotification};
+use crate::resources::bucket_protection::Lifecycle;
 use crate::resources::event_invoke_config::EventInvokeConfig;
 use crate::resources::function::Function;
 use crate::resources::lambda_permission::LambdaPermission;
 use crate::resources::queue::Queue;
 use crate::resources::role::Role;
-use crate::spec::Vod;
+use crate::spec::{CorsOrigin, Vod};
 
 pub const SOURCE_BUCKET: ResourceKey = ResourceKey::new("bucket", "vod-source");
+pub const SOURCE_POLICY: ResourceKey = ResourceKey::new("bucket_policy", "vod-source");
 pub const OUTPUT_BUCKET: ResourceKey = ResourceKey::new("bucket", "vod-output");
 pub const OUTPUT_OAC: ResourceKey = ResourceKey::new("origin_access_control", "vod-output");
 pub const OUTPUT_DISTRIBUTION: ResourceKey = ResourceKey::new("distribution", "vod-output");
@@ -164,14 +165,29 @@ pub fn environment(cx: &Context, vod: &Vod) -> BTreeMap<String, String> {
     env
 }
 
+/// What CloudFront does about CORS. The player is served by the same distribution as the
+/// videos: its requests are same-origin and need nothing. Origins named in `stack.yaml` serve
+/// players of their own, and need the bucket's answer (or CloudFront's, for any origin).
+fn cors_mode(origins: &[CorsOrigin]) -> Option<web::Cors> {
+    if origins.iter().any(|o| o.as_str() == "*") {
+        Some(web::Cors::AnyOrigin)
+    } else if origins.is_empty() {
+        None
+    } else {
+        Some(web::Cors::NamedOrigins)
+    }
+}
+
 pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
     let stack = cx.stack_name().to_owned();
     let source = source_bucket_name(cx);
-    let mut resources: Vec<Arc<dyn Resource>> = vec![Arc::new(Bucket {
-        key: SOURCE_BUCKET,
-        name: source.clone(),
-        website: None,
-    })];
+    let mut resources = web::data_bucket(
+        cx,
+        SOURCE_BUCKET,
+        SOURCE_POLICY,
+        source.clone(),
+        vod.source_retention_days.map(|d| d.0),
+    );
     resources.extend(web::served_bucket(
         cx,
         web::ServedBucket {
@@ -193,14 +209,10 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
                 "copy-vendor.mjs",
             ],
             generated: vec![],
-            // The player may be served from another origin than the videos.
-            cors: Some(
-                if vod.cors.allowed_origins.iter().any(|o| o.as_str() == "*") {
-                    web::Cors::AnyOrigin
-                } else {
-                    web::Cors::NamedOrigins
-                },
-            ),
+            // The converted videos are data too: unfinished multipart writes go after a day,
+            // the videos when `output_retention_days` says.
+            lifecycle: Some(Lifecycle::data(vod.output_retention_days.map(|d| d.0))),
+            cors: cors_mode(&vod.cors.allowed_origins),
         },
     ));
     let cors = &vod.cors;
@@ -222,6 +234,7 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
             allowed_headers: cors.allowed_headers.clone(),
             max_age_seconds: cors.max_age_s.0,
         },
+        own_origin: Some(OUTPUT_DISTRIBUTION),
     }));
     resources.push(Arc::new(Role {
         key: MEDIACONVERT_ROLE,
@@ -319,6 +332,17 @@ pub fn outputs(cx: &Context, out: &mut BTreeMap<&'static str, String>) {
 mod tests {
     use super::*;
     use crate::policy::strings as list;
+
+    #[test]
+    fn only_named_origins_make_cloudfront_handle_cors() {
+        let origin = |s: &str| CorsOrigin(s.into());
+        assert_eq!(cors_mode(&[]), None);
+        assert_eq!(cors_mode(&[origin("*")]), Some(web::Cors::AnyOrigin));
+        assert_eq!(
+            cors_mode(&[origin("https://player.example")]),
+            Some(web::Cors::NamedOrigins)
+        );
+    }
 
     fn scope() -> Scope {
         Scope {

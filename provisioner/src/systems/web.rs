@@ -1,6 +1,7 @@
 //! A private bucket served through CloudFront with origin access control, and the files of a
 //! folder uploaded into it: the speech-to-text site (console steps S1 to S7) and the
-//! video-on-demand output with its player page (V1, V2, V8) are both built from this.
+//! video-on-demand output with its player page (V1, V2, V8) are both built from this. Also the
+//! buckets that only hold data (the audio uploads, the VOD sources), protected the same way.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket::{self, Bucket};
 use crate::resources::bucket_policy::BucketPolicy;
+use crate::resources::bucket_protection::Lifecycle;
 use crate::resources::distribution::{Distribution, Settings};
 use crate::resources::oac::OriginAccessControl;
 use crate::resources::site_files::{GeneratedFile, SiteFiles};
@@ -30,6 +32,8 @@ pub struct ServedBucket {
     pub generated: Vec<GeneratedFile>,
     /// Whether pages of other origins read the files (the VOD output): see [`Cors`].
     pub cors: Option<Cors>,
+    /// The retention rule when the bucket holds data besides the uploaded files.
+    pub lifecycle: Option<Lifecycle>,
 }
 
 /// CloudFront in front of a bucket with CORS rules. The managed cache policy keys on the path
@@ -109,6 +113,7 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
             key: s.bucket.clone(),
             name: s.bucket_name.clone(),
             website: s.static_website,
+            lifecycle: s.lifecycle,
         }),
         Arc::new(OriginAccessControl {
             key: s.oac.clone(),
@@ -126,7 +131,7 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
             key: s.policy,
             bucket: s.bucket.clone(),
             bucket_name: s.bucket_name.clone(),
-            distribution: s.distribution.clone(),
+            reader: Some(s.distribution.clone()),
             tls_only: !cx.aws.local,
         }),
         Arc::new(SiteFiles {
@@ -139,6 +144,35 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
             distribution: Some(s.distribution),
         }),
     ]
+}
+
+/// A private bucket holding data (uploads, results), read by no distribution: encrypted, ACLs
+/// off, objects kept `retention_days` (or forever when `None`), and requests without TLS
+/// refused (on AWS; the emulator speaks plain HTTP).
+pub fn data_bucket(
+    cx: &Context,
+    bucket: ResourceKey,
+    policy: ResourceKey,
+    name: String,
+    retention_days: Option<u32>,
+) -> Vec<Arc<dyn Resource>> {
+    let tls_only = !cx.aws.local;
+    let mut resources: Vec<Arc<dyn Resource>> = vec![Arc::new(Bucket {
+        key: bucket.clone(),
+        name: name.clone(),
+        website: None,
+        lifecycle: Some(Lifecycle::data(retention_days)),
+    })];
+    if crate::resources::bucket_policy::needed(false, tls_only) {
+        resources.push(Arc::new(BucketPolicy {
+            key: policy,
+            bucket,
+            bucket_name: name,
+            reader: None,
+            tls_only,
+        }));
+    }
+    resources
 }
 
 /// The address a distribution of the stack serves, once it exists.

@@ -3,7 +3,8 @@
 // type one of its actions takes (or `*`, only for actions that take no resource type); every
 // condition key exists (global keys, or keys of the action's service).
 //
-// Input: a JSON file with a list of {"name", "kind" ("identity" or "trust"), "document"}.
+// Input: a JSON file with a list of {"name", "kind" ("identity", "trust" or "resource"),
+// "document"}.
 // Output (stdout, JSON): {"statements": N, "findings": [{"name", "sid", "issue", "detail"}]}.
 // Used by tests/tests/iam_documents.rs.
 
@@ -66,6 +67,14 @@ async function check(entry, findings) {
     const details = []
     for (const action of actions) {
       const [service, actionKey] = action.toLowerCase().split(':')
+      // A deny may cover a whole service (the TLS-only statement of a bucket policy denies
+      // `s3:*` without TLS); an allow may not.
+      if (statement.Effect === 'Deny' && actionKey === '*' && service) {
+        if (!(await iamServiceExists(service))) {
+          findings.push({ ...where, issue: 'UNKNOWN_ACTION', detail: action })
+        }
+        continue
+      }
       if (!service || !actionKey || action.includes('*')) {
         findings.push({ ...where, issue: 'WILDCARD_OR_MALFORMED_ACTION', detail: action })
         continue

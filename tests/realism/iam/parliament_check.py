@@ -1,6 +1,7 @@
 """Runs parliament (PyPI, pinned in tests/realism/requirements.txt) on IAM documents.
 
-Input: a JSON file with a list of {"name", "kind" ("identity" or "trust"), "document"}.
+Input: a JSON file with a list of {"name", "kind" ("identity", "trust" or "resource"),
+"document"}.
 Output (stdout, JSON): {"policies": N, "findings": [{"name", "kind", "issue", "severity",
 "detail", "location"}]}. Used by tests/tests/iam_documents.rs."""
 
