@@ -32,6 +32,7 @@ async fn starts_one_job_for_a_korean_key() {
         filename: "한글 녹음.mp3".into(),
         language: "ko-KR".into(),
         audio_key: key.clone(),
+        source_ip: None,
     })
     .await
     .unwrap();
@@ -119,6 +120,7 @@ impl Setup {
             filename: name.into(),
             language: language.into(),
             audio_key: key.clone(),
+            source_ip: None,
         })
         .await
         .unwrap();

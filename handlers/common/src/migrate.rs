@@ -62,6 +62,19 @@ pub const MIGRATIONS: &[Migration] = &[
              AND column_name = 'upload_id'",
         ),
     },
+    Migration {
+        version: 4,
+        name: "source_ip and the indexes the hourly upload quotas count with",
+        statements: &["ALTER TABLE fileTable \
+               ADD COLUMN source_ip VARCHAR(45) NULL, \
+               ADD KEY ix_email_time (email, time), \
+               ADD KEY ix_source_ip_time (source_ip, time)"],
+        applied_probe: Some(
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = 'fileTable' \
+             AND column_name = 'source_ip'",
+        ),
+    },
 ];
 
 /// What a run did; serialised as the Lambda's answer.

@@ -33,6 +33,24 @@ pub struct NewUpload {
     pub filename: String,
     pub language: String,
     pub audio_key: String,
+    /// The caller's address as API Gateway saw it (`requestContext.identity.sourceIp`).
+    pub source_ip: Option<String>,
+}
+
+/// How many uploads an hour the service takes from one e-mail address and from one source IP:
+/// each upload starts a paid Transcribe job and mails its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub per_address_per_hour: u32,
+    pub per_ip_per_hour: u32,
+}
+
+/// Whether [`UploadRepo::insert_within`] recorded the upload, or which quota it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Recorded,
+    OverAddressQuota,
+    OverIpQuota,
 }
 
 /// An upload as stored. `Debug` masks the address.
@@ -58,6 +76,7 @@ impl std::fmt::Debug for NewUpload {
             .field("filename", &self.filename)
             .field("language", &self.language)
             .field("audio_key", &self.audio_key)
+            .field("source_ip", &self.source_ip)
             .finish()
     }
 }
@@ -83,6 +102,9 @@ impl std::fmt::Debug for Upload {
 pub trait UploadRepo: Send + Sync {
     /// Records a new upload.
     async fn insert(&self, upload: &NewUpload) -> Result<()>;
+    /// Records a new upload unless its address or its source IP already made `quota`'s
+    /// number of uploads in the last hour; a refused upload writes nothing.
+    async fn insert_within(&self, upload: &NewUpload, quota: &Quota) -> Result<Admission>;
     /// Removes an upload (file_upload's rollback when the S3 write fails).
     async fn delete(&self, upload_id: &str) -> Result<()>;
     async fn find(&self, upload_id: &str) -> Result<Option<Upload>>;
@@ -182,13 +204,78 @@ impl MySqlRepo {
 #[async_trait]
 impl UploadRepo for MySqlRepo {
     async fn insert(&self, u: &NewUpload) -> Result<()> {
-        self.affected(
-            "INSERT INTO fileTable (upload_id, email, filename, language, time, audio_key, status) \
-             VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, ?, 'UPLOADED')",
-            &[&u.upload_id, &u.email, &u.filename, &u.language, &u.audio_key],
-        )
-        .await?;
+        self.db
+            .run(|pool| async move {
+                sqlx::query(
+                    "INSERT INTO fileTable \
+                     (upload_id, email, filename, language, time, audio_key, status, source_ip) \
+                     VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, ?, 'UPLOADED', ?)",
+                )
+                .bind(&u.upload_id)
+                .bind(&u.email)
+                .bind(&u.filename)
+                .bind(&u.language)
+                .bind(&u.audio_key)
+                .bind(&u.source_ip)
+                .execute(&pool)
+                .await
+            })
+            .await?;
         Ok(())
+    }
+
+    async fn insert_within(&self, u: &NewUpload, quota: &Quota) -> Result<Admission> {
+        // One statement: the counts and the insert cannot be split by a crash, and a refused
+        // upload writes nothing. Two uploads racing may both pass at the limit's edge; a
+        // quota off by the concurrency is what it is for (spending), not a hard cap.
+        let inserted = self
+            .db
+            .run(|pool| async move {
+                sqlx::query(
+                    "INSERT INTO fileTable \
+                     (upload_id, email, filename, language, time, audio_key, status, source_ip) \
+                     SELECT ?, ?, ?, ?, CURRENT_TIMESTAMP, ?, 'UPLOADED', ? FROM DUAL \
+                     WHERE (SELECT COUNT(*) FROM fileTable \
+                            WHERE email = ? AND time > CURRENT_TIMESTAMP - INTERVAL 1 HOUR) < ? \
+                       AND (? IS NULL OR (SELECT COUNT(*) FROM fileTable \
+                            WHERE source_ip = ? AND time > CURRENT_TIMESTAMP - INTERVAL 1 HOUR) < ?)",
+                )
+                .bind(&u.upload_id)
+                .bind(&u.email)
+                .bind(&u.filename)
+                .bind(&u.language)
+                .bind(&u.audio_key)
+                .bind(&u.source_ip)
+                .bind(&u.email)
+                .bind(quota.per_address_per_hour)
+                .bind(&u.source_ip)
+                .bind(&u.source_ip)
+                .bind(quota.per_ip_per_hour)
+                .execute(&pool)
+                .await
+            })
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            return Ok(Admission::Recorded);
+        }
+        let by_address: i64 = self
+            .db
+            .run(|pool| async move {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM fileTable \
+                     WHERE email = ? AND time > CURRENT_TIMESTAMP - INTERVAL 1 HOUR",
+                )
+                .bind(&u.email)
+                .fetch_one(&pool)
+                .await
+            })
+            .await?;
+        Ok(if by_address >= i64::from(quota.per_address_per_hour) {
+            Admission::OverAddressQuota
+        } else {
+            Admission::OverIpQuota
+        })
     }
 
     async fn delete(&self, upload_id: &str) -> Result<()> {
@@ -263,6 +350,8 @@ impl UploadRepo for MySqlRepo {
 #[derive(Default)]
 pub struct MemoryRepo {
     rows: Mutex<HashMap<String, Upload>>,
+    /// Source IPs by upload id (not part of [`Upload`]: only the quotas read them).
+    source_ips: Mutex<HashMap<String, String>>,
     /// When set, every call fails with a database error (to test error paths).
     pub fail: std::sync::atomic::AtomicBool,
 }
@@ -298,8 +387,40 @@ impl MemoryRepo {
 
 #[async_trait]
 impl UploadRepo for MemoryRepo {
+    /// Counts every row as made in the last hour (a unit test's rows are).
+    async fn insert_within(&self, u: &NewUpload, quota: &Quota) -> Result<Admission> {
+        self.check()?;
+        let (by_address, by_ip) = {
+            let rows = self.rows.lock().unwrap();
+            let by_address = rows
+                .values()
+                .filter(|r| r.email.eq_ignore_ascii_case(&u.email))
+                .count();
+            let ips = self.source_ips.lock().unwrap();
+            let by_ip = u
+                .source_ip
+                .as_ref()
+                .map_or(0, |ip| ips.values().filter(|other| *other == ip).count());
+            (by_address, by_ip)
+        };
+        if by_address >= quota.per_address_per_hour as usize {
+            return Ok(Admission::OverAddressQuota);
+        }
+        if by_ip >= quota.per_ip_per_hour as usize {
+            return Ok(Admission::OverIpQuota);
+        }
+        self.insert(u).await?;
+        Ok(Admission::Recorded)
+    }
+
     async fn insert(&self, u: &NewUpload) -> Result<()> {
         self.check()?;
+        if let Some(ip) = &u.source_ip {
+            self.source_ips
+                .lock()
+                .unwrap()
+                .insert(u.upload_id.clone(), ip.clone());
+        }
         self.rows.lock().unwrap().insert(
             u.upload_id.clone(),
             Upload {
@@ -321,6 +442,7 @@ impl UploadRepo for MemoryRepo {
     async fn delete(&self, upload_id: &str) -> Result<()> {
         self.check()?;
         self.rows.lock().unwrap().remove(upload_id);
+        self.source_ips.lock().unwrap().remove(upload_id);
         Ok(())
     }
 

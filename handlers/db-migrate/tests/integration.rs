@@ -23,13 +23,13 @@ async fn migrations_are_idempotent() {
     let first = handler(&deps(&db), serde_json::json!({}))
         .await
         .expect("first run");
-    assert_eq!(first.applied, vec![1, 2, 3]);
-    assert_eq!(first.current_version, 3);
+    assert_eq!(first.applied, vec![1, 2, 3, 4]);
+    assert_eq!(first.current_version, 4);
     let second = handler(&deps(&db), serde_json::json!({}))
         .await
         .expect("second run");
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, vec![1, 2, 3]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4]);
     testing::drop_database(&db).await;
 }
 
@@ -55,7 +55,7 @@ async fn upgrades_the_console_table_keeping_rows() {
     let report = handler(&deps(&db), serde_json::json!({}))
         .await
         .expect("upgrade");
-    assert_eq!(report.applied, vec![1, 2, 3]);
+    assert_eq!(report.applied, vec![1, 2, 3, 4]);
     let pool = stt_common::db::pool(testing::server_options().database(&db));
     let (email, status): (String, String) = sqlx::query_as("SELECT email, status FROM fileTable")
         .fetch_one(&pool)
@@ -80,6 +80,15 @@ async fn upgrades_the_console_table_keeping_rows() {
         .await
         .expect("re-run");
     assert_eq!(again.applied, vec![3]);
+    // The same for v4 (the quotas' column and indexes).
+    sqlx::query("DELETE FROM schema_migrations WHERE version = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let again = handler(&deps(&db), serde_json::json!({}))
+        .await
+        .expect("re-run");
+    assert_eq!(again.applied, vec![4]);
     pool.close().await;
     testing::drop_database(&db).await;
 }
@@ -135,7 +144,11 @@ async fn built_zip_runs_in_ministack_lambda() {
     let _ = lambda.delete_function().function_name(&name).send().await;
     assert!(out.function_error().is_none(), "function error: {payload}");
     let report: serde_json::Value = serde_json::from_str(&payload).expect("JSON answer");
-    assert_eq!(report["applied"], serde_json::json!([1, 2, 3]), "{payload}");
+    assert_eq!(
+        report["applied"],
+        serde_json::json!([1, 2, 3, 4]),
+        "{payload}"
+    );
     assert_eq!(report["database"], db.as_str());
     testing::drop_database(&db).await;
 }

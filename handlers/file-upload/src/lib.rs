@@ -24,7 +24,7 @@ use serde_json::json;
 use stt_common::config::{opt_env, req_env};
 use stt_common::keys::{audio_key, MAX_KEY_BYTES};
 use stt_common::languages::canonical_language;
-use stt_common::repo::{MySqlRepo, NewUpload, UploadRepo};
+use stt_common::repo::{Admission, MySqlRepo, NewUpload, Quota, UploadRepo};
 use stt_common::store::{ObjectStore, S3Store};
 
 /// Largest audio file: Lambda's synchronous payload limit is 6 MB (6,291,456 bytes) and the
@@ -40,6 +40,40 @@ pub struct Deps {
     pub bucket: String,
     /// Origins allowed by CORS (`ALLOWED_ORIGIN`, comma-separated; `*` for any).
     pub allowed_origins: Vec<String>,
+    /// Uploads an hour per address and per source IP (`UPLOADS_PER_ADDRESS_PER_HOUR`,
+    /// `UPLOADS_PER_IP_PER_HOUR`).
+    pub quota: Quota,
+}
+
+/// The quotas when the environment names none (the defaults of `stack.yaml`).
+pub const DEFAULT_QUOTA: Quota = Quota {
+    per_address_per_hour: 5,
+    per_ip_per_hour: 20,
+};
+
+fn quota_from_env() -> stt_common::Result<Quota> {
+    let read = |name: &str, default: u32| -> stt_common::Result<u32> {
+        match opt_env(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    stt_common::Error::Config(format!(
+                        "{name} must be a positive whole number, not {v:?}"
+                    ))
+                }),
+        }
+    };
+    Ok(Quota {
+        per_address_per_hour: read(
+            "UPLOADS_PER_ADDRESS_PER_HOUR",
+            DEFAULT_QUOTA.per_address_per_hour,
+        )?,
+        per_ip_per_hour: read("UPLOADS_PER_IP_PER_HOUR", DEFAULT_QUOTA.per_ip_per_hour)?,
+    })
 }
 
 impl Deps {
@@ -53,6 +87,7 @@ impl Deps {
             store: Arc::new(S3Store::new(stt_common::s3_client(&sdk))),
             bucket: req_env("AUDIO_BUCKET")?,
             allowed_origins: parse_origins(&opt_env("ALLOWED_ORIGIN").unwrap_or_default()),
+            quota: quota_from_env()?,
         })
     }
 }
@@ -75,6 +110,21 @@ fn client_error(status: i64, message: impl Into<String>) -> Reply {
         status,
         body: json!({ "error": message.into() }),
     }
+}
+
+/// 429 for an upload over an hourly quota; the message says which and when to come back.
+fn over_quota(over: Admission, quota: &Quota) -> Reply {
+    let message = match over {
+        Admission::OverIpQuota => format!(
+            "too many uploads from this network: at most {} an hour; please try again later",
+            quota.per_ip_per_hour
+        ),
+        _ => format!(
+            "too many uploads for this e-mail address: at most {} an hour; please try again later",
+            quota.per_address_per_hour
+        ),
+    };
+    client_error(429, message)
 }
 
 fn server_error() -> Reply {
@@ -157,6 +207,7 @@ struct Form {
 
 async fn upload(deps: &Deps, req: ApiGatewayProxyRequest) -> Result<Reply, Reply> {
     let form = read_form(&req)?;
+    let source_ip = req.request_context.identity.source_ip.clone();
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     // The key ends with the detected format's lowercase extension (the S3 rules' suffixes);
     // the row keeps the name as the uploader spelt it.
@@ -173,10 +224,18 @@ async fn upload(deps: &Deps, req: ApiGatewayProxyRequest) -> Result<Reply, Reply
         filename: form.filename,
         language: form.language.to_string(),
         audio_key: key.clone(),
+        source_ip,
     };
-    if let Err(e) = deps.repo.insert(&row).await {
-        tracing::error!(error = %e, "recording the upload failed");
-        return Err(server_error());
+    match deps.repo.insert_within(&row, &deps.quota).await {
+        Ok(Admission::Recorded) => {}
+        Ok(over) => {
+            tracing::warn!(?over, "upload refused: over the hourly quota");
+            return Err(over_quota(over, &deps.quota));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording the upload failed");
+            return Err(server_error());
+        }
     }
     let size = form.data.len();
     if let Err(e) = deps

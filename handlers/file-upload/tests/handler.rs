@@ -24,6 +24,7 @@ fn deps() -> (Deps, Arc<MemoryRepo>, Arc<MemoryStore>) {
         store: store.clone(),
         bucket: BUCKET.into(),
         allowed_origins: vec![ORIGIN.into()],
+        quota: file_upload::DEFAULT_QUOTA,
     };
     (deps, repo, store)
 }
@@ -369,4 +370,60 @@ async fn wrong_method() {
     req.http_method = aws_lambda_events::http::Method::GET;
     let (resp, _, _) = run(req).await;
     assert_eq!(resp.status_code, 405);
+}
+
+/// A request of the base64 fixture from `address` at `ip`.
+fn upload_from(address: &str, ip: &str) -> ApiGatewayProxyRequest {
+    let f = mp3();
+    let mut req = with_parts(&[
+        ("email", None, None, address.as_bytes()),
+        ("language", None, None, b"en-US"),
+        ("file", Some("a.mp3"), None, &f),
+    ]);
+    req.request_context.identity.source_ip = Some(ip.into());
+    req
+}
+
+#[tokio::test]
+async fn uploads_over_an_hourly_quota_are_answered_429_and_write_nothing() {
+    let (mut deps, repo, store) = deps();
+    deps.quota = stt_common::repo::Quota {
+        per_address_per_hour: 2,
+        per_ip_per_hour: 3,
+    };
+    let status = |resp: &ApiGatewayProxyResponse| resp.status_code;
+    for _ in 0..2 {
+        let resp = handler(&deps, upload_from("a@example.com", "203.0.113.7"))
+            .await
+            .unwrap();
+        assert_eq!(status(&resp), 201, "{:?}", resp.body);
+    }
+    // The address's third upload this hour (in any letter case), from another network too.
+    let resp = handler(&deps, upload_from("A@Example.com", "198.51.100.9"))
+        .await
+        .unwrap();
+    assert_eq!(status(&resp), 429);
+    let message = json(&resp)["error"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("e-mail address: at most 2 an hour"),
+        "{message}"
+    );
+    assert_eq!((repo.all().len(), store.keys().len()), (2, 2));
+    // The network's third upload is taken, its fourth is not, whatever the address.
+    let resp = handler(&deps, upload_from("b@example.com", "203.0.113.7"))
+        .await
+        .unwrap();
+    assert_eq!(status(&resp), 201);
+    let resp = handler(&deps, upload_from("c@example.com", "203.0.113.7"))
+        .await
+        .unwrap();
+    assert_eq!(status(&resp), 429);
+    let message = json(&resp)["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("network: at most 3 an hour"), "{message}");
+    assert_eq!((repo.all().len(), store.keys().len()), (3, 3));
+    // The same address from elsewhere is still welcome.
+    let resp = handler(&deps, upload_from("c@example.com", "198.51.100.9"))
+        .await
+        .unwrap();
+    assert_eq!(status(&resp), 201);
 }

@@ -48,6 +48,7 @@ async fn uploads_reach_s3_and_mysql_and_bad_ones_leave_nothing() {
         store: Arc::new(S3Store::new(s3.clone())),
         bucket: bucket.clone(),
         allowed_origins: vec!["https://d111111abcdef8.cloudfront.net".into()],
+        quota: file_upload::DEFAULT_QUOTA,
     };
 
     // A good upload: the object in S3 and the row in MySQL.
@@ -168,6 +169,7 @@ async fn uploads_reach_s3_and_mysql_and_bad_ones_leave_nothing() {
         repo: deps.repo.clone(),
         store: deps.store.clone(),
         allowed_origins: vec![],
+        quota: deps.quota,
     };
     let resp = handler(&broken, fixture("apigw-upload-base64.json"))
         .await
@@ -200,6 +202,7 @@ async fn the_upload_after_the_secret_rotated_succeeds() {
         store: Arc::new(S3Store::new(s3.clone())),
         bucket: bucket.clone(),
         allowed_origins: vec!["*".into()],
+        quota: file_upload::DEFAULT_QUOTA,
     };
     let mp3 = sample_mp3(3, true);
     let upload = |name: &'static str| {
@@ -224,4 +227,71 @@ async fn the_upload_after_the_secret_rotated_succeeds() {
 
     secret.remove().await;
     testing::drop_database(&db).await;
+}
+
+/// The hourly quotas with MySQL's counting: the address's third upload and the network's
+/// fourth are answered 429 and write neither a row nor an object; uploads older than an hour
+/// no longer count.
+#[tokio::test]
+async fn the_hourly_quotas_count_in_the_database() {
+    if !integration_enabled("file_upload::integration") {
+        return;
+    }
+    require_services().await;
+    let cfg = testing::ministack_config().await;
+    let s3 = testing::s3_client(&cfg);
+    let bucket = testing::create_bucket(&s3, "stt-quota").await;
+    let (_db, pool) = testing::fresh_database("stt_quota").await;
+    let deps = Deps {
+        repo: Arc::new(MySqlRepo::new(pool.clone())),
+        store: Arc::new(S3Store::new(s3.clone())),
+        bucket: bucket.clone(),
+        allowed_origins: vec!["*".into()],
+        quota: stt_common::repo::Quota {
+            per_address_per_hour: 2,
+            per_ip_per_hour: 3,
+        },
+    };
+    let mp3 = sample_mp3(3, true);
+    let upload = |address: &str, ip: &str| {
+        let mut req = with_parts(&[
+            ("email", None, None, address.as_bytes()),
+            ("language", None, None, b"en-US"),
+            ("file", Some("a.mp3"), None, &mp3),
+        ]);
+        req.request_context.identity.source_ip = Some(ip.into());
+        req
+    };
+    for (address, ip, expected) in [
+        ("a@example.com", "203.0.113.7", 201),
+        ("a@example.com", "203.0.113.7", 201),
+        ("A@example.com", "198.51.100.9", 429),
+        ("b@example.com", "203.0.113.7", 201),
+        ("c@example.com", "203.0.113.7", 429),
+        ("c@example.com", "198.51.100.9", 201),
+    ] {
+        let resp = handler(&deps, upload(address, ip)).await.unwrap();
+        assert_eq!(
+            resp.status_code, expected,
+            "{address} {ip}: {:?}",
+            resp.body
+        );
+    }
+    assert_eq!(rows(&pool).await, 4, "refused uploads wrote no row");
+    assert_eq!(testing::list_keys(&s3, &bucket).await.len(), 4);
+    let ips: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT source_ip FROM fileTable ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(ips[0].as_deref(), Some("203.0.113.7"));
+    // An hour later the address may upload again.
+    sqlx::query("UPDATE fileTable SET time = time - INTERVAL 2 HOUR")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let resp = handler(&deps, upload("a@example.com", "203.0.113.7"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
 }

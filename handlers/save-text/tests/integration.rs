@@ -43,6 +43,7 @@ async fn completed_job_text_lands_in_s3_and_failure_in_mysql() {
         filename: "회의 녹음.mp3".into(),
         language: "ko-KR".into(),
         audio_key: key.clone(),
+        source_ip: None,
     })
     .await
     .unwrap();

@@ -104,6 +104,7 @@ async fn mails_once_through_ses() {
         filename: "한글 녹음.mp3".into(),
         language: "ko-KR".into(),
         audio_key: format!("input_audio/{upload_id}/한글 녹음.mp3"),
+        source_ip: None,
     })
     .await
     .unwrap();
@@ -172,6 +173,7 @@ async fn failure_notice_mails_the_failure_in_korean_once() {
         filename: "회의 녹음 1.mp3".into(),
         language: "ko-KR".into(),
         audio_key: format!("input_audio/{upload_id}/회의 녹음 1.mp3"),
+        source_ip: None,
     })
     .await
     .unwrap();

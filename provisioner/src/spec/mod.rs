@@ -15,10 +15,10 @@ use serde::Deserialize;
 
 pub use values::{
     AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
-    Engine, EphemeralStorageSize, EventAgeSeconds, ExpiryDays, GatewayService, HttpVersion,
-    InstanceClass, Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region,
-    RetentionDays, RetryAttempts, StackName, StorageSize, StorageType, TagKey, TimeoutSeconds,
-    VideoSuffix, ViewerProtocolPolicy,
+    Engine, EphemeralStorageSize, EventAgeSeconds, ExpiryDays, GatewayService, HourlyUploads,
+    HttpVersion, InstanceClass, Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass,
+    Region, RetentionDays, RetryAttempts, StackName, StorageSize, StorageType, TagKey,
+    TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -203,6 +203,27 @@ pub struct Functions {
     /// lifecycle rule deletes them; `null` keeps them. Default 30.
     #[serde(default = "defaults::data_retention")]
     pub data_retention_days: Option<ExpiryDays>,
+    /// Uploads an hour `file_upload` takes from one e-mail address and from one source IP;
+    /// more are answered 429 and write nothing.
+    #[serde(default)]
+    pub upload_quota: UploadQuota,
+}
+
+/// Each upload starts a paid Transcribe job and mails its address: the public API takes a few
+/// an hour from one address (a person re-trying) and more from one network (an office).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuota {
+    #[serde(default = "defaults::uploads_per_address")]
+    pub per_address_per_hour: HourlyUploads,
+    #[serde(default = "defaults::uploads_per_ip")]
+    pub per_ip_per_hour: HourlyUploads,
+}
+
+impl Default for UploadQuota {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -433,6 +454,12 @@ mod defaults {
     }
     pub fn player_distribution() -> Distribution {
         serde_yaml::from_str("error_responses: []").expect("valid defaults")
+    }
+    pub fn uploads_per_address() -> HourlyUploads {
+        HourlyUploads(5)
+    }
+    pub fn uploads_per_ip() -> HourlyUploads {
+        HourlyUploads(20)
     }
     pub fn data_retention() -> Option<ExpiryDays> {
         Some(ExpiryDays(30))

@@ -491,6 +491,10 @@ bounded_number!(
     StorageSize, i32, 20u64, 65536u64, "allocated storage (GiB)"
 );
 bounded_number!(
+    /// Uploads an hour the upload API takes from one address or one network.
+    HourlyUploads, u32, 1u64, 100000u64, "uploads per hour"
+);
+bounded_number!(
     /// Days a data bucket keeps an object before its lifecycle rule deletes it (S3 takes any
     /// positive number; a century is the sanity bound).
     ExpiryDays, u32, 1u64, 36500u64, "data retention (days)"

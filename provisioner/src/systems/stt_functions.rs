@@ -280,6 +280,15 @@ pub fn environment(
             if let Some(origin) = allowed_origin(cx, functions) {
                 env.insert("ALLOWED_ORIGIN".into(), origin);
             }
+            let quota = &functions.upload_quota;
+            env.insert(
+                "UPLOADS_PER_ADDRESS_PER_HOUR".into(),
+                quota.per_address_per_hour.0.to_string(),
+            );
+            env.insert(
+                "UPLOADS_PER_IP_PER_HOUR".into(),
+                quota.per_ip_per_hour.0.to_string(),
+            );
         }
         "send_email" => {
             env.insert("MAIL_FROM".into(), functions.mail_from.as_str().to_owned());
