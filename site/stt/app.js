@@ -140,6 +140,8 @@
     }
     var message = body && typeof body.error === 'string' && body.error
       ? body.error
+      : xhr.status === 429   // API Gateway's throttling: the service takes only so many at once
+        ? 'The service is busy with other uploads (HTTP 429). Please wait a minute and try again.'
       : body && typeof body.message === 'string' && body.message   // API Gateway's own errors
         ? body.message
         : xhr.status >= 500

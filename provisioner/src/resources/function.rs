@@ -2,6 +2,11 @@
 //! V5): runtime `provided.al2023`, x86_64, memory, ephemeral storage and timeout from
 //! `stack.yaml`, environment, and the VPC for the functions that reach the database. Code is
 //! uploaded only when the zip's SHA-256 differs from the deployed `CodeSha256`.
+//!
+//! Reserved concurrency caps how many instances of a function run at once (what a flood of
+//! requests can make it cost) and takes that many from the account's quota, of which AWS keeps
+//! a minimum unreserved: `plan` reads the account's figures before asking for more, and a
+//! refusal names the `stack.yaml` key to change.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,10 +45,34 @@ pub struct Function {
     pub memory_mb: i32,
     pub timeout_s: i32,
     pub ephemeral_storage_mb: i32,
+    /// Concurrent executions reserved for the function, also the most it runs at once;
+    /// `None`: none reserved (a reservation made by hand is removed).
+    pub reserved_concurrency: Option<i32>,
+    /// Where `reserved_concurrency` is set in `stack.yaml`, for messages.
+    pub concurrency_key: String,
     pub network: Option<Network>,
     /// Other resources whose outputs the environment needs.
     pub inputs: Vec<ResourceKey>,
     pub environment: FromContext<BTreeMap<String, String>>,
+}
+
+/// How many of the account's concurrent executions AWS keeps unreserved: 100 (Lambda quotas),
+/// or the whole quota when it is lower (new accounts may start with 10, and then nothing can
+/// be reserved). AWS's refusal names the figure it applies.
+const MIN_UNRESERVED: i32 = 100;
+
+/// What AWS will say to reserving `wanted` for a function that has `live` reserved, given the
+/// account's quota (`limit`) and what is not reserved yet (`unreserved`): `None` if it fits,
+/// else how many would be left and the minimum.
+pub fn reservation_shortfall(
+    wanted: i32,
+    live: Option<i32>,
+    limit: i32,
+    unreserved: i32,
+) -> Option<(i32, i32)> {
+    let minimum = MIN_UNRESERVED.min(limit);
+    let left = unreserved + live.unwrap_or(0) - wanted;
+    (wanted > live.unwrap_or(0) && left < minimum).then_some((left, minimum))
 }
 
 /// Lambda's `CodeSha256`: the base64 of the zip's SHA-256.
@@ -133,6 +162,117 @@ impl Function {
 
     async fn wait_settled(&self, cx: &Context) -> Result<(), Error> {
         wait_settled(cx, &self.key, &self.name).await
+    }
+
+    /// What to do about a reservation AWS would refuse.
+    fn advice(&self, cx: &Context) -> String {
+        format!(
+            "lower {key}, remove it ({key}: null) so the function shares the account's pool, or \
+             ask AWS for a higher Lambda \"Concurrent executions\" quota in {region} (Service \
+             Quotas console)",
+            key = self.concurrency_key,
+            region = cx.aws.region,
+        )
+    }
+
+    /// Reads the account's concurrency when the reservation grows, and says under the
+    /// resource if AWS will refuse it, before `up` writes anything.
+    async fn check_account(&self, cx: &Context, live: Option<i32>) {
+        let Some(wanted) = self.reserved_concurrency else {
+            return;
+        };
+        if wanted <= live.unwrap_or(0) {
+            return;
+        }
+        let settings = cx
+            .aws
+            .lambda
+            .get_account_settings()
+            .send()
+            .await
+            .step(&self.key, "GetAccountSettings");
+        let out = match settings {
+            Ok(out) => out,
+            // Only a warning ahead of time: PutFunctionConcurrency's answer is what counts.
+            Err(e) => {
+                cx.note(
+                    &self.key,
+                    format!(
+                        "the account's Lambda concurrency could not be read ({e}): whether AWS \
+                         allows reserving {wanted} is known only when `up` asks"
+                    ),
+                );
+                return;
+            }
+        };
+        let Some(limit) = out.account_limit() else {
+            return;
+        };
+        let unreserved = limit
+            .unreserved_concurrent_executions()
+            .unwrap_or(limit.concurrent_executions());
+        if let Some((left, minimum)) =
+            reservation_shortfall(wanted, live, limit.concurrent_executions(), unreserved)
+        {
+            cx.note(
+                &self.key,
+                format!(
+                    "{} reserves {wanted} concurrent executions, which would leave the account {left} \
+                     unreserved of its {}: AWS keeps at least {minimum} unreserved and will refuse \
+                     it; {}",
+                    self.concurrency_key,
+                    limit.concurrent_executions(),
+                    self.advice(cx)
+                ),
+            );
+        }
+    }
+
+    /// Puts (or removes) the function's reservation.
+    async fn put_concurrency(&self, cx: &Context) -> Result<(), Error> {
+        let lambda = &cx.aws.lambda;
+        let Some(wanted) = self.reserved_concurrency else {
+            return match lambda
+                .delete_function_concurrency()
+                .function_name(&self.name)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e).step(&self.key, "DeleteFunctionConcurrency"),
+            };
+        };
+        let result = retry_when(Backoff::SETTLING, Self::transient, || async {
+            lambda
+                .put_function_concurrency()
+                .function_name(&self.name)
+                .reserved_concurrent_executions(wanted)
+                .send()
+                .await
+                .step(&self.key, "PutFunctionConcurrency")
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if below_minimum(&e) => {
+                // AWS's own words, without the resource and step `e` shows first.
+                let source = match &e {
+                    Error::Aws { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                Err(Error::Refused {
+                    resource: self.key.clone(),
+                    message: format!(
+                        "AWS refused to reserve {wanted} concurrent executions for {} ({}): the \
+                         account would keep too few unreserved ({source}); {}",
+                        self.name,
+                        self.concurrency_key,
+                        self.advice(cx)
+                    ),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn create(&self, cx: &Context) -> Result<(), Error> {
@@ -227,6 +367,14 @@ pub async fn wait_settled(cx: &Context, key: &ResourceKey, name: &str) -> Result
     .await
 }
 
+/// Lambda's refusal of a reservation that would leave the account too little unreserved:
+/// "Specified ReservedConcurrentExecutions for function decreases account's
+/// UnreservedConcurrentExecution below its minimum value of [100]."
+fn below_minimum(e: &Error) -> bool {
+    e.code() == Some("InvalidParameterValueException")
+        && e.to_string().contains("UnreservedConcurrentExecution")
+}
+
 #[async_trait]
 impl Resource for Function {
     fn key(&self) -> ResourceKey {
@@ -258,11 +406,13 @@ impl Resource for Function {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception()) =>
             {
+                self.check_account(cx, None).await;
                 return Ok(Planned::create(self.key.clone(), self.name.clone()));
             }
             Err(e) => return Err(e).step(&self.key, "GetFunction"),
         };
         let Some(live) = out.configuration() else {
+            self.check_account(cx, None).await;
             return Ok(Planned::create(self.key.clone(), self.name.clone()));
         };
         if let Some(arn) = live.function_arn() {
@@ -324,6 +474,16 @@ impl Resource for Function {
             .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
         diff.extend(tag_diff(&cx.tags(), &live_tags));
+        // Part of GetFunction's answer, not of the configuration.
+        let live_reserved = out
+            .concurrency()
+            .and_then(|c| c.reserved_concurrent_executions());
+        diff.field(
+            "ReservedConcurrentExecutions",
+            self.reserved_concurrency,
+            live_reserved,
+        );
+        self.check_account(cx, live_reserved).await;
         Ok(Planned::from_diff(
             self.key.clone(),
             self.name.clone(),
@@ -337,13 +497,18 @@ impl Resource for Function {
             self.create(cx).await?;
             // Dependents (permissions, the schema migration) act on it next.
             self.wait_settled(cx).await?;
+            // Before any trigger may invoke it (they depend on the function).
+            if self.reserved_concurrency.is_some() {
+                self.put_concurrency(cx).await?;
+            }
         } else {
             // One change at a time: Lambda refuses an update while another is in progress.
             self.wait_settled(cx).await?;
-            let configuration = planned
-                .changes
-                .iter()
-                .any(|c| !c.field.starts_with("Tags.") && c.field != "CodeSha256");
+            let configuration = planned.changes.iter().any(|c| {
+                !c.field.starts_with("Tags.")
+                    && c.field != "CodeSha256"
+                    && c.field != "ReservedConcurrentExecutions"
+            });
             if configuration {
                 let role = cx.require(&self.key, &self.role, "arn")?;
                 let environment = self.lambda_environment(cx);
@@ -380,6 +545,9 @@ impl Resource for Function {
                 .await?;
                 // Until the update is applied, invocations still run the previous code.
                 self.wait_settled(cx).await?;
+            }
+            if planned.touches("ReservedConcurrentExecutions") {
+                self.put_concurrency(cx).await?;
             }
             if planned.touches("Tags.") {
                 let arn = cx.require(&self.key, &self.key, "arn")?;
@@ -476,6 +644,40 @@ mod tests {
         assert!(!Function::transient(&error(
             "ValidationException",
             "1 validation error detected"
+        )));
+    }
+
+    #[test]
+    fn a_reservation_must_leave_the_account_its_unreserved_minimum() {
+        // 1000 in the account, 985 unreserved: 10 more fit, 900 do not.
+        assert_eq!(reservation_shortfall(10, None, 1000, 985), None);
+        assert_eq!(reservation_shortfall(900, None, 1000, 985), Some((85, 100)));
+        // What the function holds already comes back to the pool first.
+        assert_eq!(
+            reservation_shortfall(20, Some(10), 1000, 105),
+            Some((95, 100))
+        );
+        assert_eq!(reservation_shortfall(15, Some(10), 1000, 105), None);
+        // A new account with a quota of 10 can reserve nothing at all.
+        assert_eq!(reservation_shortfall(1, None, 10, 10), Some((9, 10)));
+        // Lowering or keeping a reservation is never refused here.
+        assert_eq!(reservation_shortfall(5, Some(10), 1000, 50), None);
+        assert_eq!(reservation_shortfall(10, Some(10), 1000, 50), None);
+    }
+
+    #[test]
+    fn aws_refusing_a_reservation_is_recognised() {
+        let refused = Error::Aws {
+            resource: ResourceKey::new("function", "f"),
+            step: "PutFunctionConcurrency",
+            code: Some("InvalidParameterValueException".into()),
+            source: "InvalidParameterValueException: Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100].".into(),
+        };
+        assert!(below_minimum(&refused));
+        assert!(!Function::transient(&refused));
+        assert!(!below_minimum(&error(
+            "InvalidParameterValueException",
+            "Unzipped size must be smaller than 262144000 bytes"
         )));
     }
 

@@ -5,11 +5,17 @@
 //! A deployment is made only when the API's definition changed: the stage's deployment carries
 //! the SHA-256 of the definition it was made from in its description, so a run interrupted
 //! between changing a method and deploying it still deploys on the next run.
+//!
+//! The stage throttles every method (`*/*`), so an anonymous caller cannot spend more than the
+//! stack allows (nor the account's API Gateway quota, which every API of the region shares).
+//! The stage is made by the first deployment; its throttling is compared and set after it, on
+//! every run, so a run interrupted in between sets it on the next.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_apigateway::operation::get_stage::GetStageOutput;
 use aws_sdk_apigateway::types::{
     EndpointConfiguration, EndpointType, GatewayResponseType, IntegrationType, Op, PatchOperation,
     RestApi as LiveApi,
@@ -39,7 +45,67 @@ pub struct RestApi {
     pub function: ResourceKey,
     /// The origin allowed by CORS, computed from other resources' outputs.
     pub allowed_origin: FromContext<String>,
+    /// The stage's limits for every method.
+    pub throttling: Throttling,
     pub inputs: Vec<ResourceKey>,
+}
+
+/// API Gateway's token bucket for a stage's methods: `rate` requests a second on average,
+/// `burst` at once. Requests over it are answered 429 by API Gateway.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttling {
+    pub rate: f64,
+    pub burst: i32,
+}
+
+/// The method-settings key (and patch path prefix) for every method of a stage.
+const ALL_METHODS: &str = "*/*";
+
+/// The throttling a stage applies to every method, when set.
+fn live_throttling(stage: &GetStageOutput) -> Option<Throttling> {
+    let all = stage.method_settings()?.get(ALL_METHODS)?;
+    Some(Throttling {
+        rate: all.throttling_rate_limit(),
+        burst: all.throttling_burst_limit(),
+    })
+}
+
+/// Differences of the stage's throttling from the wanted one.
+fn throttling_diffs(stage: &str, wanted: Throttling, live: Option<Throttling>) -> Vec<FieldDiff> {
+    let prefix = format!("Stages.{stage}.MethodSettings.{ALL_METHODS}");
+    let mut diff = Diff::default();
+    diff.field(
+        &format!("{prefix}.ThrottlingRateLimit"),
+        Some(wanted.rate),
+        live.map(|t| t.rate),
+    );
+    diff.field(
+        &format!("{prefix}.ThrottlingBurstLimit"),
+        Some(wanted.burst),
+        live.map(|t| t.burst),
+    );
+    diff.into_vec()
+}
+
+/// UpdateStage operations that set what differs (`/*/*/throttling/...`: the method-settings
+/// path for every resource and method; `*` needs no escaping).
+fn throttling_patch(wanted: Throttling, live: Option<Throttling>) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    if live.map(|t| t.rate) != Some(wanted.rate) {
+        ops.push(patch(
+            Op::Replace,
+            &format!("/{ALL_METHODS}/throttling/rateLimit"),
+            Some(&wanted.rate.to_string()),
+        ));
+    }
+    if live.map(|t| t.burst) != Some(wanted.burst) {
+        ops.push(patch(
+            Op::Replace,
+            &format!("/{ALL_METHODS}/throttling/burstLimit"),
+            Some(&wanted.burst.to_string()),
+        ));
+    }
+    ops
 }
 
 /// What the API must look like; its digest decides whether to deploy.
@@ -337,9 +403,13 @@ impl RestApi {
         Ok(diff.into_vec())
     }
 
-    /// The digest in the description of the deployment the stage serves, if any.
-    async fn deployed_digest(&self, cx: &Context, api_id: &str) -> Result<Option<String>, Error> {
-        let stage = match cx
+    /// The stage, once a deployment has made it.
+    async fn live_stage(
+        &self,
+        cx: &Context,
+        api_id: &str,
+    ) -> Result<Option<GetStageOutput>, Error> {
+        match cx
             .aws
             .apigateway
             .get_stage()
@@ -348,16 +418,25 @@ impl RestApi {
             .send()
             .await
         {
-            Ok(s) => s,
+            Ok(s) => Ok(Some(s)),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_not_found_exception()) =>
             {
-                return Ok(None)
+                Ok(None)
             }
-            Err(e) => return Err(e).step(&self.key, "GetStage"),
-        };
-        let Some(deployment_id) = stage.deployment_id() else {
+            Err(e) => Err(e).step(&self.key, "GetStage"),
+        }
+    }
+
+    /// The digest in the description of the deployment the stage serves, if any.
+    async fn deployed_digest(
+        &self,
+        cx: &Context,
+        api_id: &str,
+        stage: Option<&GetStageOutput>,
+    ) -> Result<Option<String>, Error> {
+        let Some(deployment_id) = stage.and_then(|s| s.deployment_id()) else {
             return Ok(None);
         };
         let deployment = cx
@@ -629,12 +708,18 @@ impl Resource for RestApi {
             );
         }
         let digest = wanted.digest();
-        let deployed = self.deployed_digest(cx, &api_id).await?;
+        let stage = self.live_stage(cx, &api_id).await?;
+        let deployed = self.deployed_digest(cx, &api_id, stage.as_ref()).await?;
         diff.field(
             &format!("Stages.{}.Definition", self.stage),
             Some(digest),
             deployed,
         );
+        diff.extend(throttling_diffs(
+            &self.stage,
+            self.throttling,
+            stage.as_ref().and_then(live_throttling),
+        ));
         Ok(Planned::from_diff(
             self.key.clone(),
             api_id,
@@ -723,7 +808,9 @@ impl Resource for RestApi {
             }
         }
         let digest = wanted.digest();
-        if self.deployed_digest(cx, &api_id).await?.as_deref() != Some(digest.as_str()) {
+        let mut stage = self.live_stage(cx, &api_id).await?;
+        let deployed = self.deployed_digest(cx, &api_id, stage.as_ref()).await?;
+        if deployed.as_deref() != Some(digest.as_str()) {
             cx.aws
                 .apigateway
                 .create_deployment()
@@ -733,6 +820,26 @@ impl Resource for RestApi {
                 .send()
                 .await
                 .step(&self.key, "CreateDeployment")?;
+            // The stage as the deployment left it (the first one makes it).
+            stage = self.live_stage(cx, &api_id).await?;
+        }
+        let ops = throttling_patch(self.throttling, stage.as_ref().and_then(live_throttling));
+        if !ops.is_empty() {
+            // API Gateway refuses a change overlapping another one on the same API
+            // ("concurrent modification"), such as the deployment just made.
+            let conflict = |e: &Error| e.code() == Some("ConflictException");
+            retry_when(Backoff::READ_AFTER_CREATE, conflict, || async {
+                cx.aws
+                    .apigateway
+                    .update_stage()
+                    .rest_api_id(&api_id)
+                    .stage_name(&self.stage)
+                    .set_patch_operations(Some(ops.clone()))
+                    .send()
+                    .await
+                    .step(&self.key, "UpdateStage")
+            })
+            .await?;
         }
         Ok(())
     }
@@ -813,6 +920,78 @@ mod tests {
             other.digest(),
             definition("https://d1.cloudfront.net").digest()
         );
+    }
+
+    #[test]
+    fn stage_throttling_is_compared_and_set_field_by_field() {
+        let wanted = Throttling {
+            rate: 10.0,
+            burst: 20,
+        };
+        assert!(throttling_diffs("prod", wanted, Some(wanted)).is_empty());
+        assert!(throttling_patch(wanted, Some(wanted)).is_empty());
+        // A stage never throttled (just made by its deployment): both set.
+        let diffs = throttling_diffs("prod", wanted, None);
+        assert_eq!(
+            diffs
+                .iter()
+                .map(|d| (d.field.as_str(), d.actual.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    "Stages.prod.MethodSettings.*/*.ThrottlingRateLimit",
+                    "(not set)"
+                ),
+                (
+                    "Stages.prod.MethodSettings.*/*.ThrottlingBurstLimit",
+                    "(not set)"
+                ),
+            ]
+        );
+        let ops = throttling_patch(wanted, None);
+        let shown: Vec<_> = ops
+            .iter()
+            .map(|o| (o.op().map(|o| o.as_str()), o.path(), o.value()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    Some("replace"),
+                    Some("/*/*/throttling/rateLimit"),
+                    Some("10")
+                ),
+                (
+                    Some("replace"),
+                    Some("/*/*/throttling/burstLimit"),
+                    Some("20")
+                ),
+            ]
+        );
+        // Raised by hand: only the changed limit is named and put back.
+        let raised = Throttling {
+            rate: 10000.0,
+            burst: 20,
+        };
+        let diffs = throttling_diffs("prod", wanted, Some(raised));
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(
+            diffs[0].field,
+            "Stages.prod.MethodSettings.*/*.ThrottlingRateLimit"
+        );
+        assert_eq!(
+            (diffs[0].expected.as_str(), diffs[0].actual.as_str()),
+            ("10.0", "10000.0")
+        );
+        let ops = throttling_patch(wanted, Some(raised));
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].value(), Some("10"));
+        // A fractional rate is sent as written.
+        let slow = Throttling {
+            rate: 0.5,
+            burst: 1,
+        };
+        assert_eq!(throttling_patch(slow, Some(wanted))[0].value(), Some("0.5"));
     }
 
     #[test]

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 pub use values::{
     AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
     Engine, EphemeralStorageSize, EventAgeSeconds, ExpiryDays, GatewayService, HourlyUploads,
     HttpVersion, InstanceClass, Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass,
-    Region, RetentionDays, RetryAttempts, StackName, StorageSize, StorageType, TagKey,
-    TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
+    Region, ReservedConcurrency, RetentionDays, RetryAttempts, StackName, StorageSize, StorageType,
+    TagKey, ThrottleBurst, ThrottleRate, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -207,6 +207,9 @@ pub struct Functions {
     /// more are answered 429 and write nothing.
     #[serde(default)]
     pub upload_quota: UploadQuota,
+    /// How many requests the public upload API takes, whoever sends them.
+    #[serde(default)]
+    pub api_throttling: ApiThrottling,
 }
 
 /// Each upload starts a paid Transcribe job and mails its address: the public API takes a few
@@ -226,6 +229,36 @@ impl Default for UploadQuota {
     }
 }
 
+impl Functions {
+    /// The concurrency reserved for one of the functions: as set in `stack.yaml`, else the
+    /// function's default (see [`defaults::reserved_concurrency`]).
+    pub fn reserved_concurrency(&self, function: &str, settings: &FunctionSettings) -> Option<i32> {
+        match settings.reserved_concurrency {
+            Some(set) => set.map(|c| c.0),
+            None => defaults::reserved_concurrency(function),
+        }
+    }
+}
+
+/// API Gateway's throttling of every method of the upload API's stage (`*/*`). Requests over
+/// it are answered 429 by API Gateway itself, before any function runs.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiThrottling {
+    /// Steady requests per second (API Gateway's `rateLimit`), above 0.
+    #[serde(default = "defaults::api_rate")]
+    pub rate_per_s: ThrottleRate,
+    /// Requests taken at once above the steady rate (the token bucket's size, `burstLimit`).
+    #[serde(default = "defaults::api_burst")]
+    pub burst: ThrottleBurst,
+}
+
+impl Default for ApiThrottling {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSettings {
@@ -233,6 +266,18 @@ pub struct FunctionSettings {
     pub timeout_s: TimeoutSeconds,
     #[serde(default = "defaults::ephemeral_storage")]
     pub ephemeral_storage_mb: EphemeralStorageSize,
+    /// Concurrent executions reserved for the function, which are also the most it may run
+    /// at once (0 stops it). Left out: the function's default; `null`: no reservation, the
+    /// function shares the account's unreserved pool.
+    #[serde(default, deserialize_with = "present")]
+    pub reserved_concurrency: Option<Option<ReservedConcurrency>>,
+}
+
+/// A key that is present, even with `null`, is `Some`: tells "left out" from "set to nothing".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Console steps S16 to S18, S20, S21: VPC, subnets, routes, security groups, endpoints.
@@ -435,11 +480,37 @@ mod defaults {
     pub fn ephemeral_storage() -> EphemeralStorageSize {
         EphemeralStorageSize(512)
     }
+    /// Ten uploads a second with twenty at once: far above what people sending recordings
+    /// do (an upload is one preflight and one POST, a few a minute), far below API Gateway's
+    /// account-wide 10,000 a second and 5,000 at once, which one anonymous caller could
+    /// otherwise use up for every API of the account in the region.
+    pub fn api_rate() -> ThrottleRate {
+        ThrottleRate(10.0)
+    }
+    pub fn api_burst() -> ThrottleBurst {
+        ThrottleBurst(20)
+    }
+    /// The functions an anonymous caller sets off get a ceiling: `file_upload` (called by
+    /// the public API) 10 at once, matching the API's steady rate for uploads that take about
+    /// a second; `audio_transcribe` (one per upload, from S3) 5, which bounds the Transcribe
+    /// jobs started at once; S3 invokes it asynchronously, so an event over the ceiling
+    /// waits and is retried (up to `maximum_event_age_s`) instead of being lost. The others
+    /// run only after those, so they are bounded by them, and keep the account's shared pool.
+    /// Every reservation is taken from the account's concurrency quota, of which AWS keeps
+    /// 100 unreserved (see docs/security-limits.md).
+    pub fn reserved_concurrency(function: &str) -> Option<i32> {
+        match function {
+            "file_upload" => Some(10),
+            "audio_transcribe" => Some(5),
+            _ => None,
+        }
+    }
     pub fn file_upload() -> FunctionSettings {
         FunctionSettings {
             memory_mb: MemorySize(256),
             timeout_s: TimeoutSeconds(30),
             ephemeral_storage_mb: ephemeral_storage(),
+            reserved_concurrency: None,
         }
     }
     pub fn small_function() -> FunctionSettings {
@@ -447,6 +518,7 @@ mod defaults {
             memory_mb: MemorySize(128),
             timeout_s: TimeoutSeconds(60),
             ephemeral_storage_mb: ephemeral_storage(),
+            reserved_concurrency: None,
         }
     }
     pub fn player_dir() -> PathBuf {
@@ -481,6 +553,7 @@ mod defaults {
             memory_mb: MemorySize(128),
             timeout_s: TimeoutSeconds(60),
             ephemeral_storage_mb: ephemeral_storage(),
+            reserved_concurrency: None,
         }
     }
     pub fn application() -> String {

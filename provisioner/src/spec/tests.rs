@@ -239,3 +239,98 @@ vod: {}
         "{message}"
     );
 }
+
+const FUNCTIONS: &str = "\
+stack:
+  name: demo
+  region: us-east-1
+stt:
+  network: {}
+  database: {}
+  functions:
+    mail_from: a@example.com
+";
+
+#[test]
+fn the_public_api_and_its_functions_are_bounded_by_default() {
+    let stack = parse(FUNCTIONS).unwrap();
+    let f = stack.stt.functions.unwrap();
+    assert_eq!(f.api_throttling.rate_per_s, ThrottleRate(10.0));
+    assert_eq!(f.api_throttling.burst, ThrottleBurst(20));
+    assert_eq!(
+        f.reserved_concurrency("file_upload", &f.file_upload),
+        Some(10)
+    );
+    assert_eq!(
+        f.reserved_concurrency("audio_transcribe", &f.audio_transcribe),
+        Some(5)
+    );
+    for (name, settings) in [
+        ("save_text", &f.save_text),
+        ("send_email", &f.send_email),
+        ("db_migrate", &f.db_migrate),
+    ] {
+        assert_eq!(f.reserved_concurrency(name, settings), None, "{name}");
+    }
+    // Settings written without the key keep the function's default.
+    let written = format!(
+        "{FUNCTIONS}    file_upload: {{memory_mb: 256, timeout_s: 30}}\n    api_throttling: {{burst: 5}}\n"
+    );
+    let f = parse(&written).unwrap().stt.functions.unwrap();
+    assert_eq!(
+        f.reserved_concurrency("file_upload", &f.file_upload),
+        Some(10)
+    );
+    assert_eq!(f.api_throttling.rate_per_s, ThrottleRate(10.0));
+    assert_eq!(f.api_throttling.burst, ThrottleBurst(5));
+}
+
+#[test]
+fn reserved_concurrency_may_be_changed_or_removed() {
+    let text = format!(
+        "{FUNCTIONS}    file_upload: {{memory_mb: 256, timeout_s: 30, reserved_concurrency: 3}}\n    audio_transcribe: {{memory_mb: 128, timeout_s: 60, reserved_concurrency: null}}\n    save_text: {{memory_mb: 128, timeout_s: 60, reserved_concurrency: 0}}\n"
+    );
+    let f = parse(&text).unwrap().stt.functions.unwrap();
+    assert_eq!(
+        f.reserved_concurrency("file_upload", &f.file_upload),
+        Some(3)
+    );
+    assert_eq!(
+        f.reserved_concurrency("audio_transcribe", &f.audio_transcribe),
+        None
+    );
+    assert_eq!(f.reserved_concurrency("save_text", &f.save_text), Some(0));
+    let negative = format!(
+        "{FUNCTIONS}    file_upload: {{memory_mb: 256, timeout_s: 30, reserved_concurrency: -1}}\n"
+    );
+    let (loc, message) = location(parse(&negative).unwrap_err());
+    assert_eq!(loc.map(|l| l.0), Some(9), "{message}");
+    assert!(
+        message.contains("reserved_concurrency") && message.contains("from 0 to 100000"),
+        "{message}"
+    );
+}
+
+#[test]
+fn api_throttling_is_checked_where_it_is_written() {
+    let with = |yaml: &str| format!("{FUNCTIONS}    api_throttling: {yaml}\n");
+    for (bad, what) in [
+        ("{rate_per_s: 0}", "above 0"),
+        ("{rate_per_s: -2.5}", "above 0"),
+        ("{rate_per_s: .nan}", "above 0"),
+        ("{burst: 0}", "API burst"),
+        ("{burst: 2.5}", "whole number"),
+        ("{rate: 10}", "unknown field `rate`"),
+    ] {
+        let (loc, message) = location(parse(&with(bad)).unwrap_err());
+        assert_eq!(loc.map(|l| l.0), Some(9), "{bad}: {message}");
+        assert!(message.contains(what), "{bad}: {message}");
+    }
+    let f = parse(&with("{rate_per_s: 0.5, burst: 1}"))
+        .unwrap()
+        .stt
+        .functions
+        .unwrap();
+    assert_eq!(f.api_throttling.rate_per_s, ThrottleRate(0.5));
+    assert_eq!(f.api_throttling.burst, ThrottleBurst(1));
+}

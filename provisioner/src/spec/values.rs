@@ -675,3 +675,47 @@ bounded_number!(
     /// Seconds browsers may cache a CORS preflight answer.
     CorsMaxAge, i32, 0u64, 86400u64, "a CORS max age in seconds"
 );
+
+bounded_number!(
+    /// Concurrent executions reserved for a Lambda function (0 stops it). The real ceiling is
+    /// the account's concurrency quota less the 100 AWS keeps unreserved, which only AWS knows:
+    /// `plan` reads it.
+    ReservedConcurrency, i32, 0u64, 100_000u64, "reserved concurrency"
+);
+bounded_number!(
+    /// API Gateway's burst limit: requests taken at once above the steady rate (at least 1).
+    ThrottleBurst, i32, 1u64, 1_000_000u64, "API burst (requests)"
+);
+
+/// API Gateway's steady-state rate limit, requests per second: above 0 (a fraction is fine:
+/// 0.5 is one request every two seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleRate(pub f64);
+
+impl<'de> Deserialize<'de> for ThrottleRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Rate;
+        impl<'de> Visitor<'de> for Rate {
+            type Value = ThrottleRate;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("requests per second, above 0")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ThrottleRate, E> {
+                if v.is_finite() && v > 0.0 && v <= 1_000_000.0 {
+                    Ok(ThrottleRate(v))
+                } else {
+                    Err(E::custom(format!(
+                        "API rate (requests per second) must be above 0 and at most 1000000, not {v}"
+                    )))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ThrottleRate, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ThrottleRate, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        d.deserialize_f64(Rate)
+    }
+}

@@ -17,7 +17,7 @@ use crate::resources::event_rule::{self, EventRule};
 use crate::resources::function::{self, Function};
 use crate::resources::lambda_permission::LambdaPermission;
 use crate::resources::queue::Queue;
-use crate::resources::rest_api::RestApi;
+use crate::resources::rest_api::{RestApi, Throttling};
 use crate::resources::role::Role;
 use crate::resources::schema_migration::SchemaMigration;
 use crate::resources::site_files::GeneratedFile;
@@ -354,6 +354,10 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         allowed_origin: Box::new(move |cx| {
             allowed_origin(cx, &spec).unwrap_or_else(|| "null".into())
         }),
+        throttling: Throttling {
+            rate: functions.api_throttling.rate_per_s.0,
+            burst: functions.api_throttling.burst.0,
+        },
         inputs: api_inputs,
     };
     let api_permission = LambdaPermission {
@@ -522,6 +526,8 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
             memory_mb: s.memory_mb.0,
             timeout_s: s.timeout_s.0,
             ephemeral_storage_mb: s.ephemeral_storage_mb.0,
+            reserved_concurrency: functions.reserved_concurrency(function, s),
+            concurrency_key: format!("stt.functions.{function}.reserved_concurrency"),
             network: Some(function::Network {
                 subnets: zones.iter().map(|z| subnet_key(z)).collect(),
                 security_group: FUNCTIONS_SG,

@@ -271,6 +271,8 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         memory_mb: f.settings.memory_mb.0,
         timeout_s: f.settings.timeout_s.0,
         ephemeral_storage_mb: f.settings.ephemeral_storage_mb.0,
+        reserved_concurrency: f.settings.reserved_concurrency.flatten().map(|c| c.0),
+        concurrency_key: "vod.function.settings.reserved_concurrency".into(),
         network: None,
         inputs: vec![MEDIACONVERT_ROLE, OUTPUT_BUCKET],
         environment: Box::new(move |cx| environment(cx, &spec)),

@@ -12,14 +12,29 @@ as AWS does:
   support the availability zone of the subnet: subnet-0de46d7dcc06da2a7.
 
 (terraform-aws-modules/terraform-aws-vpc#462 and #785; AWS knowledge center "interface
-endpoint availability zone").  On in validate and test modes."""
+endpoint availability zone").  On in validate and test modes.
+
+Lambda's concurrency quota is per account and region: every reservation is taken from it, and
+AWS keeps `Config.lambda_min_unreserved` (100) of it unreserved, or all of it when the quota is
+lower (new accounts may have 10).  The emulators refuse nothing (moto only with an environment
+variable) and ministack reports its own small execution cap as the quota, so the proxy answers
+`GetAccountSettings` from `Config.lambda_concurrency_limit` and refuses a reservation that
+grows past the minimum as AWS does:
+
+  InvalidParameterValueException: Specified ReservedConcurrentExecutions for function
+  decreases account's UnreservedConcurrentExecution below its minimum value of [100].
+
+(Lambda developer guide, "Configuring reserved concurrency"; the message as reported in
+aws-samples/siem-on-amazon-opensearch-service#175 and awslabs/fhir-works-on-aws-deployment#691.)"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from typing import Optional
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from realism.awserrors import AwsError
@@ -48,7 +63,80 @@ class Account:
             return await self._endpoint_in_zone(ctx)
         if ctx.is_("rds", "DescribeOrderableDBInstanceOptions"):
             return await self._orderable_options(ctx)
+        if ctx.is_("lambda", "PutFunctionConcurrency"):
+            return await self._reserve_concurrency(ctx)
+        if ctx.is_("lambda", "GetAccountSettings"):
+            return await self._account_settings(ctx)
         return None
+
+    # -- Lambda concurrency ---------------------------------------------------------------------
+    async def _get_json(self, ctx: Ctx, path: str, params: Optional[dict] = None) -> Optional[dict]:
+        r = await self.upstream.signed("lambda", ctx.region, ctx.access_key, "GET", path, params=params)
+        if r is None or r.status != 200:
+            return None
+        try:
+            return json.loads(r.body or b"{}")
+        except ValueError:
+            return None
+
+    async def reservations(self, ctx: Ctx) -> Optional[dict]:
+        """Function name -> reserved concurrency, for every function of the caller's account and
+        region that has one; None if the emulator cannot tell."""
+        names, marker = [], None
+        while True:
+            page = await self._get_json(ctx, "/2015-03-31/functions/", {"Marker": marker} if marker else None)
+            if page is None:
+                return None
+            names += [f.get("FunctionName") for f in page.get("Functions") or [] if f.get("FunctionName")]
+            marker = page.get("NextMarker")
+            if not marker:
+                break
+        reserved = {}
+        for name in names:
+            c = await self._get_json(ctx, "/2019-09-30/functions/%s/concurrency" % quote(name, safe=""))
+            value = (c or {}).get("ReservedConcurrentExecutions")
+            if value is not None:
+                reserved[name] = int(value)
+        return reserved
+
+    def _minimum_unreserved(self) -> int:
+        return min(self.config.lambda_min_unreserved, self.config.lambda_concurrency_limit)
+
+    async def _reserve_concurrency(self, ctx: Ctx) -> Optional[Answer]:
+        wanted = ctx.p("ReservedConcurrentExecutions")
+        reserved = await self.reservations(ctx)
+        if wanted is None or reserved is None:
+            return None
+        name = str(ctx.p("FunctionName") or "")
+        if "function:" in name:
+            name = name.split("function:", 1)[1]
+        name = name.split(":", 1)[0]
+        current = reserved.pop(name, 0)
+        left = self.config.lambda_concurrency_limit - sum(reserved.values()) - int(wanted)
+        minimum = self._minimum_unreserved()
+        ctx.saw("account_concurrency")
+        # Lowering a reservation gives back to the pool: AWS lets it through.
+        if int(wanted) <= current or left >= minimum:
+            return None
+        ctx.note = "%s would leave %d unreserved of %d" % (name, left, self.config.lambda_concurrency_limit)
+        return ctx.error(AwsError(
+            "InvalidParameterValueException",
+            "Specified ReservedConcurrentExecutions for function decreases account's "
+            "UnreservedConcurrentExecution below its minimum value of [%d]." % minimum, 400),
+            "invalid:InvalidParameterValueException")
+
+    async def _account_settings(self, ctx: Ctx) -> Answer:
+        reserved = await self.reservations(ctx) or {}
+        limit = self.config.lambda_concurrency_limit
+        ctx.saw("account_concurrency")
+        ctx.verdict = "answered:account_concurrency"
+        body = {
+            "AccountLimit": {"TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000,
+                             "CodeSizeZipped": 52428800, "ConcurrentExecutions": limit,
+                             "UnreservedConcurrentExecutions": max(limit - sum(reserved.values()), 0)},
+            "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": len(reserved)},
+        }
+        return Answer(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
 
     async def region_zones(self, ctx: Ctx) -> list:
         region = ctx.region

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--iam-node", default=os.environ.get("REALISM_IAM_NODE", "node"), metavar="PATH",
                     help="the node binary that runs the IAM simulator tests/realism/iam/simulate.mjs (default "
                          "%(default)s); without node or its packages (make deps) IAM is not checked")
+    ap.add_argument("--lambda-concurrency-limit", type=int, default=1000, metavar="N",
+                    help="Lambda's concurrency quota of the emulated account (default %(default)s)")
+    ap.add_argument("--lambda-min-unreserved", type=int, default=100, metavar="N",
+                    help="of it, what AWS keeps unreserved (default %(default)s)")
     ap.add_argument("--mediaconvert", choices=("auto", "on", "off"), default="auto",
                     help="answer MediaConvert (CreateJob, GetJob, ListJobs, DescribeEndpoints) in the proxy: auto "
                          "(default) when --name is ministack, which lacks it")
@@ -97,7 +101,9 @@ def config_from_args(args) -> Config:
                   durations=durations, exempt_access_keys=set(args.exempt_access_key), behaviours=behaviours,
                   fault_kinds=kinds, constrained_zones=set(args.constrained_zone),
                   scales=dict(parse_scale(spec) for spec in args.scale), iam=args.iam, iam_node=args.iam_node,
-                  mediaconvert={"auto": None, "on": True, "off": False}[args.mediaconvert])
+                  mediaconvert={"auto": None, "on": True, "off": False}[args.mediaconvert],
+                  lambda_concurrency_limit=args.lambda_concurrency_limit,
+                  lambda_min_unreserved=args.lambda_min_unreserved)
 
 
 async def serve(args, config: Config):

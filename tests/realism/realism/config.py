@@ -96,6 +96,10 @@ class Config:
     iam_node: str = "node"
     # The proxy answers MediaConvert itself (mediaconvert.py); None: when the upstream is ministack.
     mediaconvert: Optional[bool] = None
+    # Lambda's concurrency quota of the emulated account and region (AWS's default 1000), and
+    # how much of it AWS keeps unreserved (100): see account.py.
+    lambda_concurrency_limit: int = 1000
+    lambda_min_unreserved: int = 100
 
     def __post_init__(self):
         if self.seed is None:
@@ -119,6 +123,8 @@ class Config:
         unknown = set(self.fault_kinds) - set(FAULT_KINDS)
         if unknown or not self.fault_kinds:
             raise ValueError("fault_kinds must be a non-empty subset of %s" % ", ".join(FAULT_KINDS))
+        if self.lambda_concurrency_limit < 1 or self.lambda_min_unreserved < 0:
+            raise ValueError("lambda_concurrency_limit must be >= 1 and lambda_min_unreserved >= 0")
 
     @property
     def effective_time_scale(self) -> float:
@@ -184,6 +190,8 @@ class Config:
             "iam": self.iam,
             "iam_node": self.iam_node,
             "mediaconvert": self.mediaconvert,
+            "lambda_concurrency_limit": self.lambda_concurrency_limit,
+            "lambda_min_unreserved": self.lambda_min_unreserved,
         }
 
     def update(self, doc: dict):
@@ -192,9 +200,12 @@ class Config:
                      durations=dict(self.durations), exempt_access_keys=set(self.exempt_access_keys),
                      behaviours=set(self.behaviours), fault_kinds=set(self.fault_kinds),
                      constrained_zones=set(self.constrained_zones), scales=dict(self.scales), iam=self.iam,
-                     iam_node=self.iam_node, mediaconvert=self.mediaconvert)
+                     iam_node=self.iam_node, mediaconvert=self.mediaconvert,
+                     lambda_concurrency_limit=self.lambda_concurrency_limit,
+                     lambda_min_unreserved=self.lambda_min_unreserved)
         known = {"mode", "seed", "time_scale", "fault_rate", "durations", "exempt_access_keys", "behaviours",
-                 "fault_kinds", "constrained_zones", "scales", "iam", "iam_node", "mediaconvert"}
+                 "fault_kinds", "constrained_zones", "scales", "iam", "iam_node", "mediaconvert",
+                 "lambda_concurrency_limit", "lambda_min_unreserved"}
         unknown = set(doc) - known
         if unknown:
             raise ValueError("unknown config keys: %s" % ", ".join(sorted(unknown)))
@@ -239,8 +250,13 @@ class Config:
             if doc["mediaconvert"] is not None and not isinstance(doc["mediaconvert"], bool):
                 raise ValueError("mediaconvert must be true, false or null (auto)")
             new.mediaconvert = doc["mediaconvert"]
+        for key in ("lambda_concurrency_limit", "lambda_min_unreserved"):
+            if key in doc:
+                setattr(new, key, int(doc[key]))
         new.check()
         self.iam, self.iam_node, self.mediaconvert = new.iam, new.iam_node, new.mediaconvert
+        self.lambda_concurrency_limit = new.lambda_concurrency_limit
+        self.lambda_min_unreserved = new.lambda_min_unreserved
         self.constrained_zones = new.constrained_zones
         self.scales = new.scales
         self.mode, self.time_scale, self.fault_rate = new.mode, new.time_scale, new.fault_rate

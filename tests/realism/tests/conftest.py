@@ -123,7 +123,8 @@ class Realism:
         """Test mode, no faults, time scale 1, every duration zero."""
         self.reset()
         return self.config(mode="test", fault_rate=0, time_scale=1, durations=ZERO, behaviours="all",
-                           exempt_access_keys=[], fault_kinds="all", constrained_zones=[])
+                           exempt_access_keys=[], fault_kinds="all", constrained_zones=[],
+                           lambda_concurrency_limit=1000, lambda_min_unreserved=100)
 
 
 class Stack:

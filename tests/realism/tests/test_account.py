@@ -3,7 +3,7 @@
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import error_of
+from conftest import error_of, function_zip, make_role, unique
 
 
 @pytest.mark.parametrize("stack", ["ms", "mt"])
@@ -49,3 +49,47 @@ def test_an_interface_endpoint_in_a_constrained_zone_is_refused(ms):
     assert made["VpcEndpoint"]["VpcEndpointId"].startswith("vpce-")
     # Gateway endpoints have no subnets: any zone does.
     ec2.create_vpc_endpoint(VpcId=vpc, ServiceName="com.amazonaws.us-east-1.s3", VpcEndpointType="Gateway")
+
+
+@pytest.mark.parametrize("stack", ["ms", "mt"])
+def test_reserved_concurrency_keeps_the_accounts_unreserved_minimum(stack, request):
+    s = request.getfixturevalue(stack)
+    lam, iam = s.client("lambda"), s.client("iam")
+    role = make_role(iam)
+    a, b = unique("reserve-a"), unique("reserve-b")
+    for name in (a, b):
+        lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=role, Handler="bootstrap",
+                            Code={"ZipFile": function_zip("1")})
+    # An account with 130 in all, of which 100 stay unreserved: 30 to give out.
+    s.realism.config(lambda_concurrency_limit=130, lambda_min_unreserved=100)
+    lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=20)
+    limit = lam.get_account_settings()["AccountLimit"]
+    assert (limit["ConcurrentExecutions"], limit["UnreservedConcurrentExecutions"]) == (130, 110)
+
+    since = s.realism.last_seq()
+    with pytest.raises(ClientError) as e:
+        lam.put_function_concurrency(FunctionName=b, ReservedConcurrentExecutions=20)
+    code, status, message = error_of(e)
+    assert (code, status) == ("InvalidParameterValueException", 400)
+    assert message == ("Specified ReservedConcurrentExecutions for function decreases account's "
+                       "UnreservedConcurrentExecution below its minimum value of [100].")
+    call = s.realism.calls(since=since, operation="PutFunctionConcurrency")[-1]
+    assert call["verdict"] == "invalid:InvalidParameterValueException"
+    assert "ReservedConcurrentExecutions" not in lam.get_function(FunctionName=b).get("Concurrency", {})
+
+    # Exactly down to the minimum is allowed; the function's own reservation comes back first,
+    # and lowering one is never refused.
+    lam.put_function_concurrency(FunctionName=b, ReservedConcurrentExecutions=10)
+    lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=20)
+    lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=5)
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 115
+
+    # A new account's quota of 10: nothing can be reserved, and the minimum AWS names is 10.
+    for name in (a, b):
+        lam.delete_function_concurrency(FunctionName=name)
+    s.realism.config(lambda_concurrency_limit=10)
+    with pytest.raises(ClientError) as e:
+        lam.put_function_concurrency(FunctionName=a, ReservedConcurrentExecutions=1)
+    assert error_of(e)[2].endswith("below its minimum value of [10].")
+    for name in (a, b):
+        lam.delete_function(FunctionName=name)
