@@ -16,9 +16,9 @@ use serde::Deserialize;
 pub use values::{
     AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
     Engine, EphemeralStorageSize, EventAgeSeconds, GatewayService, HttpVersion, InstanceClass,
-    Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region, RetentionDays,
-    RetryAttempts, StackName, StorageSize, StorageType, TagKey, TimeoutSeconds, VideoSuffix,
-    ViewerProtocolPolicy,
+    Ipv4Cidr, LogRetentionDays, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region,
+    RetentionDays, RetryAttempts, StackName, StorageSize, StorageType, TagKey, TimeoutSeconds,
+    VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -135,6 +135,9 @@ pub struct VodFunction {
     /// What happens to an upload whose conversion keeps failing.
     #[serde(default)]
     pub async_invocation: AsyncInvocation,
+    /// Days CloudWatch Logs keeps the function's logs (its group `/aws/lambda/{function}`).
+    #[serde(default = "defaults::log_retention")]
+    pub log_retention_days: LogRetentionDays,
 }
 
 /// Lambda's handling of asynchronous invocations (S3 notifications, EventBridge rules) that
@@ -189,6 +192,10 @@ pub struct Functions {
     /// What happens to an event whose function keeps failing (S3 uploads, Transcribe results).
     #[serde(default)]
     pub async_invocation: AsyncInvocation,
+    /// Days CloudWatch Logs keeps each function's logs (its group `/aws/lambda/{function}`);
+    /// the console build let Lambda make the groups, which keep everything forever.
+    #[serde(default = "defaults::log_retention")]
+    pub log_retention_days: LogRetentionDays,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -354,6 +361,9 @@ mod defaults {
     }
     pub fn event_age() -> EventAgeSeconds {
         EventAgeSeconds(3600)
+    }
+    pub fn log_retention() -> LogRetentionDays {
+        LogRetentionDays(30)
     }
     pub fn site_dir() -> PathBuf {
         PathBuf::from("site/stt")
