@@ -5,6 +5,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_apigateway as apigateway;
 use aws_sdk_cloudfront as cloudfront;
+use aws_sdk_cloudwatchlogs as logs;
 use aws_sdk_ec2 as ec2;
 use aws_sdk_eventbridge as eventbridge;
 use aws_sdk_iam as iam;
@@ -45,6 +46,8 @@ pub struct Clients {
     pub events: eventbridge::Client,
     pub ses: ses::Client,
     pub sqs: sqs::Client,
+    /// CloudWatch Logs: the functions' log groups.
+    pub logs: logs::Client,
     pub calls: CallCounter,
     pub region: String,
     pub account_id: String,
@@ -151,6 +154,7 @@ impl Clients {
             events: client!(eventbridge),
             ses: client!(ses),
             sqs: client!(sqs),
+            logs: client!(logs),
             calls,
             region: region.to_owned(),
             account_id: String::new(),

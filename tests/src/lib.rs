@@ -302,6 +302,7 @@ pub struct Aws {
     pub lambda: aws_sdk_lambda::Client,
     pub apigateway: aws_sdk_apigateway::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl Aws {
@@ -334,6 +335,7 @@ impl Aws {
             lambda: aws_sdk_lambda::Client::new(&config),
             apigateway: aws_sdk_apigateway::Client::new(&config),
             events: aws_sdk_eventbridge::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         }
     }
 
@@ -409,6 +411,33 @@ impl Aws {
             .iter()
             .filter(|o| o.name() == name)
             .count()
+    }
+}
+
+impl Aws {
+    /// The names of the log groups that start with `prefix`, every page.
+    pub async fn log_groups(&self, prefix: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(prefix)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .unwrap();
+            names.extend(
+                out.log_groups()
+                    .iter()
+                    .filter_map(|g| g.log_group_name().map(str::to_owned)),
+            );
+            match out.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => return names,
+            }
+        }
     }
 }
 
@@ -730,6 +759,9 @@ impl Aws {
             .unwrap();
         for r in rules.rules() {
             found.push(format!("event_rule {}", r.name().unwrap_or_default()));
+        }
+        for g in self.log_groups(&format!("/aws/lambda/{prefix}")).await {
+            found.push(format!("log_group {g}"));
         }
         found
     }

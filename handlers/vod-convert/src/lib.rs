@@ -81,7 +81,8 @@
 //!   `iam:PassedToService = mediaconvert.amazonaws.com`
 //! * `s3:GetObject` on `arn:aws:s3:::{source}/*` and `s3:ListBucket` on `arn:aws:s3:::{source}`
 //!   (for the override file: without `ListBucket` a missing `job.json` answers 403, not 404)
-//! * `logs:CreateLogGroup`, `logs:CreateLogStream`, `logs:PutLogEvents`
+//! * `logs:CreateLogStream`, `logs:PutLogEvents` on the function's log group, which `provision`
+//!   makes beforehand with its retention (so no `logs:CreateLogGroup`)
 //!
 //! The MediaConvert role itself (not this function's) needs `s3:GetObject` on the source bucket
 //! and `s3:PutObject` on the destination bucket.

@@ -17,6 +17,7 @@ pub mod event_invoke_config;
 pub mod event_rule;
 pub mod function;
 pub mod lambda_permission;
+pub mod log_group;
 pub mod oac;
 pub mod queue;
 pub mod rest_api;

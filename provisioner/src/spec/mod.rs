@@ -16,9 +16,10 @@ use serde::{Deserialize, Deserializer};
 pub use values::{
     AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
     Engine, EphemeralStorageSize, EventAgeSeconds, ExpiryDays, GatewayService, HourlyUploads,
-    HttpVersion, InstanceClass, Ipv4Cidr, MailAddress, MemorySize, OriginShieldRegion, PriceClass,
-    Region, ReservedConcurrency, RetentionDays, RetryAttempts, StackName, StorageSize, StorageType,
-    TagKey, ThrottleBurst, ThrottleRate, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
+    HttpVersion, InstanceClass, Ipv4Cidr, LogRetentionDays, MailAddress, MemorySize,
+    OriginShieldRegion, PriceClass, Region, ReservedConcurrency, RetentionDays, RetryAttempts,
+    StackName, StorageSize, StorageType, TagKey, ThrottleBurst, ThrottleRate, TimeoutSeconds,
+    VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -145,6 +146,9 @@ pub struct VodFunction {
     /// What happens to an upload whose conversion keeps failing.
     #[serde(default)]
     pub async_invocation: AsyncInvocation,
+    /// Days CloudWatch Logs keeps the function's logs (its group `/aws/lambda/{function}`).
+    #[serde(default = "defaults::log_retention")]
+    pub log_retention_days: LogRetentionDays,
 }
 
 /// Lambda's handling of asynchronous invocations (S3 notifications, EventBridge rules) that
@@ -210,6 +214,10 @@ pub struct Functions {
     /// How many requests the public upload API takes, whoever sends them.
     #[serde(default)]
     pub api_throttling: ApiThrottling,
+    /// Days CloudWatch Logs keeps each function's logs (its group `/aws/lambda/{function}`);
+    /// the console build let Lambda make the groups, which keep everything forever.
+    #[serde(default = "defaults::log_retention")]
+    pub log_retention_days: LogRetentionDays,
 }
 
 /// Each upload starts a paid Transcribe job and mails its address: the public API takes a few
@@ -434,6 +442,9 @@ mod defaults {
     }
     pub fn event_age() -> EventAgeSeconds {
         EventAgeSeconds(3600)
+    }
+    pub fn log_retention() -> LogRetentionDays {
+        LogRetentionDays(30)
     }
     pub fn site_dir() -> PathBuf {
         PathBuf::from("site/stt")

@@ -333,4 +333,29 @@ fn api_throttling_is_checked_where_it_is_written() {
         .unwrap();
     assert_eq!(f.api_throttling.rate_per_s, ThrottleRate(0.5));
     assert_eq!(f.api_throttling.burst, ThrottleBurst(1));
+
+fn log_retention_is_thirty_days_unless_set_to_a_period_cloudwatch_offers() {
+    let vod = |extra: &str| {
+        format!("stack:\n  name: demo\n  region: us-east-1\nvod:\n  function:\n    zips_dir: z\n{extra}")
+    };
+    let stack = parse(&vod("")).unwrap();
+    assert_eq!(stack.vod.unwrap().function.log_retention_days.0, 30);
+    let stack = parse(&vod("    log_retention_days: 3653\n")).unwrap();
+    assert_eq!(stack.vod.unwrap().function.log_retention_days.0, 3653);
+    for bad in ["10", "0", "-1", "3654"] {
+        let (loc, message) =
+            location(parse(&vod(&format!("    log_retention_days: {bad}\n"))).unwrap_err());
+        assert_eq!(loc.map(|l| l.0), Some(7), "{bad}: {message}");
+        assert!(
+            message.contains("one of CloudWatch Logs' periods: 1, 3, 5, 7, 14, 30"),
+            "{bad}: {message}"
+        );
+    }
+    let functions = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  network: {}\n  database: {}\n  functions:\n    mail_from: a@example.com\n";
+    let stack = parse(functions).unwrap();
+    assert_eq!(stack.stt.functions.unwrap().log_retention_days.0, 30);
+    let text = format!("{functions}    log_retention_days: 31\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("stack.yaml:9:25: "), "{err}");
+    assert!(err.contains("not 31"), "{err}");
 }

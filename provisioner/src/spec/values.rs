@@ -719,3 +719,43 @@ impl<'de> Deserialize<'de> for ThrottleRate {
         d.deserialize_f64(Rate)
     }
 }
+
+/// The retention periods CloudWatch Logs accepts (`PutRetentionPolicy`'s `retentionInDays`).
+pub const LOG_RETENTION_DAYS: [u32; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// Days CloudWatch Logs keeps a function's log events: one of [`LOG_RETENTION_DAYS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRetentionDays(pub i32);
+
+impl<'de> Deserialize<'de> for LogRetentionDays {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Days;
+        fn refused<E: de::Error>(v: impl fmt::Display) -> E {
+            let allowed: Vec<String> = LOG_RETENTION_DAYS.iter().map(u32::to_string).collect();
+            E::custom(format!(
+                "log retention (days) must be one of CloudWatch Logs' periods: {}; not {v}",
+                allowed.join(", ")
+            ))
+        }
+        impl<'de> Visitor<'de> for Days {
+            type Value = LogRetentionDays;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of days CloudWatch Logs accepts as retention, e.g. 30")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LogRetentionDays, E> {
+                match LOG_RETENTION_DAYS.iter().find(|d| u64::from(**d) == v) {
+                    Some(d) => Ok(LogRetentionDays(*d as i32)),
+                    None => Err(refused(v)),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LogRetentionDays, E> {
+                Err(refused(v))
+            }
+        }
+        // `any`: serde_yaml hands a negative number to `visit_i64` only this way.
+        d.deserialize_any(Days)
+    }
+}

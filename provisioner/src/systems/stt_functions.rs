@@ -16,6 +16,7 @@ use crate::resources::event_invoke_config::EventInvokeConfig;
 use crate::resources::event_rule::{self, EventRule};
 use crate::resources::function::{self, Function};
 use crate::resources::lambda_permission::LambdaPermission;
+use crate::resources::log_group::{lambda_log_group_name, LogGroup};
 use crate::resources::queue::Queue;
 use crate::resources::rest_api::{RestApi, Throttling};
 use crate::resources::role::Role;
@@ -69,6 +70,11 @@ pub fn role_key(function: &'static str) -> ResourceKey {
 
 pub fn function_key(function: &'static str) -> ResourceKey {
     ResourceKey::new("function", function)
+}
+
+/// The function's log group, `/aws/lambda/{stack}-{function}`.
+pub fn log_group_key(function: &'static str) -> ResourceKey {
+    ResourceKey::new("log_group", function)
 }
 
 /// What a role's policy is scoped to.
@@ -137,8 +143,10 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
         "arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{}",
         scope.function_name
     );
+    // No logs:CreateLogGroup: the stack makes the group, with its retention, before the
+    // function. A group deleted by hand stays deleted (the logs are lost, `drift` says so)
+    // rather than coming back without retention.
     let mut statements = vec![
-        json!({"Sid": "OwnLogGroup", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group}),
         json!({"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": format!("{group}:*")}),
         // What Lambda does with the role to give the function its network interfaces (the
         // actions of the managed AWSLambdaVPCAccessExecutionRole), scoped to the stack's own
@@ -509,9 +517,16 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
                 .collect(),
             policy: Box::new(move |cx| policy(&scope(cx, function, &mail_from), function)),
         }));
+        resources.push(Arc::new(LogGroup {
+            key: log_group_key(function),
+            name: lambda_log_group_name(&function_name(cx, function)),
+            retention_days: functions.log_retention_days.0,
+        }));
         let s = settings(functions, function);
         let spec = functions.clone();
-        let mut inputs = vec![DATABASE, AUDIO_BUCKET];
+        // The log group first: the function's first invocation writes there, and its role
+        // may not create it.
+        let mut inputs = vec![DATABASE, AUDIO_BUCKET, log_group_key(function)];
         if site && function == "file_upload" {
             inputs.push(SITE_DISTRIBUTION);
         }
@@ -636,8 +651,7 @@ mod tests {
                     !matches!(
                         s["Sid"].as_str(),
                         Some(
-                            "OwnLogGroup"
-                                | "OwnLogStreams"
+                            "OwnLogStreams"
                                 | "VpcNetworkInterfaces"
                                 | "VpcNetworkInterfaceAddresses"
                                 | "VpcDescribe"
@@ -684,11 +698,59 @@ mod tests {
         assert!(!grants("save_text")
             .iter()
             .any(|(a, _)| a == "transcribe:StartTranscriptionJob"));
-        let logs = &statements("save_text")[1];
+        let logs = &statements("save_text")[0];
         assert_eq!(
             logs["Resource"],
             "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda/demo-save_text:*"
         );
+    }
+
+    #[test]
+    fn no_role_may_create_log_groups_and_each_writes_only_its_own() {
+        for function in FUNCTIONS {
+            let logs: Vec<(Vec<String>, Vec<String>)> = statements(function)
+                .iter()
+                .filter(|s| {
+                    crate::policy::strings(&s["Action"])
+                        .iter()
+                        .any(|a| a.starts_with("logs:"))
+                })
+                .map(|s| {
+                    (
+                        crate::policy::strings(&s["Action"]),
+                        crate::policy::strings(&s["Resource"]),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                logs,
+                vec![(
+                    vec!["logs:CreateLogStream".into(), "logs:PutLogEvents".into()],
+                    vec![format!(
+                        "arn:aws:logs:us-east-1:111122223333:log-group:/aws/lambda/demo-{function}:*"
+                    )]
+                )],
+                "{function}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_function_waits_for_its_log_group() {
+        let cx = crate::systems::tests::context(false);
+        let functions = cx.stack.stt.functions.clone().unwrap();
+        let all = resources(&cx, &functions);
+        for function in FUNCTIONS {
+            let made = all
+                .iter()
+                .find(|r| r.key() == function_key(function))
+                .unwrap();
+            assert!(
+                made.depends_on().contains(&log_group_key(function)),
+                "{function}"
+            );
+            assert!(all.iter().any(|r| r.key() == log_group_key(function)));
+        }
     }
 
     #[test]

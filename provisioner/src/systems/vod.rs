@@ -16,6 +16,7 @@ use crate::resources::bucket_protection::Lifecycle;
 use crate::resources::event_invoke_config::EventInvokeConfig;
 use crate::resources::function::Function;
 use crate::resources::lambda_permission::LambdaPermission;
+use crate::resources::log_group::{lambda_log_group_name, LogGroup};
 use crate::resources::queue::Queue;
 use crate::resources::role::Role;
 use crate::spec::{CorsOrigin, Vod};
@@ -31,6 +32,7 @@ pub const OUTPUT_CORS: ResourceKey = ResourceKey::new("bucket_cors", "vod-output
 pub const MEDIACONVERT_ROLE: ResourceKey = ResourceKey::new("role", "vod-mediaconvert");
 pub const CONVERT_ROLE: ResourceKey = ResourceKey::new("role", "vod_convert");
 pub const CONVERT_FUNCTION: ResourceKey = ResourceKey::new("function", "vod_convert");
+pub const CONVERT_LOG_GROUP: ResourceKey = ResourceKey::new("log_group", "vod_convert");
 pub const CONVERT_PERMISSION: ResourceKey =
     ResourceKey::new("lambda_permission", "vod-s3-vod_convert");
 pub const SOURCE_NOTIFICATIONS: ResourceKey = ResourceKey::new("bucket_notification", "vod-source");
@@ -95,7 +97,8 @@ pub fn convert_policy(scope: &Scope) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group},
+            // The stack makes the log group (with its retention) before the function: the
+            // role writes to it and cannot create it.
             {"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": format!("{group}:*")},
             // Jobs go to the account's default queue, the only resource CreateJob needs here.
@@ -259,6 +262,11 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
     }));
     let f = &vod.function;
     let spec = vod.clone();
+    resources.push(Arc::new(LogGroup {
+        key: CONVERT_LOG_GROUP,
+        name: lambda_log_group_name(&format!("{stack}-vod_convert")),
+        retention_days: f.log_retention_days.0,
+    }));
     resources.push(Arc::new(Function {
         key: CONVERT_FUNCTION,
         name: format!("{stack}-vod_convert"),
@@ -274,7 +282,8 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
         reserved_concurrency: f.settings.reserved_concurrency.flatten().map(|c| c.0),
         concurrency_key: "vod.function.settings.reserved_concurrency".into(),
         network: None,
-        inputs: vec![MEDIACONVERT_ROLE, OUTPUT_BUCKET],
+        // The log group exists before the first invocation writes to it.
+        inputs: vec![MEDIACONVERT_ROLE, OUTPUT_BUCKET, CONVERT_LOG_GROUP],
         environment: Box::new(move |cx| environment(cx, &spec)),
     }));
     let source_arn = format!("arn:aws:s3:::{source}");
@@ -420,5 +429,21 @@ mod tests {
             .flat_map(|s| list(&s["Action"]))
             .collect();
         assert_eq!(s3, vec!["s3:GetObject", "s3:ListBucket"]);
+        let logs: Vec<String> = statements
+            .iter()
+            .flat_map(|s| list(&s["Action"]))
+            .filter(|a| a.starts_with("logs:"))
+            .collect();
+        assert_eq!(logs, vec!["logs:CreateLogStream", "logs:PutLogEvents"]);
+    }
+
+    #[test]
+    fn the_converter_waits_for_its_log_group() {
+        let cx = crate::systems::tests::context(false);
+        let vod = cx.stack.vod.clone().unwrap();
+        let all = resources(&cx, &vod);
+        let convert = all.iter().find(|r| r.key() == CONVERT_FUNCTION).unwrap();
+        assert!(convert.depends_on().contains(&CONVERT_LOG_GROUP));
+        assert!(all.iter().any(|r| r.key() == CONVERT_LOG_GROUP));
     }
 }

@@ -770,7 +770,7 @@ class Iam:
             if refused is None and decision in ("ImplicitlyDenied", "ExplicitlyDenied"):
                 refused = (a, decision, a_principal)
         # Advisory, after the call's own: the logs Lambda writes with the role.
-        advisory = self.lambda_logs(ctx, record, principal, account, caller.pid)
+        advisory = await self.lambda_logs(ctx, record, principal, account, caller.pid)
         if advisory:
             results = await asyncio.gather(*(self.evaluate_one(principal, role.policies if role.exists else [],
                                                                a.action, a.resource, a.context, ctx.region, a.via)
@@ -899,8 +899,9 @@ class Iam:
         role = await self.roles.role(account, ctx.access_key, fn.role_arn)
         principal = principal_of(account, role.name, name)
         group = "arn:aws:logs:%s:%s:log-group:/aws/lambda/%s" % (ctx.region, account, name)
-        needs = [("logs:CreateLogGroup", group), ("logs:CreateLogStream", group + ":log-stream:*"),
-                 ("logs:PutLogEvents", group + ":log-stream:*")]
+        needs = [("logs:CreateLogStream", group + ":log-stream:*"), ("logs:PutLogEvents", group + ":log-stream:*")]
+        if not await self.lookups.log_group_exists(ctx, "/aws/lambda/" + name):
+            needs.insert(0, ("logs:CreateLogGroup", group))
         record = ctx.state.setdefault("iam", {"principal": "", "role": "", "function": "", "authorizations": []})
         results = await asyncio.gather(*(self.evaluate_one(principal, role.policies if role.exists else [],
                                                            action, resource, {}, ctx.region,
@@ -933,21 +934,25 @@ class Iam:
             results.append(entry)
         return results
 
-    def lambda_logs(self, ctx, record: dict, principal: str, account: str, pid: int):
+    async def lambda_logs(self, ctx, record: dict, principal: str, account: str, pid: int):
         """What Lambda does with the role when the function runs: write its logs (CloudWatch Logs,
-        the log group `/aws/lambda/<function>`, made on first use). Lambda does not fail the
-        invocation when it may not, the logs are lost: recorded, never refused. Once per
-        execution environment (the function's process here), as Lambda opens a log stream per
-        environment: a function deployed again under the same name is recorded again."""
+        the log group `/aws/lambda/<function>`, made on first use if it does not exist). Lambda
+        does not fail the invocation when it may not, the logs are lost: recorded, never refused.
+        `logs:CreateLogGroup` only while the group is missing: a group made beforehand (as
+        `provision` makes it, with its retention) needs only the stream and event writes. Once
+        per execution environment (the function's process here), as Lambda opens a log stream
+        per environment: a function deployed again under the same name is recorded again."""
         name = record.get("function") or ""
         environment = (name, pid)
         if not name or environment in self._logged_functions:
             return []
         self._logged_functions.add(environment)
         group = "arn:aws:logs:%s:%s:log-group:/aws/lambda/%s" % (ctx.region, account, name)
-        return [Authz("logs:CreateLogGroup", group, via="lambda.amazonaws.com"),
-                Authz("logs:CreateLogStream", group + ":log-stream:*", via="lambda.amazonaws.com"),
-                Authz("logs:PutLogEvents", group + ":log-stream:*", via="lambda.amazonaws.com")]
+        needs = [Authz("logs:CreateLogStream", group + ":log-stream:*", via="lambda.amazonaws.com"),
+                 Authz("logs:PutLogEvents", group + ":log-stream:*", via="lambda.amazonaws.com")]
+        if not await self.lookups.log_group_exists(ctx, "/aws/lambda/" + name):
+            needs.insert(0, Authz("logs:CreateLogGroup", group, via="lambda.amazonaws.com"))
+        return needs
 
     async def _missing_key_rule(self, ctx, record: dict, principal: str, role, account: str, access_key: str):
         """GetObject/HeadObject of a key that does not exist answer 404 only to a caller that may
@@ -1103,6 +1108,21 @@ class IamLookups:
     @property
     def upstream(self):
         return self.iam.proxy.upstream
+
+    async def log_group_exists(self, ctx, name: str) -> bool:
+        """Whether the log group exists in the emulator (not cached: `down` deletes it, the
+        emulator's Lambda makes it on a first invocation). Unknown counts as missing."""
+        r = await self.upstream.signed("logs", ctx.region, ctx.access_key, "POST", "/",
+                                       json_body=json.dumps({"logGroupNamePrefix": name}).encode(),
+                                       headers={"X-Amz-Target": "Logs_20140328.DescribeLogGroups",
+                                                "Content-Type": "application/x-amz-json-1.1"})
+        if r is None or r.status != 200:
+            return False
+        try:
+            groups = json.loads(r.body).get("logGroups") or []
+        except ValueError:
+            return False
+        return any(g.get("logGroupName") == name for g in groups)
 
     async def secret_arn(self, ctx, account: str, secret_id: str) -> Optional[str]:
         key = (account, ctx.region, secret_id)

@@ -756,6 +756,21 @@ def test_an_invocation_records_the_logs_of_the_invoked_function(ms):
     assert [r["decision"] for r in replay["results"]] == ["Allowed", "ImplicitlyDenied", "ImplicitlyDenied"]
 
 
+def test_a_log_group_made_beforehand_needs_no_create_log_group(ms):
+    """`provision` makes `/aws/lambda/<function>` (with its retention) before the function, and
+    the role may not create log groups: Lambda only opens streams and writes events there."""
+    group = "arn:aws:logs:%s:%s:log-group:/aws/lambda/" % (REGION, ACCOUNT)
+    name = unique("iamfn")
+    ms.client("logs").create_log_group(logGroupName="/aws/lambda/" + name)
+    name, role = make_function(ms, [{"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                                     "Resource": group + name + ":*"}], name=name)
+    since = ms.realism.last_seq()
+    run(ms, name)
+    records = ms.realism._req("GET", "iam/authorizations?since=%d&function=%s" % (since, name))["authorizations"]
+    assert [(a["action"], a["decision"], a["enforced"]) for a in records] == [
+        ("logs:CreateLogStream", "Allowed", False), ("logs:PutLogEvents", "Allowed", False)]
+
+
 def test_a_mediaconvert_job_reads_and_writes_with_its_role(ms):
     """MediaConvert reads the inputs and writes the outputs with the job's role: the proxy
     records that access with CreateJob and ends the job in ERROR when the role lacks it."""
