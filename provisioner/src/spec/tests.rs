@@ -208,3 +208,20 @@ fn the_database_is_never_opened_to_the_whole_internet() {
     let operator = stack.stt.network.unwrap().operator_cidr.unwrap();
     assert_eq!(operator.to_string(), "203.0.113.7/32");
 }
+
+#[test]
+fn deletion_protection_is_on_for_aws_and_off_locally_unless_set() {
+    let with = |database: &str| {
+        let text = format!(
+            "stack:\n  name: demo\n  region: us-east-1\nstt:\n  network: {{}}\n  database: {database}\n"
+        );
+        parse(&text).unwrap().stt.database.unwrap()
+    };
+    let default = with("{}");
+    assert!(default.deletion_protection_on(false), "on AWS");
+    assert!(!default.deletion_protection_on(true), "on the local target");
+    let off = with("{deletion_protection: false}");
+    assert!(!off.deletion_protection_on(false));
+    let on = with("{deletion_protection: true}");
+    assert!(on.deletion_protection_on(true));
+}
