@@ -130,8 +130,26 @@ impl Session {
         report
     }
 
-    /// Deletes what the stack owns, dependents first.
+    /// Deletes what the stack owns, dependents first; nothing at all if a resource refuses
+    /// to be deleted with these options (a protected database).
     pub async fn down(&self, options: DeleteOptions) -> Report {
+        let checks = self.graph.resources().iter().map(|r| {
+            let cx = self.cx.clone();
+            let r = r.clone();
+            async move { (r.key(), r.before_delete(&cx, &options).await) }
+        });
+        let checked = futures::future::join_all(checks).await;
+        if let Some((refused, _)) = checked.iter().find(|(_, result)| result.is_err()) {
+            let refused = refused.clone();
+            let lines = checked
+                .into_iter()
+                .map(|(key, result)| match result {
+                    Err(e) => ResourceLine::failed(&key, e.to_string()),
+                    Ok(()) => ResourceLine::skipped(&key, &refused),
+                })
+                .collect();
+            return self.report("down", lines);
+        }
         let outcomes = self
             .graph
             .run(Order::Reverse, PARALLELISM, |r| {

@@ -66,6 +66,11 @@ enum Command {
         /// Delete the database without taking a final snapshot (its data is lost).
         #[arg(long)]
         skip_final_snapshot: bool,
+        /// Turn off the database's deletion protection (on by default on AWS) so it can be
+        /// deleted. Without it, `down` refuses to delete a protected database. The final
+        /// snapshot is still taken unless --skip-final-snapshot is given too.
+        #[arg(long)]
+        disable_deletion_protection: bool,
     },
     /// Compare live settings with stack.yaml; exit 2 when anything differs.
     Drift,
@@ -121,11 +126,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down {
             delete_data,
             skip_final_snapshot,
+            disable_deletion_protection,
         } => {
             session
                 .down(DeleteOptions {
                     delete_data,
                     skip_final_snapshot,
+                    disable_deletion_protection,
                 })
                 .await
         }

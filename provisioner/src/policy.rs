@@ -1,7 +1,17 @@
 //! IAM-style policy documents compared as documents: the order of statements, of actions and
-//! resources, and a single value written as a one-element list do not count as differences.
+//! resources, and a single value written as a one-element list do not count as differences;
+//! nor does `"Principal": "*"` written as `{"AWS": "*"}`, which IAM reads the same.
 
 use serde_json::Value;
+
+/// `"*"` or `["*"]`.
+fn is_anyone(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s == "*",
+        Value::Array(items) => items.len() == 1 && items[0] == "*",
+        _ => false,
+    }
+}
 
 /// A canonical form of a policy document.
 pub fn normalize(doc: &Value) -> Value {
@@ -16,6 +26,11 @@ pub fn normalize(doc: &Value) -> Value {
                         Value::Array(items)
                     }
                     ("Statement", one @ Value::Object(_)) => Value::Array(vec![normalize(one)]),
+                    ("Principal", Value::Object(p))
+                        if p.len() == 1 && p.get("AWS").is_some_and(is_anyone) =>
+                    {
+                        Value::String("*".into())
+                    }
                     (_, Value::Array(items)) => {
                         let mut items: Vec<Value> = items.iter().map(normalize).collect();
                         items.sort_by_key(|s| s.to_string());
@@ -71,6 +86,15 @@ mod tests {
             {"Sid": "A", "Effect": "Allow", "Action": "s3:GetObject", "Resource": ["arn:a/*", "arn:b/*"]}
         ], "Version": "2012-10-17"});
         assert!(same(&a, &b));
+    }
+
+    #[test]
+    fn anyone_is_anyone_however_written() {
+        let a = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:a/*"}]});
+        let b = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": "s3:GetObject", "Resource": "arn:a/*"}]});
+        let c = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "s3:GetObject", "Resource": "arn:a/*"}]});
+        assert!(same(&a, &b));
+        assert!(!same(&a, &c));
     }
 
     #[test]

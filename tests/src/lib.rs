@@ -156,8 +156,14 @@ impl TestStack {
             file,
             emulator,
         };
-        // A clean start even if an earlier run of this test died half-way.
-        let cleanup = stack.run(&["down", "--delete-data", "--skip-final-snapshot"]);
+        // A clean start even if an earlier run of this test died half-way (its database
+        // protected from deletion, as on AWS by default, included).
+        let cleanup = stack.run(&[
+            "down",
+            "--delete-data",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ]);
         assert_eq!(
             cleanup.code(),
             0,

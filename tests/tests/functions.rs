@@ -296,8 +296,14 @@ async fn functions_stack_on_moto() {
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
     stack.run(&["drift"]).expect(0);
+    // On moto as on AWS, the database is protected from deletion by default.
     stack
-        .run(&["down", "--delete-data", "--skip-final-snapshot"])
+        .run(&[
+            "down",
+            "--delete-data",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ])
         .expect(0);
     let left = aws.owned_by(name).await;
     assert!(left.is_empty(), "down left: {left:?}");

@@ -2,7 +2,8 @@
 //! built, left alone by a second `up`, drift found and repaired, replacements refused, and
 //! torn down to nothing but the database's final snapshot.
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, SecurityGroupRule, UserIdGroupPair};
+use serde_json::Value;
 use system_tests::{line, Aws, Emulator, TestStack};
 
 const NETWORK: &str =
@@ -13,6 +14,110 @@ fn owned(stack: &str) -> Filter {
         .name("tag:provision:stack")
         .values(stack)
         .build()
+}
+
+/// The stack's VPC id.
+async fn vpc_id(aws: &Aws, stack: &str) -> String {
+    let vpcs = aws
+        .ec2
+        .describe_vpcs()
+        .filters(owned(stack))
+        .send()
+        .await
+        .unwrap();
+    // (Filtered again here on the answers' tags: the local emulator ignores tag filters.)
+    vpcs.vpcs()
+        .iter()
+        .find(|v| {
+            v.tags()
+                .iter()
+                .any(|t| t.key() == Some("provision:stack") && t.value() == Some(stack))
+        })
+        .and_then(|v| v.vpc_id())
+        .unwrap()
+        .to_owned()
+}
+
+/// The VPC's default security group and the rules on it.
+async fn default_group(aws: &Aws, stack: &str) -> (String, Vec<SecurityGroupRule>) {
+    let vpc = vpc_id(aws, stack).await;
+    let groups = aws
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&vpc).build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let group = groups
+        .security_groups()
+        .iter()
+        .find(|g| g.vpc_id() == Some(vpc.as_str()) && g.group_name() == Some("default"))
+        .and_then(|g| g.group_id())
+        .unwrap()
+        .to_owned();
+    let rules = aws
+        .ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(&group).build())
+        .send()
+        .await
+        .unwrap();
+    let rules = rules
+        .security_group_rules()
+        .iter()
+        .filter(|r| r.group_id() == Some(group.as_str()))
+        .cloned()
+        .collect();
+    (group, rules)
+}
+
+/// The id and policy document of the stack's S3 gateway endpoint.
+async fn s3_endpoint(aws: &Aws, stack: &str) -> (String, Option<Value>) {
+    let name = format!("{stack}-s3");
+    let endpoints = aws
+        .ec2
+        .describe_vpc_endpoints()
+        .filters(Filter::builder().name("tag:Name").values(&name).build())
+        .send()
+        .await
+        .unwrap();
+    let endpoint = endpoints
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| {
+            e.state()
+                .is_some_and(|s| s.as_str().eq_ignore_ascii_case("available"))
+        })
+        .find(|e| {
+            e.tags()
+                .iter()
+                .any(|t| t.key() == Some("Name") && t.value() == Some(name.as_str()))
+        })
+        .unwrap();
+    (
+        endpoint.vpc_endpoint_id().unwrap().to_owned(),
+        endpoint
+            .policy_document()
+            .map(|p| serde_json::from_str(p).unwrap()),
+    )
+}
+
+/// The note of `down` that names the final snapshot.
+fn final_snapshot(down: &Value) -> String {
+    line(down, "db_instance/stt")["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|n| n.strip_prefix("final snapshot kept: "))
+        .unwrap_or_else(|| panic!("{down:#}"))
+        .to_owned()
 }
 
 async fn lifecycle(emulator: Emulator, name: &str) {
@@ -107,6 +212,15 @@ async fn lifecycle(emulator: Emulator, name: &str) {
         instance.db_instances()[0].db_parameter_groups()[0].db_parameter_group_name(),
         Some(format!("{name}-mysql8-0").as_str())
     );
+
+    // The group AWS makes with the VPC (found once the VPC is made) is left without rules.
+    assert_eq!(
+        line(&first, "default_security_group/stt")["result"],
+        "update",
+        "{first:#}"
+    );
+    let (_, rules) = default_group(&aws, name).await;
+    assert!(rules.is_empty(), "default security group: {rules:?}");
 
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
@@ -262,16 +376,13 @@ async fn lifecycle(emulator: Emulator, name: &str) {
     stack.edit("    engine: mariadb\n", "");
     stack.run(&["drift"]).expect(0);
 
-    // Teardown: nothing of the stack is left but the final snapshot, which is named.
-    let down = stack.run(&["--output", "json", "down"]).expect(0).json();
-    let note = line(&down, "db_instance/stt")["notes"][0]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let snapshot = note
-        .strip_prefix("final snapshot kept: ")
-        .unwrap_or_else(|| panic!("{down:#}"))
-        .to_owned();
+    // Teardown: nothing of the stack is left but the final snapshot, which is named. (On
+    // moto, as on AWS, the database is protected from deletion by default.)
+    let down = stack
+        .run(&["--output", "json", "down", "--disable-deletion-protection"])
+        .expect(0)
+        .json();
+    let snapshot = final_snapshot(&down);
     let text_down = stack.run(&["down"]).expect(0);
     assert!(
         text_down.stdout().contains("0 deleted"),
@@ -389,4 +500,144 @@ async fn network_and_database_on_ministack() {
 #[tokio::test(flavor = "multi_thread")]
 async fn network_and_database_on_moto() {
     lifecycle(Emulator::Moto, "t-net-moto").await;
+}
+
+/// The hardening of the network and the database, on moto as against AWS (no `--local`):
+/// moto keeps the rules of a VPC's default security group, endpoint policies and RDS
+/// deletion protection as AWS does (ministack keeps no endpoint policy).
+#[tokio::test(flavor = "multi_thread")]
+async fn default_group_endpoint_policy_and_deletion_protection_on_moto() {
+    let name = "nd-harden-moto";
+    let stack = TestStack::build(
+        name,
+        Emulator::Moto,
+        "  network:\n    cidr: 10.32.0.0/16\n  database:\n    backup_retention_days: 1\n",
+    );
+    let aws = Aws::on(Emulator::Moto).await;
+    aws.purge_snapshots(&format!("{name}-db")).await;
+    let bucket = format!("{name}-audio-{}", Emulator::Moto.account());
+
+    stack.run(&["up"]).expect(0);
+
+    // The default security group has no rules left.
+    let (group, rules) = default_group(&aws, name).await;
+    assert!(rules.is_empty(), "{rules:?}");
+
+    // The S3 endpoint reaches only the stack's audio bucket, in the stack's account.
+    let (endpoint, policy) = s3_endpoint(&aws, name).await;
+    let policy = policy.expect("moto keeps endpoint policies");
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{policy:#}");
+    let resources: Vec<&str> = statements[0]["Resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            format!("arn:aws:s3:::{bucket}/input_audio/*"),
+            format!("arn:aws:s3:::{bucket}/output_text/*")
+        ]
+    );
+    assert_eq!(
+        statements[0]["Condition"]["StringEquals"]["aws:ResourceAccount"],
+        Emulator::Moto.account()
+    );
+
+    // By hand: the default group's AWS rule (all traffic from itself) back, and the endpoint
+    // opened to every bucket.
+    aws.ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&group).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    aws.ec2
+        .modify_vpc_endpoint()
+        .vpc_endpoint_id(&endpoint)
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
+    let default_sg = line(&drift, "default_security_group/stt");
+    assert_eq!(default_sg["result"], "update", "{drift:#}");
+    assert_eq!(
+        default_sg["changes"][0]["field"],
+        format!("Ingress[all from {group}]")
+    );
+    assert_eq!(default_sg["changes"][0]["actual"], "present");
+    let s3 = line(&drift, "vpc_endpoint/stt-s3");
+    assert_eq!(s3["result"], "update", "{drift:#}");
+    assert_eq!(s3["changes"][0]["field"], "PolicyDocument");
+    assert!(
+        s3["changes"][0]["actual"]
+            .as_str()
+            .unwrap()
+            .contains(r#""Resource":"*""#),
+        "{s3:#}"
+    );
+
+    let repair = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(repair["summary"]["updated"], 2, "{repair:#}");
+    stack.run(&["drift"]).expect(0);
+    assert!(default_group(&aws, name).await.1.is_empty());
+    let (_, repaired) = s3_endpoint(&aws, name).await;
+    assert_eq!(
+        repaired.unwrap()["Statement"][0]["Resource"][0],
+        resources[0]
+    );
+
+    // The database is protected by default off the local target: `down` refuses before it
+    // deletes anything, and says how to go on.
+    let instance = |aws: &Aws| {
+        let rds = aws.rds.clone();
+        async move {
+            rds.describe_db_instances()
+                .db_instance_identifier(format!("{name}-db"))
+                .send()
+                .await
+        }
+    };
+    let live = instance(&aws).await.unwrap();
+    assert_eq!(live.db_instances()[0].deletion_protection(), Some(true));
+    let refused = stack.run(&["down", "--skip-final-snapshot"]).expect(1);
+    assert!(
+        refused.stdout().contains(&format!("{name}-db"))
+            && refused.stdout().contains("--disable-deletion-protection"),
+        "{}",
+        refused.stdout()
+    );
+    assert!(instance(&aws).await.is_ok(), "the database was left alone");
+    assert!(!vpc_id(&aws, name).await.is_empty(), "so was its VPC");
+    stack.run(&["drift"]).expect(0);
+
+    let down = stack
+        .run(&[
+            "--output",
+            "json",
+            "down",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(
+        line(&down, "db_instance/stt")["result"],
+        "delete",
+        "{down:#}"
+    );
+    assert!(instance(&aws).await.is_err(), "the database is gone");
+    aws.purge_snapshots(&format!("{name}-db")).await;
 }

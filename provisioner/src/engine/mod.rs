@@ -200,6 +200,9 @@ pub struct DeleteOptions {
     pub delete_data: bool,
     /// Delete the database without a final snapshot.
     pub skip_final_snapshot: bool,
+    /// Turn the database's deletion protection off first (`ModifyDBInstance`); without it,
+    /// `down` refuses to delete a protected database.
+    pub disable_deletion_protection: bool,
 }
 
 /// A failure of one resource's step, with the AWS error as its source.
@@ -320,6 +323,13 @@ pub trait Resource: Send + Sync {
     /// Waits until a created or changed resource is in service (CloudFront deploying, a
     /// database starting). `up` runs these after the graph, so slow settling blocks no one.
     async fn wait_ready(&self, _cx: &Context) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Checks, before `down` deletes anything, that this resource may be deleted with these
+    /// options (read calls only), so that a refusal leaves the whole stack in place rather
+    /// than half of it.
+    async fn before_delete(&self, _cx: &Context, _options: &DeleteOptions) -> Result<(), Error> {
         Ok(())
     }
 

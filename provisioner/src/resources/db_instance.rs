@@ -4,7 +4,8 @@
 //!
 //! The master password is managed by RDS in Secrets Manager (never seen by this tool), storage
 //! is encrypted, the instance is not publicly accessible, and `down` takes a final snapshot
-//! unless told otherwise.
+//! unless told otherwise. Deletion protection (on by default on AWS) makes `down` refuse
+//! before it deletes anything, unless run with `--disable-deletion-protection`.
 
 use std::time::Duration;
 
@@ -393,24 +394,79 @@ impl DbInstance {
         )
     }
 
+    /// Why `down` will not delete a protected instance, and how to go on.
+    fn protected(&self) -> Error {
+        Error::Refused {
+            resource: self.key.clone(),
+            message: format!(
+                "deletion protection is on for database {}; nothing was deleted. Run `provision down \
+                 --disable-deletion-protection` to turn it off and delete the stack (the final \
+                 snapshot is still taken unless --skip-final-snapshot is given too)",
+                self.identifier
+            ),
+        }
+    }
+
+    /// Why `up --allow-replace` will not replace a protected instance.
+    fn replace_refused(&self) -> Error {
+        Error::Refused {
+            resource: self.key.clone(),
+            message: format!(
+                "deletion protection is on for database {}, which must be replaced; nothing was \
+                 changed. Set stt.database.deletion_protection: false, then run `provision up \
+                 --allow-replace`",
+                self.identifier
+            ),
+        }
+    }
+
+    /// Turns deletion protection off (the operator said so) and waits until RDS says it is
+    /// off, so the delete that follows is not refused.
+    async fn lift_protection(&self, cx: &Context) -> Result<(), Error> {
+        retry_when(Self::busy_backoff(cx), Self::busy, || async {
+            cx.aws
+                .rds
+                .modify_db_instance()
+                .db_instance_identifier(&self.identifier)
+                .deletion_protection(false)
+                .apply_immediately(true)
+                .send()
+                .await
+                .step(&self.key, "ModifyDBInstance")
+        })
+        .await?;
+        let what = format!("deletion protection of {} to be off", self.identifier);
+        wait::until(cx, &self.key, &what, Self::wait(cx, 10), || async {
+            Ok(match self.find(cx).await? {
+                Some(db) if db.deletion_protection() == Some(true) => {
+                    Poll::Pending("still on".into())
+                }
+                _ => Poll::Ready(()),
+            })
+        })
+        .await?;
+        cx.note(&self.key, "deletion protection turned off, as asked");
+        Ok(())
+    }
+
     /// Deletes the instance (with a final snapshot unless `snapshot` is false) and waits
-    /// until it is gone. Returns the snapshot's identifier.
+    /// until it is gone; a protected instance only if `lift_protection`, else refused with
+    /// `refusal`. Returns the snapshot's identifier.
     async fn delete_and_wait(
         &self,
         cx: &Context,
         db: &RdsInstance,
         snapshot: bool,
+        lift_protection: bool,
+        refusal: impl FnOnce() -> Error,
     ) -> Result<Option<String>, Error> {
         let mut snapshot_id = None;
         if db.db_instance_status() != Some("deleting") {
             if db.deletion_protection() == Some(true) {
-                return Err(Error::Refused {
-                    resource: self.key.clone(),
-                    message: format!(
-                        "deletion protection is on for {}: set stt.database.deletion_protection: false, run `provision up`, then `provision down`",
-                        self.identifier
-                    ),
-                });
+                if !lift_protection {
+                    return Err(refusal());
+                }
+                self.lift_protection(cx).await?;
             }
             let seconds = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -505,8 +561,12 @@ impl Resource for DbInstance {
                     resource: self.key.clone(),
                     message: "database vanished".into(),
                 })?;
-                // A replacement always keeps a snapshot of the old database.
-                if let Some(snapshot) = self.delete_and_wait(cx, &db, true).await? {
+                // A replacement always keeps a snapshot of the old database. A protected one
+                // is replaced only once stack.yaml no longer wants it protected
+                // (`--allow-replace` alone is no consent to lift the protection).
+                let lift = !self.wanted(cx).deletion_protection;
+                let refusal = || self.replace_refused();
+                if let Some(snapshot) = self.delete_and_wait(cx, &db, true, lift, refusal).await? {
                     cx.note(
                         &self.key,
                         format!("the replaced database was saved as snapshot {snapshot}"),
@@ -561,12 +621,26 @@ impl Resource for DbInstance {
         .await
     }
 
+    async fn before_delete(&self, cx: &Context, options: &DeleteOptions) -> Result<(), Error> {
+        let protected = self.find(cx).await?.is_some_and(|db| {
+            db.deletion_protection() == Some(true) && db.db_instance_status() != Some("deleting")
+        });
+        if protected && !options.disable_deletion_protection {
+            return Err(self.protected());
+        }
+        Ok(())
+    }
+
     async fn delete(&self, cx: &Context, options: &DeleteOptions) -> Result<Deleted, Error> {
         let Some(db) = self.find(cx).await? else {
             return Ok(Deleted::Absent);
         };
         let snapshot = self.final_snapshot && !options.skip_final_snapshot;
-        match self.delete_and_wait(cx, &db, snapshot).await? {
+        let lift = options.disable_deletion_protection;
+        match self
+            .delete_and_wait(cx, &db, snapshot, lift, || self.protected())
+            .await?
+        {
             Some(id) => cx.note(&self.key, format!("final snapshot kept: {id}")),
             None if snapshot => cx.note(&self.key, "the database was already being deleted; its final snapshot was requested by an earlier run"),
             None => cx.note(&self.key, "deleted without a final snapshot, as asked"),

@@ -9,6 +9,7 @@ pub mod bucket_protection;
 pub mod db_instance;
 pub mod db_parameter_group;
 pub mod db_subnet_group;
+pub mod default_security_group;
 pub mod distribution;
 pub mod ec2;
 pub mod egress_gateway;

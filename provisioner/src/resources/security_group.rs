@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    IpPermission, IpRange, Ipv6Range, ResourceType, SecurityGroupRule, UserIdGroupPair,
+    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, SecurityGroupRule,
+    UserIdGroupPair,
 };
 
 use super::ec2::{self, filter};
@@ -19,6 +20,8 @@ pub enum Peer {
     Ipv4(String),
     Ipv6(String),
     Group(String),
+    /// A managed prefix list (`pl-…`): never wanted here, but a rule added by hand is drift.
+    PrefixList(String),
 }
 
 /// A rule in comparable form: protocol `-1` means all traffic, ports -1 then.
@@ -42,8 +45,9 @@ impl std::fmt::Display for Rule {
             format!("{} {}-{}", self.protocol, self.from_port, self.to_port)
         };
         let (word, peer) = match &self.peer {
-            Peer::Ipv4(c) | Peer::Ipv6(c) => (if self.egress { "to" } else { "from" }, c.as_str()),
-            Peer::Group(g) => (if self.egress { "to" } else { "from" }, g.as_str()),
+            Peer::Ipv4(c) | Peer::Ipv6(c) | Peer::Group(c) | Peer::PrefixList(c) => {
+                (if self.egress { "to" } else { "from" }, c.as_str())
+            }
         };
         write!(f, "{direction}[{ports} {word} {peer}]")
     }
@@ -92,11 +96,14 @@ impl WantedRule {
     }
 }
 
-fn live_rule(r: &SecurityGroupRule) -> Option<(String, Rule)> {
+/// A live rule with its id (`sgr-…`), in comparable form.
+pub fn live_rule(r: &SecurityGroupRule) -> Option<(String, Rule)> {
     let peer = if let Some(c) = r.cidr_ipv4() {
         Peer::Ipv4(c.into())
     } else if let Some(c) = r.cidr_ipv6() {
         Peer::Ipv6(c.into())
+    } else if let Some(p) = r.prefix_list_id() {
+        Peer::PrefixList(p.into())
     } else {
         Peer::Group(r.referenced_group_info()?.group_id()?.into())
     };
@@ -220,6 +227,9 @@ impl SecurityGroup {
             Peer::Ipv4(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).build()),
             Peer::Ipv6(c) => p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c).build()),
             Peer::Group(g) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
+            Peer::PrefixList(l) => {
+                p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).build())
+            }
         }
         .build()
     }
@@ -398,6 +408,11 @@ mod tests {
         assert_eq!(missing, vec![https]);
         assert_eq!(extra, vec![("sgr-2".to_owned(), ssh.clone())]);
         assert_eq!(ssh.to_string(), "Ingress[tcp 22 from 0.0.0.0/0]");
+        // A rule to a prefix list added by hand is seen too, not skipped.
+        let s3 = rule(true, "tcp", 443, Peer::PrefixList("pl-63a5400a".into()));
+        let (_, extra) = rule_diff(&[], &[("sgr-3".to_owned(), s3.clone())]);
+        assert_eq!(extra.len(), 1);
+        assert_eq!(s3.to_string(), "Egress[tcp 443 to pl-63a5400a]");
     }
 
     #[test]

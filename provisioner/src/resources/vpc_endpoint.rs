@@ -2,6 +2,9 @@
 //! table, interface endpoints with private DNS for the other services functions in the VPC
 //! call.
 //!
+//! An endpoint may carry a policy (the S3 gateway endpoint does: only the stack's bucket);
+//! it is compared as a document (`policy::same`) and set again with `ModifyVpcEndpoint`.
+//!
 //! `CreateVpcEndpoint` takes a `ClientToken`; the SDK fills one in per call and reuses it for
 //! its own retries. A create interrupted after AWS acted is found by its tags, which come with
 //! the endpoint in the same call. A fixed token would be wrong here: after an endpoint is
@@ -9,12 +12,14 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, State, VpcEndpoint as Ec2Endpoint, VpcEndpointType};
+use serde_json::Value;
 
 use super::ec2::{self, filter};
 use crate::engine::{
-    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
-    ResourceKey,
+    Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
+    Resource, ResourceKey,
 };
+use crate::policy;
 
 pub enum Attachment {
     /// Routes in these route tables (S3, DynamoDB).
@@ -33,6 +38,8 @@ pub struct VpcEndpoint {
     /// `com.amazonaws.{region}.{service}`
     pub service_name: String,
     pub attachment: Attachment,
+    /// The endpoint policy; `None` leaves AWS's default (full access) alone.
+    pub policy: Option<Value>,
 }
 
 /// Whether an endpoint in this state no longer counts. EC2 answers these states in lower case
@@ -45,6 +52,25 @@ fn is_gone(state: Option<&State>) -> bool {
         state.as_str(),
         "deleted" | "deleting" | "failed" | "rejected" | "expired"
     )
+}
+
+/// The difference between the wanted endpoint policy and the live one, if any. `live` is the
+/// JSON text EC2 answers (AWS may reformat it: only the document counts).
+pub fn policy_drift(wanted: &Value, live: Option<&str>) -> Option<FieldDiff> {
+    let parsed = live.and_then(|l| serde_json::from_str::<Value>(l).ok());
+    if parsed.as_ref().is_some_and(|l| policy::same(wanted, l)) {
+        return None;
+    }
+    let shown = match (&parsed, live) {
+        (Some(doc), _) => policy::normalize(doc).to_string(),
+        (None, Some(text)) => text.to_owned(),
+        (None, None) => "(not set)".to_owned(),
+    };
+    Some(FieldDiff::new(
+        "PolicyDocument",
+        policy::normalize(wanted),
+        shown,
+    ))
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -153,6 +179,14 @@ impl Resource for VpcEndpoint {
                 }
             }
         }
+        if let Some(wanted) = &self.policy {
+            // The local emulator neither keeps nor answers endpoint policies; AWS always
+            // answers one (full access unless set).
+            let live = endpoint.policy_document();
+            if live.is_some() || !cx.aws.local {
+                diff.extend(policy_drift(wanted, live));
+            }
+        }
         diff.extend(ec2::tag_drift(cx, &self.name, endpoint.tags()));
         Ok(Planned::from_diff(self.key.clone(), id, diff.into_vec()))
     }
@@ -168,6 +202,7 @@ impl Resource for VpcEndpoint {
                     .client_token(&token)
                     .vpc_id(&vpc)
                     .service_name(&self.service_name)
+                    .set_policy_document(self.policy.as_ref().map(Value::to_string))
                     .tag_specifications(ec2::tag_spec(cx, ResourceType::VpcEndpoint, &self.name));
                 let request = match &self.attachment {
                     Attachment::Gateway { route_tables } => request
@@ -243,6 +278,9 @@ impl Resource for VpcEndpoint {
                     .private_dns_enabled(true);
             }
         }
+        if planned.touches("PolicyDocument") {
+            modify = modify.set_policy_document(self.policy.as_ref().map(Value::to_string));
+        }
         if planned.touches_more_than_tags() {
             ec2::naming_new(|| async {
                 modify
@@ -284,5 +322,37 @@ impl Resource for VpcEndpoint {
             });
         }
         Ok(Deleted::Deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn wanted() -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
+            "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::b/in/*"}]})
+    }
+
+    #[test]
+    fn the_same_policy_reformatted_is_no_drift() {
+        let live = r#"{ "Statement" : [ { "Resource" : ["arn:aws:s3:::b/in/*"], "Action" : ["s3:PutObject", "s3:GetObject"],
+            "Principal" : {"AWS": "*"}, "Effect" : "Allow" } ], "Version" : "2012-10-17" }"#;
+        assert_eq!(policy_drift(&wanted(), Some(live)), None);
+    }
+
+    #[test]
+    fn a_widened_missing_or_unreadable_policy_is_drift() {
+        let full = r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}"#;
+        let diff = policy_drift(&wanted(), Some(full)).unwrap();
+        assert_eq!(diff.field, "PolicyDocument");
+        assert!(diff.actual.contains(r#""Resource":"*""#), "{}", diff.actual);
+        assert!(diff.expected.contains("arn:aws:s3:::b/in/*"));
+        assert_eq!(policy_drift(&wanted(), None).unwrap().actual, "(not set)");
+        assert_eq!(
+            policy_drift(&wanted(), Some("not json")).unwrap().actual,
+            "not json"
+        );
     }
 }

@@ -339,14 +339,25 @@ pub struct Database {
     /// The database created with the instance.
     #[serde(default = "defaults::database_name")]
     pub database_name: DbIdentifier,
+    /// RDS refuses to delete the instance while this is on. Default: on when deploying to
+    /// AWS, off on the local target; see [`Database::deletion_protection_on`].
     #[serde(default)]
-    pub deletion_protection: bool,
+    pub deletion_protection: Option<bool>,
     /// Take a final snapshot when `down` deletes the database.
     #[serde(default = "defaults::yes")]
     pub final_snapshot: bool,
     /// Apply changes now rather than in the next maintenance window.
     #[serde(default = "defaults::yes")]
     pub apply_immediately: bool,
+}
+
+impl Database {
+    /// Whether the instance is protected from deletion: as `stack.yaml` says, else on for AWS
+    /// (a mistaken `down` or a deletion by hand cannot lose the data) and off on the local
+    /// target, whose database is a throw-away.
+    pub fn deletion_protection_on(&self, local: bool) -> bool {
+        self.deletion_protection.unwrap_or(!local)
+    }
 }
 
 /// Console steps S1 to S7: the site bucket and the CloudFront distribution in front of it.

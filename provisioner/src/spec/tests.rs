@@ -359,3 +359,20 @@ fn log_retention_is_thirty_days_unless_set_to_a_period_cloudwatch_offers() {
     assert!(err.starts_with("stack.yaml:9:25: "), "{err}");
     assert!(err.contains("not 31"), "{err}");
 }
+
+#[test]
+fn deletion_protection_is_on_for_aws_and_off_locally_unless_set() {
+    let with = |database: &str| {
+        let text = format!(
+            "stack:\n  name: demo\n  region: us-east-1\nstt:\n  network: {{}}\n  database: {database}\n"
+        );
+        parse(&text).unwrap().stt.database.unwrap()
+    };
+    let default = with("{}");
+    assert!(default.deletion_protection_on(false), "on AWS");
+    assert!(!default.deletion_protection_on(true), "on the local target");
+    let off = with("{deletion_protection: false}");
+    assert!(!off.deletion_protection_on(false));
+    let on = with("{deletion_protection: true}");
+    assert!(on.deletion_protection_on(true));
+}

@@ -4,19 +4,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::web;
+use super::{stt_functions, web};
 use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket;
 use crate::resources::db_instance::{DbInstance, DbSettings};
 use crate::resources::db_parameter_group::{self, DbParameterGroup};
 use crate::resources::db_subnet_group::DbSubnetGroup;
+use crate::resources::default_security_group::DefaultSecurityGroup;
 use crate::resources::egress_gateway::EgressGateway;
 use crate::resources::route_table::RouteTable;
 use crate::resources::security_group::{SecurityGroup, WantedPeer, WantedRule};
 use crate::resources::subnet::Subnet;
 use crate::resources::vpc::Vpc;
 use crate::resources::vpc_endpoint::{Attachment, VpcEndpoint};
-use crate::spec::{Database, EndpointService, Network, Website};
+use crate::spec::{Database, EndpointService, GatewayService, Network, Website};
 
 pub const SITE_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-site");
 pub const SITE_OAC: ResourceKey = ResourceKey::new("origin_access_control", "stt-site");
@@ -76,6 +77,7 @@ pub fn outputs(cx: &Context) -> BTreeMap<&'static str, String> {
 }
 
 pub const VPC: ResourceKey = ResourceKey::new("vpc", "stt");
+pub const DEFAULT_SG: ResourceKey = ResourceKey::new("default_security_group", "stt");
 pub const EGRESS_GATEWAY: ResourceKey = ResourceKey::new("egress_gateway", "stt");
 pub const ROUTE_TABLE: ResourceKey = ResourceKey::new("route_table", "stt");
 pub const FUNCTIONS_SG: ResourceKey = ResourceKey::new("security_group", "stt-functions");
@@ -102,6 +104,11 @@ pub fn network(cx: &Context, network: &Network) -> Vec<Arc<dyn Resource>> {
         name: format!("{stack}-vpc"),
         cidr: network.cidr.to_string(),
         ipv6,
+    }));
+    // The group AWS makes with the VPC: unused, and kept without rules.
+    resources.push(Arc::new(DefaultSecurityGroup {
+        key: DEFAULT_SG,
+        vpc: VPC,
     }));
     let subnets: Vec<ResourceKey> = zones.iter().map(|z| subnet_key(z)).collect();
     for (i, zone) in zones.iter().enumerate() {
@@ -203,6 +210,13 @@ pub fn network(cx: &Context, network: &Network) -> Vec<Arc<dyn Resource>> {
             attachment: Attachment::Gateway {
                 route_tables: vec![ROUTE_TABLE],
             },
+            // Only the stack's audio bucket, whose name is known before it exists.
+            policy: (*service == GatewayService::S3).then(|| {
+                stt_functions::s3_endpoint_policy(
+                    &stt_functions::audio_bucket_name(cx),
+                    &cx.aws.account_id,
+                )
+            }),
         }));
     }
     for service in &network.interface_endpoints {
@@ -215,6 +229,7 @@ pub fn network(cx: &Context, network: &Network) -> Vec<Arc<dyn Resource>> {
                 subnets: subnets.clone(),
                 security_groups: vec![ENDPOINTS_SG],
             },
+            policy: None,
         }));
     }
     resources
@@ -228,6 +243,7 @@ pub fn database(cx: &Context, db: &Database) -> Vec<Arc<dyn Resource>> {
     let family = db_parameter_group::family(db.engine.as_str(), &db.engine_version);
     let parameter_group = db_parameter_group::group_name(stack, &family);
     let d = db.clone();
+    let deletion_protection = db.deletion_protection_on(cx.aws.local);
     let group_name = subnet_group.clone();
     let parameters_name = parameter_group.clone();
     let settings = move |security_groups: Vec<String>| DbSettings {
@@ -241,7 +257,7 @@ pub fn database(cx: &Context, db: &Database) -> Vec<Arc<dyn Resource>> {
         db_name: d.database_name.as_str().into(),
         storage_encrypted: true,
         publicly_accessible: false,
-        deletion_protection: d.deletion_protection,
+        deletion_protection,
         managed_password: true,
         subnet_group: group_name.clone(),
         security_groups,

@@ -225,6 +225,34 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// The key prefixes the functions read and write in the audio bucket (see [`policy`]).
+pub const AUDIO_PREFIXES: [&str; 2] = ["input_audio/", "output_text/"];
+
+/// The policy of the S3 gateway endpoint: through it, the VPC reaches only the objects the
+/// functions read and write, in the stack's audio bucket, owned by the stack's account (a
+/// bucket name anyone could take elsewhere is not enough). The roles still say who may do
+/// what; this keeps stolen or outside credentials used from inside the VPC from reaching any
+/// other bucket. Principal `*` is how endpoint policies are written: the endpoint has no
+/// principal of its own to name. Only the name is needed, so the endpoint can be made before
+/// the bucket.
+pub fn s3_endpoint_policy(bucket: &str, account: &str) -> Value {
+    let objects: Vec<String> = AUDIO_PREFIXES
+        .iter()
+        .map(|prefix| format!("arn:aws:s3:::{bucket}/{prefix}*"))
+        .collect();
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "StackAudioObjects",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": objects,
+            "Condition": {"StringEquals": {"aws:ResourceAccount": account}}
+        }]
+    })
+}
+
 fn scope(cx: &Context, function: &str, mail_from: &str) -> Scope {
     Scope {
         region: cx.aws.region.clone(),
@@ -773,6 +801,39 @@ mod tests {
         }
         let without_ipv6 = environment(&cx, &functions, "send_email", false);
         assert!(!without_ipv6.contains_key("SES_USE_DUALSTACK_ENDPOINT"));
+    }
+
+    #[test]
+    fn the_s3_endpoint_lets_through_exactly_what_the_roles_grant_on_s3() {
+        let endpoint = s3_endpoint_policy("demo-audio-111122223333", "111122223333");
+        let allowed = &endpoint["Statement"][0];
+        assert_eq!(allowed["Principal"], "*");
+        assert_eq!(
+            allowed["Condition"]["StringEquals"]["aws:ResourceAccount"],
+            "111122223333"
+        );
+        let pairs = |actions: &Value, resources: &Value| -> Vec<(String, String)> {
+            let resources = crate::policy::strings(resources);
+            crate::policy::strings(actions)
+                .into_iter()
+                .flat_map(|a| resources.iter().map(move |r| (a.clone(), r.clone())))
+                .collect()
+        };
+        let through_endpoint = pairs(&allowed["Action"], &allowed["Resource"]);
+        let mut granted: Vec<(String, String)> = FUNCTIONS
+            .iter()
+            .flat_map(|f| statements(f))
+            .flat_map(|s| pairs(&s["Action"], &s["Resource"]))
+            .filter(|(a, _)| a.starts_with("s3:"))
+            .collect();
+        granted.sort();
+        granted.dedup();
+        // Every S3 grant of a role gets through (or the function would be refused inside
+        // the VPC), and nothing else does.
+        let mut endpoint_pairs = through_endpoint.clone();
+        endpoint_pairs.sort();
+        assert_eq!(endpoint_pairs, granted);
+        assert_eq!(endpoint["Statement"].as_array().unwrap().len(), 1);
     }
 
     #[test]
