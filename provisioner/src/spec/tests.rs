@@ -333,7 +333,9 @@ fn api_throttling_is_checked_where_it_is_written() {
         .unwrap();
     assert_eq!(f.api_throttling.rate_per_s, ThrottleRate(0.5));
     assert_eq!(f.api_throttling.burst, ThrottleBurst(1));
+}
 
+#[test]
 fn log_retention_is_thirty_days_unless_set_to_a_period_cloudwatch_offers() {
     let vod = |extra: &str| {
         format!("stack:\n  name: demo\n  region: us-east-1\nvod:\n  function:\n    zips_dir: z\n{extra}")
