@@ -519,7 +519,7 @@ mod defaults {
     /// waits and is retried (up to `maximum_event_age_s`) instead of being lost. The others
     /// run only after those, so they are bounded by them, and keep the account's shared pool.
     /// Every reservation is taken from the account's concurrency quota, of which AWS keeps
-    /// 100 unreserved (see docs/security-limits.md).
+    /// 100 unreserved (see docs/security.md, "Limits on what an anonymous caller can spend").
     pub fn reserved_concurrency(function: &str) -> Option<i32> {
         match function {
             "file_upload" => Some(10),
