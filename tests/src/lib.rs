@@ -71,6 +71,25 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// moto, started if needed, with its Lambda in the "simple" mode: without Docker it runs
+    /// no function code, and an invocation answers with its payload (docs/realism.md).
+    pub fn ensure_without_lambda_code(self) {
+        self.ensure();
+        let (status, _, body) = http_request(
+            "POST",
+            &format!("{}/moto-api/config", self.endpoint()),
+            &[("Content-Type", "application/json")],
+            br#"{"lambda": {"use_docker": false}}"#,
+        );
+        assert!(
+            (200..300).contains(&status),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
 /// The local target's endpoint.
 pub const ENDPOINT: &str = "http://127.0.0.1:4566";
 

@@ -188,18 +188,7 @@ async fn function_log_groups_on_moto() {
         zips.join("db_migrate/bootstrap.zip").exists(),
         "build the zips first: make zips"
     );
-    Emulator::Moto.ensure();
-    let (status, _, body) = system_tests::http_request(
-        "POST",
-        &format!("{}/moto-api/config", Emulator::Moto.endpoint()),
-        &[("Content-Type", "application/json")],
-        br#"{"lambda": {"use_docker": false}}"#,
-    );
-    assert!(
-        (200..300).contains(&status),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    Emulator::Moto.ensure_without_lambda_code();
     let name = "lg-functions-moto";
     let stt = format!(
         "  network:\n    cidr: 10.44.0.0/16\n  database:\n    database_name: lg_moto\n  functions:\n    zips_dir: {}\n    mail_from: transcripts@example.com\n    log_retention_days: 60\n",
