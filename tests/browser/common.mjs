@@ -77,10 +77,26 @@ export async function launch() {
   }
 }
 
+/**
+ * What the Content-Security-Policy refused on any page: a refusal fails the test (the pages
+ * must work under the policy CloudFront serves them with).
+ */
+const cspViolations = [];
+/** The policy the last page was served with, reported in the summary. */
+let servedCsp = null;
+
 /** Records what the page says and fails, for the failure message. */
 export function watchPage(page) {
   const log = [];
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') log.push(`console.${m.type()}: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error' && m.text().includes('Content Security Policy')) cspViolations.push(m.text());
+    if (m.type() === 'error' || m.type() === 'warning') log.push(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) {
+      servedCsp = r.headers()['content-security-policy'] ?? null;
+    }
+  });
   page.on('pageerror', (e) => log.push(`page error: ${e.message}`));
   page.on('requestfailed', (r) => log.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
   page.on('response', (r) => { if (r.status() >= 400) log.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`); });
@@ -98,11 +114,15 @@ export async function run(test, body) {
   try {
     browser = await launch();
     await body(browser, summary);
+    if (cspViolations.length) {
+      throw new Error(`the Content-Security-Policy refused: ${cspViolations.join(' | ')}`);
+    }
     summary.ok = true;
   } catch (e) {
     summary.error = e instanceof Error ? e.message : String(e);
   } finally {
     summary.elapsedMs = Date.now() - started;
+    summary.contentSecurityPolicy = servedCsp;
     if (browser) await browser.close().catch(() => {});
   }
   console.log(JSON.stringify(summary));

@@ -238,6 +238,11 @@ impl TestStack {
     pub fn oac_name(&self) -> String {
         format!("{}-stt-site", self.name)
     }
+
+    /// The name of the site's response headers policy.
+    pub fn headers_policy_name(&self) -> String {
+        format!("{}-stt-site-headers", self.name)
+    }
 }
 
 impl Drop for TestStack {
@@ -435,6 +440,41 @@ impl Aws {
             .unwrap_or_default()
             .iter()
             .filter(|o| o.name() == name)
+            .count()
+    }
+
+    /// The account's custom response headers policies: (id, name, config).
+    pub async fn headers_policies(
+        &self,
+    ) -> Vec<(
+        String,
+        String,
+        aws_sdk_cloudfront::types::ResponseHeadersPolicyConfig,
+    )> {
+        let list = self
+            .cloudfront
+            .list_response_headers_policies()
+            .r#type(aws_sdk_cloudfront::types::ResponseHeadersPolicyType::Custom)
+            .send()
+            .await
+            .unwrap();
+        list.response_headers_policy_list()
+            .map(|l| l.items())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.response_headers_policy())
+            .filter_map(|p| {
+                let cfg = p.response_headers_policy_config()?;
+                Some((p.id().to_owned(), cfg.name().to_owned(), cfg.clone()))
+            })
+            .collect()
+    }
+
+    pub async fn headers_policies_named(&self, name: &str) -> usize {
+        self.headers_policies()
+            .await
+            .iter()
+            .filter(|(_, n, _)| n == name)
             .count()
     }
 }
@@ -649,6 +689,11 @@ impl Aws {
         {
             if o.name().starts_with(&prefix) {
                 found.push(format!("origin_access_control {}", o.name()));
+            }
+        }
+        for (_, name, _) in self.headers_policies().await {
+            if name.starts_with(&prefix) {
+                found.push(format!("response_headers_policy {name}"));
             }
         }
         for r in self.iam.list_roles().send().await.unwrap().roles() {

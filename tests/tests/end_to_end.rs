@@ -392,6 +392,13 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         ],
     );
     assert_eq!(ok.code(), 0, "{}\n{}", ok.stdout(), ok.stderr());
+    // The page was served with the stack's policy and posted to the API under it.
+    let served = ok.json();
+    let csp = served["contentSecurityPolicy"].as_str().unwrap_or_default();
+    assert!(
+        csp.starts_with("default-src 'none'") && csp.contains("connect-src 'self' http"),
+        "{served:#}"
+    );
     let bad = browser_script(
         "stt-upload.mjs",
         &[

@@ -460,6 +460,14 @@ async fn video_on_demand_next_to_the_speech_to_text_site() {
     assert_eq!(allow_origin, None, "{headers:?}");
     let play = browser_script("vod-play.mjs", &["--url", &player_url, "--video", "sample"]);
     assert_eq!(play.code(), 0, "{}\n{}", play.stdout(), play.stderr());
+    // hls.js played under the player's policy (a refusal would have failed the script).
+    let played = play.json();
+    assert!(
+        played["contentSecurityPolicy"]
+            .as_str()
+            .is_some_and(|csp| csp.contains("media-src 'self' blob:")),
+        "{played:#}"
+    );
     assert!(root().join("tests/artifacts/vod-play.png").exists());
 
     // `--only vod` leaves the speech-to-text site alone, and keeps the videos without consent.

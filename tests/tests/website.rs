@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::types::PublicAccessBlockConfiguration;
-use system_tests::{eventually, http_get, Aws, TestStack};
+use system_tests::{eventually, http_get, http_request, Aws, TestStack};
 
 fn site_url(report: &serde_json::Value) -> String {
     report["outputs"]["stt_site_url"]
@@ -28,14 +28,14 @@ async fn up_builds_the_site_and_a_second_up_writes_nothing() {
     );
 
     let first = stack.run(&["--output", "json", "up"]).expect(0).json();
-    assert_eq!(first["summary"]["created"], 4, "{first:#}");
+    assert_eq!(first["summary"]["created"], 5, "{first:#}");
     assert!(first["api_calls"]["write"].as_u64().unwrap() > 0);
 
     let second = stack.run(&["--output", "json", "up"]).expect(0).json();
     for field in ["created", "updated", "deleted", "failed"] {
         assert_eq!(second["summary"][field], 0, "{field}: {second:#}");
     }
-    assert_eq!(second["summary"]["unchanged"], 5);
+    assert_eq!(second["summary"]["unchanged"], 6);
     assert_eq!(second["api_calls"]["write"], 0, "{second:#}");
     assert!(second["api_calls"]["read"].as_u64().unwrap() > 0);
 
@@ -196,6 +196,150 @@ async fn drift_names_hand_made_changes_and_up_repairs_them() {
     stack.run(&["down"]).expect(0);
 }
 
+/// The headers CloudFront answered `url` with, by lower-case name.
+fn answer_headers(url: &str) -> std::collections::BTreeMap<String, String> {
+    let (status, headers, _) = http_request("GET", url, &[], &[]);
+    assert_eq!(status, 200, "{url}");
+    headers.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_answer_carries_the_security_headers_and_a_weakened_policy_is_drift() {
+    let stack = TestStack::new("t-headers");
+    let up = stack.run(&["--output", "json", "up"]).expect(0).json();
+    let url = site_url(&up);
+    let wanted = [
+        ("strict-transport-security", "max-age=63072000"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "strict-origin-when-cross-origin"),
+    ];
+    // The page, a file, and the error answer that serves index.html for an unknown path.
+    for path in ["", "style.css", "no/such/page"] {
+        let headers = answer_headers(&format!("{url}{path}"));
+        for (name, value) in wanted {
+            assert_eq!(
+                headers.get(name).map(String::as_str),
+                Some(value),
+                "{path}: {headers:?}"
+            );
+        }
+        let csp = &headers["content-security-policy"];
+        assert!(
+            csp.starts_with("default-src 'none'; script-src 'self'; style-src 'self'")
+                && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+    }
+
+    // By hand: the CSP taken out of the policy, a header added, and the policy detached
+    // from the distribution.
+    let aws = Aws::new().await;
+    let (id, _, config) = aws
+        .headers_policies()
+        .await
+        .into_iter()
+        .find(|(_, name, _)| *name == stack.headers_policy_name())
+        .expect("the stack's policy");
+    let mut security = config.security_headers_config().unwrap().clone();
+    security.content_security_policy = None;
+    let custom = aws_sdk_cloudfront::types::ResponseHeadersPolicyCustomHeadersConfig::builder()
+        .quantity(1)
+        .items(
+            aws_sdk_cloudfront::types::ResponseHeadersPolicyCustomHeader::builder()
+                .header("X-Debug")
+                .value("1")
+                .r#override(true)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let weakened = aws_sdk_cloudfront::types::ResponseHeadersPolicyConfig::builder()
+        .name(config.name())
+        .set_comment(config.comment().map(str::to_owned))
+        .set_cors_config(config.cors_config().cloned())
+        .security_headers_config(security)
+        .custom_headers_config(custom)
+        .build()
+        .unwrap();
+    let etag = aws
+        .cloudfront
+        .get_response_headers_policy()
+        .id(&id)
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    aws.cloudfront
+        .update_response_headers_policy()
+        .id(&id)
+        .if_match(etag)
+        .response_headers_policy_config(weakened)
+        .send()
+        .await
+        .unwrap();
+    let distribution = up["outputs"]["stt_site_distribution_id"].as_str().unwrap();
+    let current = aws
+        .cloudfront
+        .get_distribution_config()
+        .id(distribution)
+        .send()
+        .await
+        .unwrap();
+    let mut dist_config = current.distribution_config().unwrap().clone();
+    dist_config
+        .default_cache_behavior
+        .as_mut()
+        .unwrap()
+        .response_headers_policy_id = None;
+    aws.cloudfront
+        .update_distribution()
+        .id(distribution)
+        .if_match(current.e_tag().unwrap())
+        .distribution_config(dist_config)
+        .send()
+        .await
+        .unwrap();
+    assert!(!answer_headers(&url).contains_key("content-security-policy"));
+
+    let drift = stack.run(&["--output", "json", "drift"]).expect(2).json();
+    let fields = |resource: &str| -> Vec<String> {
+        system_tests::line(&drift, resource)["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        fields("response_headers_policy/stt-site"),
+        [
+            "CustomHeadersConfig",
+            "SecurityHeadersConfig.ContentSecurityPolicy"
+        ],
+        "{drift:#}"
+    );
+    assert_eq!(
+        fields("distribution/stt-site"),
+        ["DefaultCacheBehavior.ResponseHeadersPolicyId"],
+        "{drift:#}"
+    );
+
+    let repair = stack.run(&["--output", "json", "up"]).expect(0).json();
+    assert_eq!(repair["summary"]["updated"], 2, "{repair:#}");
+    stack.run(&["drift"]).expect(0);
+    let headers = answer_headers(&url);
+    assert!(
+        headers.contains_key("content-security-policy"),
+        "{headers:?}"
+    );
+    assert!(!headers.contains_key("x-debug"), "{headers:?}");
+    stack.run(&["down"]).expect(0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_up_killed_anywhere_converges_to_exactly_one_of_each() {
     let stack = TestStack::new("t-crash");
@@ -211,6 +355,12 @@ async fn an_up_killed_anywhere_converges_to_exactly_one_of_each() {
                 "distributions {when}"
             );
             assert_eq!(aws.oacs_named(&stack.oac_name()).await, 1, "OACs {when}");
+            assert_eq!(
+                aws.headers_policies_named(&stack.headers_policy_name())
+                    .await,
+                1,
+                "response headers policies {when}"
+            );
             assert!(aws.bucket_exists(&stack.bucket()).await, "bucket {when}");
         }
     };
@@ -273,10 +423,15 @@ async fn down_removes_everything_and_a_second_down_does_nothing() {
     assert_eq!(aws.distributions_of(&stack.name).await.len(), 1);
 
     let down = stack.run(&["--output", "json", "down"]).expect(0).json();
-    assert_eq!(down["summary"]["deleted"], 5, "{down:#}");
+    assert_eq!(down["summary"]["deleted"], 6, "{down:#}");
     assert!(!aws.bucket_exists(&stack.bucket()).await);
     assert!(aws.distributions_of(&stack.name).await.is_empty());
     assert_eq!(aws.oacs_named(&stack.oac_name()).await, 0);
+    assert_eq!(
+        aws.headers_policies_named(&stack.headers_policy_name())
+            .await,
+        0
+    );
 
     let again = stack.run(&["--output", "json", "down"]).expect(0).json();
     assert_eq!(again["summary"]["deleted"], 0);

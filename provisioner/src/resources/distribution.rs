@@ -49,7 +49,7 @@ pub struct Settings {
     /// What CloudFront passes on to the origin beyond the cache key (e.g. `CORS-S3Origin`,
     /// which forwards `Origin` so S3 answers CORS).
     pub origin_request_policy_id: Option<String>,
-    /// Headers CloudFront adds to its answers (e.g. `SimpleCORS`).
+    /// Headers CloudFront adds to its answers (the stack's security headers).
     pub response_headers_policy_id: Option<String>,
     pub allowed_methods: Vec<String>,
     pub cached_methods: Vec<String>,
@@ -331,6 +331,9 @@ pub struct Distribution {
     pub bucket: ResourceKey,
     pub origin_domain: String,
     pub oac: ResourceKey,
+    /// The stack's response headers policy on the default behaviour (its id known once it
+    /// exists); replaces the settings' `response_headers_policy_id`.
+    pub headers_policy: Option<ResourceKey>,
     /// Builds the wanted settings from the origin domain and the OAC id (known once it exists).
     pub settings: SettingsFn,
     /// Stable marker in the comment, used to pick candidates before checking tags.
@@ -608,7 +611,9 @@ impl Resource for Distribution {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        vec![self.bucket.clone(), self.oac.clone()]
+        let mut keys = vec![self.bucket.clone(), self.oac.clone()];
+        keys.extend(self.headers_policy.clone());
+        keys
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
@@ -620,7 +625,13 @@ impl Resource for Distribution {
         let oac_id = cx
             .output(&self.oac, "id")
             .unwrap_or_else(|| "(known after apply)".into());
-        let wanted = (self.settings)(&self.origin_domain, &oac_id);
+        let mut wanted = (self.settings)(&self.origin_domain, &oac_id);
+        if let Some(policy) = &self.headers_policy {
+            wanted.response_headers_policy_id = Some(
+                cx.output(policy, "id")
+                    .unwrap_or_else(|| "(known after apply)".into()),
+            );
+        }
         let mut diff = wanted.diff(&Settings::read(&cfg));
         diff.extend(tag_diff(&cx.tags(), &found.tags));
         Ok(Planned::from_diff(
@@ -633,7 +644,10 @@ impl Resource for Distribution {
     async fn apply(&self, cx: &Context, planned: &Planned) -> Result<(), Error> {
         let origin_domain = &self.origin_domain;
         let oac_id = cx.require(&self.key, &self.oac, "id")?;
-        let wanted = (self.settings)(origin_domain, &oac_id);
+        let mut wanted = (self.settings)(origin_domain, &oac_id);
+        if let Some(policy) = &self.headers_policy {
+            wanted.response_headers_policy_id = Some(cx.require(&self.key, policy, "id")?);
+        }
         let found = match (planned.action, planned.physical_id.as_deref()) {
             (Action::Create, _) => self.create(cx, &wanted).await?,
             (_, Some(id)) => {

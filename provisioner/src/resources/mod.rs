@@ -21,6 +21,7 @@ pub mod lambda_permission;
 pub mod log_group;
 pub mod oac;
 pub mod queue;
+pub mod response_headers_policy;
 pub mod rest_api;
 pub mod role;
 pub mod route_table;

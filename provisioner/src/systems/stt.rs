@@ -22,6 +22,7 @@ use crate::spec::{Database, EndpointService, GatewayService, Network, Website};
 pub const SITE_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-site");
 pub const SITE_OAC: ResourceKey = ResourceKey::new("origin_access_control", "stt-site");
 pub const SITE_DISTRIBUTION: ResourceKey = ResourceKey::new("distribution", "stt-site");
+pub const SITE_HEADERS: ResourceKey = ResourceKey::new("response_headers_policy", "stt-site");
 pub const SITE_BUCKET_POLICY: ResourceKey = ResourceKey::new("bucket_policy", "stt-site");
 pub const SITE_FILES: ResourceKey = ResourceKey::new("site_files", "stt-site");
 
@@ -38,6 +39,8 @@ pub fn website(cx: &Context, site: &Website) -> Vec<Arc<dyn Resource>> {
             bucket: SITE_BUCKET,
             oac: SITE_OAC,
             distribution: SITE_DISTRIBUTION,
+            headers_policy: SITE_HEADERS,
+            content_security_policy: site_content_security_policy(cx),
             policy: SITE_BUCKET_POLICY,
             files: SITE_FILES,
             bucket_name: site_bucket_name(cx),
@@ -59,6 +62,28 @@ pub fn website(cx: &Context, site: &Website) -> Vec<Arc<dyn Resource>> {
             },
         },
     )
+}
+
+/// The upload page's scripts post to the upload API. Its exact address is not known when the
+/// policy is made (the API's CORS names the distribution, which carries this policy), so on
+/// AWS the page may connect to API Gateway hosts of the stack's region; on the emulator, to
+/// the emulator.
+fn site_content_security_policy(cx: &Context) -> String {
+    if cx.stack.stt.functions.is_none() {
+        return web::content_security_policy(&[]);
+    }
+    let api = match (cx.aws.local, cx.aws.endpoint.as_deref()) {
+        (true, Some(endpoint)) => origin_of(endpoint),
+        _ => format!("https://*.execute-api.{}.amazonaws.com", cx.aws.region),
+    };
+    web::content_security_policy(&[("connect-src", &api)])
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let host = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{host}")
 }
 
 pub fn outputs(cx: &Context) -> BTreeMap<&'static str, String> {

@@ -27,6 +27,7 @@ pub const OUTPUT_BUCKET: ResourceKey = ResourceKey::new("bucket", "vod-output");
 pub const OUTPUT_OAC: ResourceKey = ResourceKey::new("origin_access_control", "vod-output");
 pub const OUTPUT_DISTRIBUTION: ResourceKey = ResourceKey::new("distribution", "vod-output");
 pub const OUTPUT_POLICY: ResourceKey = ResourceKey::new("bucket_policy", "vod-output");
+pub const OUTPUT_HEADERS: ResourceKey = ResourceKey::new("response_headers_policy", "vod-output");
 pub const PLAYER_FILES: ResourceKey = ResourceKey::new("site_files", "vod-player");
 pub const OUTPUT_CORS: ResourceKey = ResourceKey::new("bucket_cors", "vod-output");
 pub const MEDIACONVERT_ROLE: ResourceKey = ResourceKey::new("role", "vod-mediaconvert");
@@ -198,6 +199,15 @@ pub fn resources(cx: &Context, vod: &Vod) -> Vec<Arc<dyn Resource>> {
             bucket: OUTPUT_BUCKET,
             oac: OUTPUT_OAC,
             distribution: OUTPUT_DISTRIBUTION,
+            headers_policy: OUTPUT_HEADERS,
+            // hls.js plays through Media Source Extensions (a `blob:` URL on the video) and
+            // demuxes in a worker it starts from a `blob:` URL.
+            content_security_policy: web::content_security_policy(&[
+                ("media-src", "'self'"),
+                ("media-src", "blob:"),
+                ("worker-src", "'self'"),
+                ("worker-src", "blob:"),
+            ]),
             policy: OUTPUT_POLICY,
             files: PLAYER_FILES,
             bucket_name: output_bucket_name(cx),

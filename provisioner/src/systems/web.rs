@@ -12,6 +12,7 @@ use crate::resources::bucket_policy::BucketPolicy;
 use crate::resources::bucket_protection::Lifecycle;
 use crate::resources::distribution::{Distribution, Settings};
 use crate::resources::oac::OriginAccessControl;
+use crate::resources::response_headers_policy::{Headers, ResponseHeadersPolicy};
 use crate::resources::site_files::{GeneratedFile, SiteFiles};
 use crate::spec::{self, ViewerProtocolPolicy};
 
@@ -21,6 +22,10 @@ pub struct ServedBucket {
     pub bucket: ResourceKey,
     pub oac: ResourceKey,
     pub distribution: ResourceKey,
+    /// The security headers of every answer (and CORS for [`Cors::AnyOrigin`]).
+    pub headers_policy: ResourceKey,
+    /// The pages' Content-Security-Policy (see [`content_security_policy`]).
+    pub content_security_policy: String,
     pub policy: ResourceKey,
     pub files: ResourceKey,
     pub bucket_name: String,
@@ -41,18 +46,18 @@ pub struct ServedBucket {
 /// for a request without `Origin` would be served to cross-origin players too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cors {
-    /// Any origin: CloudFront adds `Access-Control-Allow-Origin: *` itself (managed
-    /// `SimpleCORS`), and forwards `Origin` to S3 (managed `CORS-S3Origin`).
+    /// Any origin: CloudFront adds `Access-Control-Allow-Origin: *` itself (the stack's
+    /// response headers policy), and forwards `Origin` to S3 (managed `CORS-S3Origin`).
     AnyOrigin,
     /// Named origins: `Origin` is forwarded so S3 answers from its CORS rules.
     NamedOrigins,
 }
 
+pub use crate::resources::response_headers_policy::content_security_policy;
+
 /// Managed origin request policy `CORS-S3Origin`: forwards `Origin`,
 /// `Access-Control-Request-Headers` and `Access-Control-Request-Method` to S3.
 pub const CORS_S3_ORIGIN: &str = "88a5eaf4-2fd4-4709-b370-b4c650ea3fcf";
-/// Managed response headers policy `SimpleCORS`: `Access-Control-Allow-Origin: *`.
-pub const SIMPLE_CORS: &str = "60669652-455b-4ae9-85a4-c4c02393f86c";
 
 pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
     let stack = &cx.stack;
@@ -85,7 +90,8 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
         viewer_protocol_policy: viewer_protocol_policy.as_str().into(),
         cache_policy_id: d.cache_policy.id().into(),
         origin_request_policy_id: cors.map(|_| CORS_S3_ORIGIN.to_owned()),
-        response_headers_policy_id: (cors == Some(Cors::AnyOrigin)).then(|| SIMPLE_CORS.to_owned()),
+        // The stack's own policy, set by the distribution once it exists.
+        response_headers_policy_id: None,
         allowed_methods: sorted(d.allowed_methods.methods()),
         // Only GET and HEAD answers are cached, as in the console's default.
         cached_methods: sorted(&["GET", "HEAD"]),
@@ -119,11 +125,20 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
             key: s.oac.clone(),
             name: format!("{}-{}", stack.name(), s.label),
         }),
+        Arc::new(ResponseHeadersPolicy {
+            key: s.headers_policy.clone(),
+            name: format!("{}-{}-headers", stack.name(), s.label),
+            headers: Headers {
+                content_security_policy: s.content_security_policy,
+                cors_any_origin: cors == Some(Cors::AnyOrigin),
+            },
+        }),
         Arc::new(Distribution {
             key: s.distribution.clone(),
             bucket: s.bucket.clone(),
             origin_domain,
             oac: s.oac,
+            headers_policy: Some(s.headers_policy),
             settings: Box::new(settings),
             comment,
         }),
