@@ -256,8 +256,14 @@ async fn function_log_groups_on_moto() {
     assert_eq!(retention(&aws, &save_text).await, Some(60));
     stack.run(&["drift"]).expect(0);
 
+    // On moto as on AWS, the database is protected from deletion by default.
     stack
-        .run(&["down", "--delete-data", "--skip-final-snapshot"])
+        .run(&[
+            "down",
+            "--delete-data",
+            "--skip-final-snapshot",
+            "--disable-deletion-protection",
+        ])
         .expect(0);
     let left = aws.owned_by(name).await;
     assert!(left.is_empty(), "down left: {left:?}");
