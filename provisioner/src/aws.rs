@@ -12,6 +12,7 @@ use aws_sdk_iam as iam;
 use aws_sdk_lambda as lambda;
 use aws_sdk_rds as rds;
 use aws_sdk_s3 as s3;
+use aws_sdk_secretsmanager as secretsmanager;
 use aws_sdk_sesv2 as ses;
 use aws_sdk_sqs as sqs;
 use aws_sdk_sts as sts;
@@ -48,6 +49,7 @@ pub struct Clients {
     pub sqs: sqs::Client,
     /// CloudWatch Logs: the functions' log groups.
     pub logs: logs::Client,
+    pub secretsmanager: secretsmanager::Client,
     pub calls: CallCounter,
     pub region: String,
     pub account_id: String,
@@ -155,6 +157,7 @@ impl Clients {
             ses: client!(ses),
             sqs: client!(sqs),
             logs: client!(logs),
+            secretsmanager: client!(secretsmanager),
             calls,
             region: region.to_owned(),
             account_id: String::new(),

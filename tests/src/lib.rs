@@ -333,6 +333,7 @@ pub struct Aws {
     pub apigateway: aws_sdk_apigateway::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl Aws {
@@ -366,6 +367,7 @@ impl Aws {
             apigateway: aws_sdk_apigateway::Client::new(&config),
             events: aws_sdk_eventbridge::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
         }
     }
 
@@ -451,13 +453,18 @@ impl Aws {
         String,
         aws_sdk_cloudfront::types::ResponseHeadersPolicyConfig,
     )> {
-        let list = self
+        let list = match self
             .cloudfront
             .list_response_headers_policies()
             .r#type(aws_sdk_cloudfront::types::ResponseHeadersPolicyType::Custom)
             .send()
             .await
-            .unwrap();
+        {
+            Ok(list) => list,
+            // moto has no response headers policies at all (its answer: 404, an HTML page).
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => return vec![],
+            Err(e) => panic!("ListResponseHeadersPolicies: {e:?}"),
+        };
         list.response_headers_policy_list()
             .map(|l| l.items())
             .unwrap_or_default()
@@ -689,6 +696,19 @@ impl Aws {
         {
             if o.name().starts_with(&prefix) {
                 found.push(format!("origin_access_control {}", o.name()));
+            }
+        }
+        let secrets = self
+            .secrets
+            .list_secrets()
+            .include_planned_deletion(true)
+            .send()
+            .await
+            .unwrap();
+        for secret in secrets.secret_list() {
+            let name = secret.name().unwrap_or_default();
+            if name.starts_with(&format!("{stack}/")) {
+                found.push(format!("secret {name}"));
             }
         }
         for (_, name, _) in self.headers_policies().await {

@@ -26,8 +26,11 @@ fn documents() -> Vec<(String, &'static str, Value)> {
             account: ACCOUNT.into(),
             function_name: format!("demo-{function}"),
             bucket: format!("demo-audio-{ACCOUNT}"),
-            secret: Some(format!(
+            master_secret: Some(format!(
                 "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!db-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-AbCdEf"
+            )),
+            app_secret: Some(format!(
+                "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:demo/database/app-user-GhIjKl"
             )),
             mail_from: "transcripts@example.com".into(),
             failed_events: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:demo-stt-failed-events"),

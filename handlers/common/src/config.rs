@@ -5,9 +5,10 @@
 //! | `DB_HOST` | all | MySQL host (RDS endpoint) |
 //! | `DB_PORT` | all | default 3306 |
 //! | `DB_NAME` | all | database name, default `stt` |
-//! | `DB_SECRET_ARN` | all, AWS | RDS-managed master secret (`username`, `password`) |
-//! | `DB_URL` | all, local only | `mysql://user:pass@host:port/db`; refused when `DB_SECRET_ARN` is set |
-//! | `DB_SSL_MODE` | all | override: `disabled`, `preferred`, `required`, `verify_ca`, `verify_identity`; with a secret the default is `verify_identity` against the bundled RDS CAs; not set on AWS |
+//! | `DB_SECRET_ARN` | all | a secret `{"username", "password"}`: the application user's (see `app_user`); for `db_migrate` on AWS, the RDS-managed master secret |
+//! | `DB_URL` | `db_migrate`, local only | `mysql://user:pass@host:port/db`; refused when `DB_SECRET_ARN` is set |
+//! | `DB_APP_USER`, `DB_APP_SECRET_ARN` | `db_migrate` | the application user it makes, and the secret holding its password |
+//! | `DB_SSL_MODE` | all | override: `disabled`, `preferred`, `required`, `verify_ca`, `verify_identity`; with a secret the default is `verify_identity` against the bundled RDS CAs; not set on AWS (`disabled` for the local MariaDB) |
 //! | `DB_SSL_CA` | all | override: a PEM file instead of the bundled RDS CAs (implies `verify_identity`); not set on AWS |
 
 use crate::{Error, Result};

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode,
 };
@@ -37,8 +37,9 @@ use crate::{Error, Result};
 /// G1 roots). Source and version: `certs/README.md`.
 pub static RDS_CA_BUNDLE: &[u8] = include_bytes!("../certs/rds-ca-bundle.pem");
 
-/// The fields of an RDS-managed master user secret that we use.
-#[derive(Deserialize)]
+/// The fields of a database secret that we use: the RDS-managed master secret, and the
+/// application user's (see `app_user`), which has the same shape.
+#[derive(Deserialize, Serialize)]
 pub struct SecretCredentials {
     pub username: String,
     pub password: String,

@@ -7,6 +7,7 @@
 //! store, S3 key decoding, address masking for logs and errors, and one error type that maps
 //! onto the Lambda `Diagnostic`.
 
+pub mod app_user;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -86,6 +86,9 @@ pub struct MigrationReport {
     /// Versions that were already there.
     pub already_applied: Vec<u32>,
     pub current_version: u32,
+    /// The application user `db_migrate` made or checked after the migrations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_user: Option<crate::app_user::AppUserReport>,
 }
 
 const LOCK_NAME: &str = "stt_schema_migrations";
@@ -143,6 +146,7 @@ async fn apply(conn: &mut MySqlConnection, database: &str) -> Result<MigrationRe
         applied: Vec::new(),
         already_applied: Vec::new(),
         current_version: done.iter().copied().max().unwrap_or(0),
+        app_user: None,
     };
     for m in MIGRATIONS {
         if done.contains(&m.version) {

@@ -503,7 +503,8 @@ pub struct SecretUser {
     secrets: aws_sdk_secretsmanager::Client,
 }
 
-async fn as_root(sql: &str) {
+/// Runs one statement as the local MariaDB's root.
+pub async fn as_root(sql: &str) {
     let mut c = sqlx::mysql::MySqlConnection::connect_with(&server_options())
         .await
         .expect("root connection");

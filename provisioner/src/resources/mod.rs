@@ -26,6 +26,7 @@ pub mod rest_api;
 pub mod role;
 pub mod route_table;
 pub mod schema_migration;
+pub mod secret;
 pub mod security_group;
 pub mod site_files;
 pub mod subnet;

@@ -2,8 +2,12 @@
 //! exist, `up` invokes the function, which applies the versioned migrations from inside the
 //! VPC (the database is not reachable from outside), and reports what it applied.
 //!
+//! The function also makes the service's MySQL user, its password in the application secret
+//! (`handlers/common/src/app_user.rs`).
+//!
 //! Whether the schema is current is read from a tag on the function: the digest of the
-//! function's code and the database it migrated. A run interrupted between the invocation and
+//! function's code, the database it migrated and the secret it stored the user's password in
+//! (a secret made anew, empty, needs the user's password made again). A run interrupted between the invocation and
 //! the tag invokes again, which is safe: the migrations are idempotent.
 
 use async_trait::async_trait;
@@ -21,11 +25,12 @@ pub struct SchemaMigration {
     pub key: ResourceKey,
     pub function: ResourceKey,
     pub database: ResourceKey,
+    pub app_secret: ResourceKey,
 }
 
-/// What the tag should say: the function's code and the database's identity.
-pub fn marker(code_sha256: &str, database_arn: &str) -> String {
-    let digest = Sha256::digest(format!("{code_sha256}\n{database_arn}"));
+/// What the tag should say: the function's code, the database's and the secret's identity.
+pub fn marker(code_sha256: &str, database_arn: &str, app_secret_arn: &str) -> String {
+    let digest = Sha256::digest(format!("{code_sha256}\n{database_arn}\n{app_secret_arn}"));
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -34,10 +39,11 @@ impl SchemaMigration {
         &self,
         cx: &Context,
     ) -> Result<Option<(String, Option<String>, String)>, Error> {
-        let (Some(name), Some(database)) = (
+        let (Some(name), Some(database), Some(secret)) = (
             cx.output(&self.function, "name"),
             cx.output(&self.database, "arn")
                 .or_else(|| cx.output(&self.database, "identifier")),
+            cx.output(&self.app_secret, "arn"),
         ) else {
             return Ok(None);
         };
@@ -59,7 +65,7 @@ impl SchemaMigration {
             .and_then(|c| c.function_arn())
             .unwrap_or_default()
             .to_owned();
-        Ok(Some((marker(code, &database), live, arn)))
+        Ok(Some((marker(code, &database, &secret), live, arn)))
     }
 }
 
@@ -70,7 +76,11 @@ impl Resource for SchemaMigration {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        vec![self.function.clone(), self.database.clone()]
+        vec![
+            self.function.clone(),
+            self.database.clone(),
+            self.app_secret.clone(),
+        ]
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
@@ -99,7 +109,7 @@ impl Resource for SchemaMigration {
                 .await?
                 .ok_or_else(|| Error::MissingDependency {
                     resource: self.key.clone(),
-                    dependency: "the db_migrate function and the database".into(),
+                    dependency: "the db_migrate function, the database and the app secret".into(),
                 })?;
         let name = cx.require(&self.key, &self.function, "name")?;
         // A run interrupted before the function settled leaves it Pending or updating: the
@@ -148,10 +158,11 @@ mod tests {
 
     #[test]
     fn the_marker_changes_with_the_code_or_the_database() {
-        let a = marker("sha-1", "arn:db:1");
-        assert_eq!(a, marker("sha-1", "arn:db:1"));
-        assert_ne!(a, marker("sha-2", "arn:db:1"));
-        assert_ne!(a, marker("sha-1", "arn:db:2"));
+        let a = marker("sha-1", "arn:db:1", "arn:secret:1");
+        assert_eq!(a, marker("sha-1", "arn:db:1", "arn:secret:1"));
+        assert_ne!(a, marker("sha-2", "arn:db:1", "arn:secret:1"));
+        assert_ne!(a, marker("sha-1", "arn:db:2", "arn:secret:1"));
+        assert_ne!(a, marker("sha-1", "arn:db:1", "arn:secret:2"));
         assert_eq!(a.len(), 32);
     }
 }

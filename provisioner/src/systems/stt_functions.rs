@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use sha2::Digest;
 
 use super::stt::{subnet_key, DATABASE, FUNCTIONS_SG, SITE_DISTRIBUTION};
 use crate::engine::{Context, Resource, ResourceKey};
@@ -21,12 +22,15 @@ use crate::resources::queue::Queue;
 use crate::resources::rest_api::{RestApi, Throttling};
 use crate::resources::role::Role;
 use crate::resources::schema_migration::SchemaMigration;
+use crate::resources::secret::Secret;
 use crate::resources::site_files::GeneratedFile;
 use crate::spec::{FunctionSettings, Functions};
 
 pub const AUDIO_BUCKET: ResourceKey = ResourceKey::new("bucket", "stt-audio");
 pub const AUDIO_BUCKET_POLICY: ResourceKey = ResourceKey::new("bucket_policy", "stt-audio");
 pub const SCHEMA: ResourceKey = ResourceKey::new("schema_migration", "stt");
+/// The database application user's credentials, written by `db_migrate`.
+pub const APP_SECRET: ResourceKey = ResourceKey::new("secret", "stt-db-app");
 pub const MAIL_IDENTITY: ResourceKey = ResourceKey::new("email_identity", "stt-mail-from");
 pub const UPLOAD_API: ResourceKey = ResourceKey::new("rest_api", "stt-upload");
 pub const AUDIO_NOTIFICATIONS: ResourceKey = ResourceKey::new("bucket_notification", "stt-audio");
@@ -84,8 +88,11 @@ pub struct Scope {
     /// `{stack}-{function}`: the function's name and log group.
     pub function_name: String,
     pub bucket: String,
-    /// The RDS-managed database secret (absent on the local emulator).
-    pub secret: Option<String>,
+    /// The RDS-managed master secret (absent on the local emulator): `db_migrate` only.
+    pub master_secret: Option<String>,
+    /// The application user's secret, which every other function connects with and
+    /// `db_migrate` fills.
+    pub app_secret: Option<String>,
     /// The SES identity mail is sent from (`mail_from`).
     pub mail_from: String,
     /// The queue asynchronous invocations that keep failing are sent to (Lambda sends with
@@ -175,7 +182,15 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
             "Resource": "*"
         }),
     ];
-    if let Some(secret) = &scope.secret {
+    if function == "db_migrate" {
+        if let Some(secret) = &scope.master_secret {
+            statements.push(json!({"Sid": "MasterSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret}));
+        }
+        // Reads the application user's password, or makes it when the secret is empty.
+        if let Some(secret) = &scope.app_secret {
+            statements.push(json!({"Sid": "AppUserSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], "Resource": secret}));
+        }
+    } else if let Some(secret) = &scope.app_secret {
         statements.push(json!({"Sid": "DatabaseSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret}));
     }
     if ASYNC_FUNCTIONS.contains(&function) {
@@ -259,7 +274,8 @@ fn scope(cx: &Context, function: &str, mail_from: &str) -> Scope {
         account: cx.aws.account_id.clone(),
         function_name: function_name(cx, function),
         bucket: audio_bucket_name(cx),
-        secret: cx.output(&DATABASE, "secret_arn"),
+        master_secret: cx.output(&DATABASE, "secret_arn"),
+        app_secret: cx.output(&APP_SECRET, "arn"),
         mail_from: mail_from.to_owned(),
         failed_events: format!(
             "arn:aws:sqs:{}:{}:{}",
@@ -276,8 +292,27 @@ fn scope(cx: &Context, function: &str, mail_from: &str) -> Scope {
     }
 }
 
-/// The environment of one function. Never a password: on AWS the functions read the
-/// RDS-managed secret; only on the local emulator, which has no secret, they get a URL.
+/// The MySQL user the functions connect as: `{database}_app`, or, when that is longer than
+/// MySQL's 32 characters, the database name cut short with a digest of the whole.
+pub fn app_user_name(database: &str) -> String {
+    let plain = database.replace('$', "_");
+    let name = format!("{plain}_app");
+    if name.len() <= 32 {
+        return name;
+    }
+    let digest = sha2::Sha256::digest(database.as_bytes());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}_{short}", &plain[..23])
+}
+
+/// Secrets Manager name of the application user's secret.
+pub fn app_secret_name(cx: &Context) -> String {
+    format!("{}/database/app-user", cx.stack_name())
+}
+
+/// The environment of one function. Never a password: the functions read the application
+/// user's secret, and `db_migrate` the RDS-managed master secret; only on the local emulator,
+/// whose MariaDB has no master secret, `db_migrate` gets a URL (root without a password).
 pub fn environment(
     cx: &Context,
     functions: &Functions,
@@ -293,11 +328,20 @@ pub fn environment(
         .expect("functions need a database");
     env.insert("DB_NAME".into(), database.database_name.as_str().to_owned());
     env.insert("RUST_LOG".into(), "info".into());
+    let app_secret = cx.output(&APP_SECRET, "arn");
+    let migrates = function == "db_migrate";
     if cx.aws.local {
-        env.insert("DB_URL".into(), "mysql://root@127.0.0.1:3306".into());
         if let Some(endpoint) = &cx.aws.endpoint {
             // The emulator passes no endpoint to the functions it runs.
             env.insert("AWS_ENDPOINT_URL".into(), endpoint.clone());
+        }
+        if migrates {
+            env.insert("DB_URL".into(), "mysql://root@127.0.0.1:3306".into());
+        } else {
+            env.insert("DB_HOST".into(), "127.0.0.1".into());
+            env.insert("DB_PORT".into(), "3306".into());
+            // The machine's MariaDB speaks no TLS (on AWS: verified TLS, the default).
+            env.insert("DB_SSL_MODE".into(), "disabled".into());
         }
     } else {
         if let Some(address) = cx.output(&DATABASE, "address") {
@@ -306,9 +350,22 @@ pub fn environment(
         if let Some(port) = cx.output(&DATABASE, "port") {
             env.insert("DB_PORT".into(), port);
         }
-        if let Some(secret) = cx.output(&DATABASE, "secret_arn") {
-            env.insert("DB_SECRET_ARN".into(), secret);
+        if migrates {
+            if let Some(secret) = cx.output(&DATABASE, "secret_arn") {
+                env.insert("DB_SECRET_ARN".into(), secret);
+            }
         }
+    }
+    if migrates {
+        env.insert(
+            "DB_APP_USER".into(),
+            app_user_name(database.database_name.as_str()),
+        );
+        if let Some(secret) = app_secret {
+            env.insert("DB_APP_SECRET_ARN".into(), secret);
+        }
+    } else if let Some(secret) = app_secret {
+        env.insert("DB_SECRET_ARN".into(), secret);
     }
     match function {
         "file_upload" => {
@@ -520,6 +577,14 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         audio_bucket_name(cx),
         functions.data_retention_days.map(|d| d.0),
     );
+    resources.push(Arc::new(Secret {
+        key: APP_SECRET,
+        name: app_secret_name(cx),
+        description: format!(
+            "MySQL user of the {} speech-to-text functions (written by db_migrate)",
+            cx.stack_name()
+        ),
+    }));
     resources.push(Arc::new(EmailIdentity {
         key: MAIL_IDENTITY,
         address: functions.mail_from.as_str().to_owned(),
@@ -533,7 +598,7 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
             service: "lambda.amazonaws.com",
             source_arn: None,
             // The database's secret; the subnets and security group its interfaces use.
-            inputs: [DATABASE, FUNCTIONS_SG]
+            inputs: [DATABASE, APP_SECRET, FUNCTIONS_SG]
                 .into_iter()
                 .chain(zones.iter().map(|z| subnet_key(z)))
                 .collect(),
@@ -554,7 +619,7 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         let spec = functions.clone();
         // The log group first: the function's first invocation writes there, and its role
         // may not create it.
-        let mut inputs = vec![DATABASE, AUDIO_BUCKET, log_group_key(function)];
+        let mut inputs = vec![DATABASE, APP_SECRET, AUDIO_BUCKET, log_group_key(function)];
         if site && function == "file_upload" {
             inputs.push(SITE_DISTRIBUTION);
         }
@@ -598,6 +663,7 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         key: SCHEMA,
         function: function_key("db_migrate"),
         database: DATABASE,
+        app_secret: APP_SECRET,
     }));
     resources.extend(wiring(cx, functions));
     resources
@@ -622,7 +688,13 @@ mod tests {
             account: "111122223333".into(),
             function_name: format!("demo-{function}"),
             bucket: "demo-audio-111122223333".into(),
-            secret: Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1".into()),
+            master_secret: Some(
+                "arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1".into(),
+            ),
+            app_secret: Some(
+                "arn:aws:secretsmanager:us-east-1:111122223333:secret:demo/database/app-user-AbCdEf"
+                    .into(),
+            ),
             mail_from: "transcripts@example.com".into(),
             failed_events: "arn:aws:sqs:us-east-1:111122223333:demo-stt-failed-events".into(),
             subnets: vec!["subnet-1".into(), "subnet-2".into()],
@@ -703,7 +775,22 @@ mod tests {
                 vec!["arn:aws:s3:::demo-audio-111122223333/input_audio/*".into()]
             )]
         );
-        assert_eq!(grants("db_migrate"), vec![]);
+        assert_eq!(
+            grants("db_migrate"),
+            vec![
+                (
+                    "secretsmanager:GetSecretValue".into(),
+                    vec!["arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1".into()]
+                ),
+                (
+                    "secretsmanager:GetSecretValue,secretsmanager:PutSecretValue".into(),
+                    vec![
+                        "arn:aws:secretsmanager:us-east-1:111122223333:secret:demo/database/app-user-AbCdEf"
+                            .into()
+                    ]
+                )
+            ]
+        );
         let email = grants("send_email");
         assert!(email.contains(&(
             "ses:SendEmail".into(),
@@ -839,8 +926,37 @@ mod tests {
     #[test]
     fn without_a_secret_there_is_no_secret_grant() {
         let mut s = scope("file_upload");
-        s.secret = None;
+        s.app_secret = None;
         let doc = policy(&s, "file_upload");
         assert!(!doc.to_string().contains("secretsmanager"));
+    }
+
+    #[test]
+    fn only_db_migrate_reads_the_master_secret() {
+        for function in FUNCTIONS {
+            let doc = policy(&scope(function), function).to_string();
+            assert_eq!(
+                doc.contains("rds!db-1"),
+                function == "db_migrate",
+                "{function}: {doc}"
+            );
+            assert!(doc.contains("demo/database/app-user-AbCdEf"), "{function}");
+            assert_eq!(
+                doc.contains("secretsmanager:PutSecretValue"),
+                function == "db_migrate",
+                "{function}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_app_user_name_fits_mysql() {
+        assert_eq!(app_user_name("stt"), "stt_app");
+        assert_eq!(app_user_name("a$b"), "a_b_app");
+        let long = "t_e2e_".repeat(10);
+        let name = app_user_name(&long);
+        assert_eq!(name.len(), 32);
+        assert!(name.starts_with(&long[..23]));
+        assert_ne!(name, app_user_name(&format!("{long}x")));
     }
 }

@@ -9,7 +9,11 @@ client is proven against AWS's answers rather than an emulator's bug.
   for them (`{"op": "add", "path": "/binaryMediaTypes/multipart~1form-data"}`, no value),
   adds or removes an empty string. API Gateway takes both (API Gateway API reference,
   CreateRestApi and "Patch operations"): the proxy adds the value moto needs to the patch, and
-  sends moto the types CreateRestApi named.  (moto only.)"""
+  sends moto the types CreateRestApi named.  (moto only.)
+- ministack and moto answer GetSecretValue of a secret made without a value with 200 and no
+  `SecretString`; Secrets Manager answers `ResourceNotFoundException` ("Secrets Manager can't
+  find the specified secret value for staging label: AWSCURRENT"): CreateSecret without a
+  value makes no version (Secrets Manager API reference, CreateSecret)."""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 def wants(ctx: "Ctx", upstream_name: str) -> bool:
     if upstream_name == "moto" and ctx.is_("apigateway", "CreateRestApi"):
         return True
-    return ctx.is_("s3", "GetBucketNotificationConfiguration")
+    return ctx.is_("s3", "GetBucketNotificationConfiguration") or ctx.is_("secretsmanager", "GetSecretValue")
 
 
 def _unescape(path_part: str) -> str:
@@ -79,7 +83,26 @@ async def after_create_rest_api(ctx: "Ctx", resp: Resp, upstream) -> Resp:
     return resp
 
 
+def _secret_without_value(resp: Resp) -> bool:
+    try:
+        doc = json.loads(resp.body or b"{}")
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "SecretString" not in doc and "SecretBinary" not in doc
+
+
 def fix(ctx: "Ctx", resp: Resp) -> Resp:
+    if ctx.is_("secretsmanager", "GetSecretValue") and resp.status == 200 and _secret_without_value(resp):
+        ctx.saw("quirk")
+        ctx.note = "the emulator answered a secret without a value; AWS has no AWSCURRENT version"
+        label = ctx.p("VersionStage") or "AWSCURRENT"
+        resp.status = 400
+        resp.headers["Content-Type"] = "application/x-amz-json-1.1"
+        resp.body = json.dumps({
+            "__type": "ResourceNotFoundException",
+            "message": "Secrets Manager can't find the specified secret value for staging label: %s" % label,
+        }).encode()
+        return resp
     if ctx.is_("s3", "GetBucketNotificationConfiguration") and resp.status == 200:
         body = resp.body.decode("utf-8", "replace")
         root = re.search(r"<([A-Za-z]+)[\s/>]", body.split("?>", 1)[-1])

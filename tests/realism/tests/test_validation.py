@@ -338,3 +338,15 @@ def test_a_whole_stack_of_valid_calls_has_no_false_positive(ms):
     assert refused == []
     assert not [c for c in calls if c.get("parse_error")]
     assert len(calls) > 45
+
+
+def test_a_secret_without_a_value_is_not_found_as_on_aws(ms):
+    sm = ms.client("secretsmanager")
+    arn = sm.create_secret(Name=unique("empty"))["ARN"]
+    with pytest.raises(ClientError) as e:
+        sm.get_secret_value(SecretId=arn)
+    code, status, message = error_of(e)
+    assert (code, status) == ("ResourceNotFoundException", 400)
+    assert "staging label: AWSCURRENT" in message
+    sm.put_secret_value(SecretId=arn, SecretString='{"username": "u", "password": "p"}')
+    assert sm.get_secret_value(SecretId=arn)["SecretString"].startswith("{")
