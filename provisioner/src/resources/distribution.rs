@@ -332,8 +332,8 @@ pub struct Distribution {
     pub origin_domain: String,
     pub oac: ResourceKey,
     /// The stack's response headers policy on the default behaviour (its id known once it
-    /// exists); replaces the settings' `response_headers_policy_id`.
-    pub headers_policy: Option<ResourceKey>,
+    /// exists); sets the settings' `response_headers_policy_id`.
+    pub headers_policy: ResourceKey,
     /// Builds the wanted settings from the origin domain and the OAC id (known once it exists).
     pub settings: SettingsFn,
     /// Stable marker in the comment, used to pick candidates before checking tags.
@@ -611,9 +611,11 @@ impl Resource for Distribution {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        let mut keys = vec![self.bucket.clone(), self.oac.clone()];
-        keys.extend(self.headers_policy.clone());
-        keys
+        vec![
+            self.bucket.clone(),
+            self.oac.clone(),
+            self.headers_policy.clone(),
+        ]
     }
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
@@ -626,12 +628,10 @@ impl Resource for Distribution {
             .output(&self.oac, "id")
             .unwrap_or_else(|| "(known after apply)".into());
         let mut wanted = (self.settings)(&self.origin_domain, &oac_id);
-        if let Some(policy) = &self.headers_policy {
-            wanted.response_headers_policy_id = Some(
-                cx.output(policy, "id")
-                    .unwrap_or_else(|| "(known after apply)".into()),
-            );
-        }
+        wanted.response_headers_policy_id = Some(
+            cx.output(&self.headers_policy, "id")
+                .unwrap_or_else(|| "(known after apply)".into()),
+        );
         let mut diff = wanted.diff(&Settings::read(&cfg));
         diff.extend(tag_diff(&cx.tags(), &found.tags));
         Ok(Planned::from_diff(
@@ -645,9 +645,8 @@ impl Resource for Distribution {
         let origin_domain = &self.origin_domain;
         let oac_id = cx.require(&self.key, &self.oac, "id")?;
         let mut wanted = (self.settings)(origin_domain, &oac_id);
-        if let Some(policy) = &self.headers_policy {
-            wanted.response_headers_policy_id = Some(cx.require(&self.key, policy, "id")?);
-        }
+        wanted.response_headers_policy_id =
+            Some(cx.require(&self.key, &self.headers_policy, "id")?);
         let found = match (planned.action, planned.physical_id.as_deref()) {
             (Action::Create, _) => self.create(cx, &wanted).await?,
             (_, Some(id)) => {

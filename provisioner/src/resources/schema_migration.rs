@@ -7,8 +7,9 @@
 //!
 //! Whether the schema is current is read from a tag on the function: the digest of the
 //! function's code, the database it migrated and the secret it stored the user's password in
-//! (a secret made anew, empty, needs the user's password made again). A run interrupted between the invocation and
-//! the tag invokes again, which is safe: the migrations are idempotent.
+//! (a secret made anew, empty, needs the user's password made again). A run interrupted
+//! between the invocation and the tag invokes again, which is safe: the migrations are
+//! idempotent.
 
 use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;

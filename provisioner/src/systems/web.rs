@@ -138,7 +138,7 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
             bucket: s.bucket.clone(),
             origin_domain,
             oac: s.oac,
-            headers_policy: Some(s.headers_policy),
+            headers_policy: s.headers_policy,
             settings: Box::new(settings),
             comment,
         }),
