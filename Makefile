@@ -18,7 +18,7 @@ REALISM_REQUIREMENTS := tests/realism/requirements.txt
 REALISM_IAM_STAMP := tests/realism/iam/node_modules/.package-lock.json
 PROVISION := target/debug/provision
 
-.PHONY: help deps build zips web browser-deps test-tools local local-stop test mariadb realism-test realism-soak
+.PHONY: help deps build provision bench zips web browser-deps test-tools local local-stop test mariadb realism-test realism-soak
 
 # The Lambda functions; each becomes target/lambda/<binary>/bootstrap.zip.
 HANDLERS := -p file-upload -p audio-transcribe -p save-text -p send-email -p db-migrate -p vod-convert
@@ -28,6 +28,7 @@ help:
 	@echo "make local-stop  stop the local emulator"
 	@echo "make test        every test (starts what the tests need)"
 	@echo "make zips        the Lambda zips, in target/lambda/<function>/bootstrap.zip"
+	@echo "make bench       the figures of docs/performance.md, on the local target (after make local)"
 	@echo "make realism-test  the tests of the realism proxy in front of the emulators"
 	@echo "make realism-soak  the whole stack's lifecycle through the realism layer, once per seed of SOAK_SEEDS"
 
@@ -90,15 +91,20 @@ test-tools:
 	  { apt-get update -q >/dev/null && apt-get install -y --no-install-recommends $$missing; }; \
 	fi
 
-# One build of the whole workspace, shared by `local` and the tests.
+# The whole workspace with its tests, for `make test`.
 build:
 	cargo build --workspace --all-targets
+
+# Only the `provision` binary, for `make local` (a newcomer's first run need not wait for the
+# tests' build; `make test` builds on the same artifacts).
+provision:
+	cargo build -p provisioner --bin provision
 
 # Release zips of the handlers, x86_64, for the provided.al2023 runtime.
 zips: deps
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip $(HANDLERS)
 
-local: deps build zips web mariadb
+local: deps provision zips web mariadb
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 
@@ -122,15 +128,21 @@ REALISM_TEST := REALISM_MODE=test REALISM_FAULT_RATE=0.05 REALISM_TIME_SCALE=0.0
 	REALISM_SCALES=$(REALISM_TEST_SCALES) REALISM_SEED=$(REALISM_TEST_SEED)
 
 # Integration tests talk to the emulators (through the realism layer) and MariaDB; the zip
-# tests run the built zips.
+# tests run the built zips. The test binaries run side by side (scripts/run-tests.py: they
+# mostly wait on the emulators), the realism layer's own pytest beside them.
 test: deps build zips web browser-deps test-tools mariadb
 	$(REALISM_TEST) scripts/local-aws.sh start ministack
 	$(REALISM_TEST) scripts/local-aws.sh start moto
 	@echo "realism layer: test mode, seed $(REALISM_TEST_SEED) (replay with REALISM_SEED=$(REALISM_TEST_SEED) make test)"
-	@status=0; \
-	$(MAKE) --no-print-directory realism-test || status=1; \
-	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 cargo test --workspace --no-fail-fast || status=1; \
-	exit $$status
+	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 python3 scripts/run-tests.py --exclusive system-tests::aws_behaviour \
+	  --extra "realism-pytest=$(MAKE) --no-print-directory realism-test"
+
+# The figures users choosing the tool care about (docs/performance.md), measured on the local
+# target with a stack of its own; not part of `make test`. Runs in the realism layer's virtualenv
+# (botocore reads the functions' environment for the cold starts).
+bench: deps provision zips web mariadb test-tools
+	REALISM_MODE=validate scripts/local-aws.sh start ministack
+	$(REALISM_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 
 # The whole stack's lifecycle (up, up again, drift, down) through the realism layer in test
 # mode, once per seed: a timing or fault the suite met once is met again with another seed.

@@ -49,13 +49,18 @@ pub struct LocalFile {
     pub contents: Option<Vec<u8>>,
 }
 
-/// Every file below `dir`, keyed by its path relative to `dir` with `/` separators, sorted.
-pub fn local_files(dir: &Path) -> std::io::Result<Vec<LocalFile>> {
+/// Every file below `dir`, keyed by its path relative to `dir` with `/` separators, sorted;
+/// entries at the top of `dir` for which `skip` holds (excluded folders such as the player's
+/// `node_modules/`, tens of megabytes) are neither read nor hashed.
+pub fn local_files(dir: &Path, skip: impl Fn(&str) -> bool) -> std::io::Result<Vec<LocalFile>> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(folder) = pending.pop() {
         for entry in std::fs::read_dir(&folder)? {
             let path = entry?.path();
+            if folder == dir && skip(&entry_name(&path)) {
+                continue;
+            }
             if path.is_dir() {
                 pending.push(path);
                 continue;
@@ -80,6 +85,12 @@ pub fn local_files(dir: &Path) -> std::io::Result<Vec<LocalFile>> {
     Ok(files)
 }
 
+fn entry_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -101,17 +112,14 @@ pub fn content_type(path: &Path) -> String {
 
 impl SiteFiles {
     fn files(&self, cx: &Context) -> Result<Vec<LocalFile>, Error> {
-        let mut files = local_files(&self.source_dir).map_err(|e| Error::Refused {
+        let skip = |top: &str| self.exclude.contains(&top) || top.starts_with('.');
+        let mut files = local_files(&self.source_dir, skip).map_err(|e| Error::Refused {
             resource: self.key.clone(),
             message: format!(
                 "cannot read the site folder {}: {e}",
                 self.source_dir.display()
             ),
         })?;
-        files.retain(|f| {
-            let top = f.key.split('/').next().unwrap_or_default();
-            !self.exclude.contains(&top) && !top.starts_with('.')
-        });
         for generated in &self.generated {
             let bytes = (generated.contents)(cx).into_bytes();
             files.retain(|f| f.key != generated.key);
@@ -445,7 +453,10 @@ mod tests {
         std::fs::write(dir.join("index.html"), "<h1>hi</h1>").unwrap();
         std::fs::write(dir.join("css/site.css"), "body{}").unwrap();
         std::fs::write(dir.join("logo.png"), [0x89, b'P', b'N', b'G']).unwrap();
-        let files = local_files(&dir).unwrap();
+        // An excluded top-level folder is not even read: an unreadable file in it is no error.
+        std::fs::create_dir_all(dir.join("node_modules/pkg")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.join("node_modules/pkg/broken")).unwrap();
+        let files = local_files(&dir, |top| top == "node_modules").unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let summary: Vec<(&str, &str)> = files
             .iter()

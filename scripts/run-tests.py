@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Run the workspace's test binaries side by side, longest first.
+
+`cargo test` runs one test binary after the other. Most of the suite's time is the system tests
+waiting on the emulators (the realism layer's scaled AWS durations), not the CPU, so running
+several binaries at once (each with its own tests in parallel, as cargo does) cuts the wall time
+without changing what is tested: every binary cargo would run is run, with the same working
+directory and environment, and any failure fails the whole run.
+
+    scripts/run-tests.py [--jobs N] [--extra NAME=COMMAND ...] [-- TEST ARGS]
+
+Each binary's output goes to target/test-logs/<name>.log; a failed binary's log is printed at
+the end. The durations of the last run (target/test-logs/durations.json) order the next run:
+the longest binaries start first, so the run is not left waiting on one started last.
+`--extra` adds a shell command run as one more job (the realism layer's pytest).
+`--exclusive NAME` runs that binary alone once the others are done: tests that change the
+realism proxy's settings for everyone or arm faults any caller could meet.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / "target" / "test-logs"
+DURATIONS = LOGS / "durations.json"
+RESULT = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
+PYTEST_RESULT = re.compile(r"(\d+) passed(?:, (\d+) failed)?")
+
+
+def test_binaries(cargo_args):
+    """Builds the test targets (nothing when built) and lists (name, executable, directory)."""
+    cmd = ["cargo", "test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"]
+    out = subprocess.run(cmd + cargo_args, cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True)
+    found = []
+    for line in out.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
+            continue
+        if not msg["profile"]["test"]:
+            continue
+        target = msg["target"]
+        # "path+file:///…/handlers/common#stt-common@0.1.0", or "…/tests#0.1.0" when the
+        # package is named after its folder.
+        location, _, spec = msg["package_id"].partition("#")
+        package = spec.split("@")[0] if "@" in spec else location.rsplit("/", 1)[-1]
+        kind = {"lib": "lib", "bin": f"bin {target['name']}"}.get(target["kind"][0], target["name"])
+        found.append((f"{package}::{kind}", msg["executable"], str(Path(msg["manifest_path"]).parent)))
+    return found
+
+
+class Board:
+    """Prints one line per finished job; keeps the counts."""
+
+    def __init__(self, total):
+        self.lock = threading.Lock()
+        self.total = total
+        self.done = 0
+        self.passed = 0
+        self.failed_tests = 0
+        self.failed = []
+
+    def finish(self, name, seconds, code, log):
+        text = log.read_text(errors="replace")
+        passed = failed = 0
+        for m in RESULT.finditer(text):
+            passed += int(m.group(1))
+            failed += int(m.group(2))
+        if not RESULT.search(text):
+            m = list(PYTEST_RESULT.finditer(text))
+            if m:
+                passed, failed = int(m[-1].group(1)), int(m[-1].group(2) or 0)
+        with self.lock:
+            self.done += 1
+            self.passed += passed
+            self.failed_tests += failed
+            verdict = "ok" if code == 0 else f"FAILED (exit {code})"
+            if code != 0:
+                self.failed.append((name, log))
+            print(f"[{self.done}/{self.total}] {name}: {verdict}, {passed} passed, {failed} failed, "
+                  f"{seconds:.0f} s", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("TEST_JOBS", "4")),
+                        help="binaries run at once (default 4, or TEST_JOBS)")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=COMMAND",
+                        help="a shell command run as one more job")
+    parser.add_argument("--exclusive", action="append", default=[], metavar="NAME",
+                        help="a binary run alone after the others (package::target)")
+    parser.add_argument("test_args", nargs="*", help="arguments for every test binary (after --)")
+    args = parser.parse_args()
+
+    jobs = [(name, [exe, *args.test_args], cwd) for name, exe, cwd in test_binaries([])]
+    # Doc tests are not binaries of their own: cargo runs them (none today; this keeps it so).
+    jobs.append(("doctests", ["cargo", "test", "--workspace", "--doc", "-q"], str(ROOT)))
+    for extra in args.extra:
+        name, _, command = extra.partition("=")
+        jobs.append((name, ["bash", "-c", command], str(ROOT)))
+
+    LOGS.mkdir(parents=True, exist_ok=True)
+    try:
+        last = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError):
+        last = {}
+    # Longest first; unknown ones (first run) before the short known ones.
+    jobs.sort(key=lambda job: -last.get(job[0], 60.0))
+    board = Board(len(jobs))
+    durations = {}
+    started = time.monotonic()
+
+    def run(job):
+        name, cmd, cwd = job
+        log = LOGS / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".log")
+        begin = time.monotonic()
+        with open(log, "w") as out:
+            code = subprocess.call(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        seconds = time.monotonic() - begin
+        durations[name] = round(seconds, 1)
+        board.finish(name, seconds, code, log)
+
+    print(f"running {len(jobs)} test jobs, {args.jobs} at a time (logs in {LOGS.relative_to(ROOT)}/)",
+          flush=True)
+    alone = [job for job in jobs if job[0] in args.exclusive]
+    unknown = set(args.exclusive) - {job[0] for job in alone}
+    if unknown:
+        sys.exit(f"--exclusive names no test binary: {sorted(unknown)}")
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(run, [job for job in jobs if job not in alone]))
+    for job in alone:
+        run(job)
+    DURATIONS.write_text(json.dumps({**last, **durations}, indent=1, sort_keys=True))
+
+    for name, log in board.failed:
+        print(f"\n===== {name} ({log.relative_to(ROOT)}) =====")
+        print(log.read_text(errors="replace")[-20000:])
+    wall = time.monotonic() - started
+    print(f"\n{board.passed} passed, {board.failed_tests} failed in {len(jobs)} jobs, "
+          f"{len(board.failed)} jobs failed; {wall:.0f} s", flush=True)
+    return 1 if board.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
