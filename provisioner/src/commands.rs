@@ -1,11 +1,13 @@
 //! The commands: each runs the resource graph with one step and builds its report.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::aws::{Clients, Target};
 use crate::engine::executor::{Graph, Order, Outcome};
 use crate::engine::{Action, Context, DeleteOptions, Error, Planned, ResourceKey};
-use crate::output::{Report, ResourceLine, Summary};
+use crate::output::{Report, ResourceLine, Summary, Timing};
 use crate::spec::Stack;
 use crate::systems;
 
@@ -45,27 +47,32 @@ impl Session {
 
     /// Reads everything, changes nothing.
     pub async fn plan(&self) -> Report {
+        let clock = Clock::start();
         let outcomes = self
             .graph
             .run(Order::Forward, PARALLELISM, |r| {
                 let cx = self.cx.clone();
-                async move { r.plan(&cx).await }
+                clock.time(r.key(), async move { r.plan(&cx).await })
             })
             .await;
-        self.report(
-            "plan",
-            self.lines(outcomes, |key, p: Planned| {
-                ResourceLine::planned(key, p.physical_id, p.action, p.changes)
-            }),
-        )
+        let lines = self.lines(outcomes, |key, p: Planned| {
+            ResourceLine::planned(key, p.physical_id, p.action, p.changes)
+        });
+        self.report("plan", clock.annotate(lines, &self.graph, Order::Forward))
     }
 
     /// Converges: each resource is planned and, if needed, applied as soon as its
     /// dependencies are done; then waits for what is still settling.
     pub async fn up(&self, allow_replace: bool) -> Report {
+        let clock = Clock::start();
+        // Each created or changed resource is waited for (CloudFront deploying) as soon as
+        // its own step is done, beside the rest of the graph: nothing waits on it.
+        let settling = Mutex::new(Vec::new());
         let outcomes = self.graph.run(Order::Forward, PARALLELISM, |r| {
             let cx = self.cx.clone();
-            async move {
+            let (clock, settling) = (&clock, &settling);
+            let key = r.key();
+            let step = async move {
                 let planned = r.plan(&cx).await?;
                 if planned.action == Action::Replace && !allow_replace {
                     let fields: Vec<&str> = planned.changes.iter().map(|c| c.field.as_str()).collect();
@@ -82,29 +89,29 @@ impl Session {
                     r.apply(&cx, &planned).await?;
                     tracing::info!(resource = %planned.resource, action = ?planned.action, "applied");
                     progress(&planned);
+                    let start = clock.now_ms();
+                    settling.lock().expect("not poisoned").push(tokio::spawn(async move {
+                        let result = r.wait_ready(&cx).await;
+                        (r.key(), start, result)
+                    }));
                 }
                 Ok(planned)
-            }
+            };
+            clock.time(key, step)
         }).await;
-        let changed: Vec<ResourceKey> = outcomes
-            .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Done(p) if p.action != Action::NoOp))
-            .map(|(k, _)| k.clone())
-            .collect();
         let mut resources = self.lines(outcomes, |key, p: Planned| {
             ResourceLine::planned(key, p.physical_id, p.action, p.changes)
         });
-        let waits = self
-            .graph
-            .resources()
-            .iter()
-            .filter(|r| changed.contains(&r.key()))
-            .map(|r| {
-                let cx = self.cx.clone();
-                let r = r.clone();
-                async move { (r.key(), r.wait_ready(&cx).await) }
-            });
-        for (key, result) in futures::future::join_all(waits).await {
+        let settling = settling.into_inner().expect("not poisoned");
+        for joined in futures::future::join_all(settling).await {
+            let (key, result) = match joined {
+                Ok((key, _, result)) => {
+                    clock.settled(&key);
+                    (key, result)
+                }
+                // A panic in a wait is a bug; the run still reports every other resource.
+                Err(e) => panic!("a wait for a resource to settle failed: {e}"),
+            };
             if let Err(e) = result {
                 let line = resources
                     .iter_mut()
@@ -114,7 +121,7 @@ impl Session {
                 line.error = Some(e.to_string());
             }
         }
-        self.report("up", resources)
+        self.report("up", clock.annotate(resources, &self.graph, Order::Forward))
     }
 
     /// Compares every resource's live settings with `stack.yaml`.
@@ -150,18 +157,20 @@ impl Session {
                 .collect();
             return self.report("down", lines);
         }
+        let clock = Clock::start();
         let outcomes = self
             .graph
             .run(Order::Reverse, PARALLELISM, |r| {
                 let cx = self.cx.clone();
-                async move {
+                clock.time(r.key(), async move {
                     let deleted = r.delete(&cx, &options).await?;
                     eprintln!("{:<13} {}", format!("{deleted:?}").to_lowercase(), r.key());
                     Ok(deleted)
-                }
+                })
             })
             .await;
-        self.report("down", self.lines(outcomes, ResourceLine::deleted))
+        let lines = self.lines(outcomes, ResourceLine::deleted);
+        self.report("down", clock.annotate(lines, &self.graph, Order::Reverse))
     }
 }
 
@@ -194,5 +203,65 @@ impl Session {
                 line
             })
             .collect()
+    }
+}
+
+/// When each resource's step ran, for the reports' `timing` (and `make bench`'s critical path).
+struct Clock {
+    start: Instant,
+    spans: Mutex<HashMap<ResourceKey, Timing>>,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            start: Instant::now(),
+            spans: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs `step`, noting when it started and ended.
+    async fn time<T>(&self, key: ResourceKey, step: impl std::future::Future<Output = T>) -> T {
+        let started_ms = self.now_ms();
+        let result = step.await;
+        let span = Timing {
+            started_ms,
+            finished_ms: self.now_ms(),
+            settled_ms: None,
+        };
+        self.spans.lock().expect("not poisoned").insert(key, span);
+        result
+    }
+
+    fn settled(&self, key: &ResourceKey) {
+        let now = self.now_ms();
+        if let Some(span) = self.spans.lock().expect("not poisoned").get_mut(key) {
+            span.settled_ms = Some(now);
+        }
+    }
+
+    /// Adds each line's timing and what it waited for.
+    fn annotate(
+        &self,
+        mut lines: Vec<ResourceLine>,
+        graph: &Graph,
+        order: Order,
+    ) -> Vec<ResourceLine> {
+        let spans = self.spans.lock().expect("not poisoned");
+        let waits = graph.waits_for(order);
+        for (line, resource) in lines.iter_mut().zip(graph.resources()) {
+            let key = resource.key();
+            debug_assert_eq!(line.resource, key.to_string());
+            line.timing = spans.get(&key).copied();
+            line.waited_for = waits
+                .get(&key)
+                .map(|w| w.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+        }
+        lines
     }
 }

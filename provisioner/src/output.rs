@@ -29,6 +29,24 @@ pub struct ResourceLine {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The resources this one's step waited for in this run (the graph's edges), so that
+    /// `make bench` can compute the critical path of the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waited_for: Vec<String>,
+    /// When the step ran, in milliseconds since the command started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// When a resource's step ran, in milliseconds since the command started.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Timing {
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    /// `up`: when a created or changed resource was in service (CloudFront deployed), if
+    /// that was waited for after its step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled_ms: Option<u64>,
 }
 
 impl ResourceLine {
@@ -40,6 +58,8 @@ impl ResourceLine {
             changes: vec![],
             error: None,
             notes: vec![],
+            waited_for: vec![],
+            timing: None,
         }
     }
     pub fn planned(

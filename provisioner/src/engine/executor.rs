@@ -1,7 +1,8 @@
 //! The dependency graph and its executor: runs a step on every resource, each as soon as the
 //! resources it waits for are done, at most `limit` at a time.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -102,6 +103,18 @@ impl Graph {
         &self.nodes
     }
 
+    /// For each resource, what its step waits for in `order` (for reports).
+    pub fn waits_for(&self, order: Order) -> HashMap<ResourceKey, Vec<ResourceKey>> {
+        self.waits(order)
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let keys = w.into_iter().map(|j| self.nodes[j].key()).collect();
+                (self.nodes[i].key(), keys)
+            })
+            .collect()
+    }
+
     /// Kahn's algorithm: a node that never becomes ready sits on a cycle.
     fn check_acyclic(&self, order: Order) -> Result<(), GraphError> {
         let waits = self.waits(order);
@@ -168,14 +181,18 @@ impl Graph {
         let unblocks = self.unblocks(&waits);
         let mut pending: Vec<usize> = waits.iter().map(Vec::len).collect();
         let mut outcomes: Vec<Option<Outcome<T>>> = (0..n).map(|_| None).collect();
-        // Start in declaration order so runs are reproducible.
-        let mut ready: std::collections::VecDeque<usize> =
-            (0..n).filter(|&i| pending[i] == 0).collect();
+        // The longest remaining chain first (ties in declaration order, so runs are
+        // reproducible): with `limit` slots, a slow chain never waits behind quick leaves.
+        let chain = self.chain_lengths(&unblocks);
+        let priority = |i: usize| (chain[i], Reverse(i));
+        let mut ready: BinaryHeap<_> = (0..n).filter(|&i| pending[i] == 0).map(priority).collect();
         let mut running = FuturesUnordered::new();
 
         loop {
             while running.len() < limit.max(1) {
-                let Some(i) = ready.pop_front() else { break };
+                let Some((_, Reverse(i))) = ready.pop() else {
+                    break;
+                };
                 let fut = step(self.nodes[i].clone());
                 running.push(async move { (i, fut.await) });
             }
@@ -193,7 +210,7 @@ impl Graph {
             for &j in &unblocks[i] {
                 pending[j] -= 1;
                 if pending[j] == 0 && outcomes[j].is_none() {
-                    ready.push_back(j);
+                    ready.push(priority(j));
                 }
             }
         }
@@ -207,6 +224,33 @@ impl Graph {
                     outcome.expect("every node runs, fails or is skipped"),
                 )
             })
+            .collect()
+    }
+
+    /// For each node, its typical duration plus the longest chain of typical durations among
+    /// the nodes it unblocks (the "bottom level" of list scheduling), in milliseconds.
+    fn chain_lengths(&self, unblocks: &[Vec<usize>]) -> Vec<u128> {
+        fn visit(
+            i: usize,
+            graph: &Graph,
+            unblocks: &[Vec<usize>],
+            memo: &mut Vec<Option<u128>>,
+        ) -> u128 {
+            if let Some(known) = memo[i] {
+                return known;
+            }
+            let tail = unblocks[i]
+                .iter()
+                .map(|&j| visit(j, graph, unblocks, memo))
+                .max()
+                .unwrap_or(0);
+            let length = graph.nodes[i].typical_duration().as_millis() + tail;
+            memo[i] = Some(length);
+            length
+        }
+        let mut memo = vec![None; self.nodes.len()];
+        (0..self.nodes.len())
+            .map(|i| visit(i, self, unblocks, &mut memo))
             .collect()
     }
 
@@ -243,6 +287,7 @@ mod tests {
         deps: Vec<ResourceKey>,
         reads: Vec<ResourceKey>,
         after: Vec<ResourceKey>,
+        typical: Duration,
     }
 
     #[async_trait]
@@ -258,6 +303,9 @@ mod tests {
         }
         fn delete_after(&self) -> Vec<ResourceKey> {
             self.after.clone()
+        }
+        fn typical_duration(&self) -> Duration {
+            self.typical
         }
         async fn plan(&self, _: &Context) -> Result<Planned, Error> {
             unreachable!("the executor never calls resource methods itself")
@@ -288,6 +336,7 @@ mod tests {
             deps: deps.iter().map(|d| key(d)).collect(),
             reads: vec![],
             after: after.iter().map(|d| key(d)).collect(),
+            typical: Duration::from_secs(1),
         })
     }
 
@@ -408,6 +457,7 @@ mod tests {
             deps: vec![],
             reads: vec![key("database")],
             after: vec![key("group")],
+            typical: Duration::from_secs(1),
         });
         let graph = Graph::new(vec![
             reader,
@@ -433,6 +483,51 @@ mod tests {
                 "{log:?}"
             );
         }
+    }
+
+    fn slow(name: &'static str, deps: &[&'static str], typical_s: u64) -> Arc<dyn Resource> {
+        Arc::new(Fake {
+            key: key(name),
+            deps: deps.iter().map(|d| key(d)).collect(),
+            reads: vec![],
+            after: vec![],
+            typical: Duration::from_secs(typical_s),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_longest_chain_starts_first_whatever_the_declaration_order() {
+        // Quick leaves declared first; the database and the role heading a function chain
+        // must not wait behind them for a slot.
+        let graph = Graph::new(vec![
+            node("site-file-1", &[]),
+            node("site-file-2", &[]),
+            node("site-file-3", &[]),
+            slow("role", &[], 10),
+            slow("function", &["role"], 60),
+            slow("database", &[], 360),
+            node("migration", &["database", "function"]),
+        ])
+        .unwrap();
+        let (log, _) = trace(&graph, Order::Forward, 1, None).await;
+        let starts: Vec<&str> = log
+            .iter()
+            .filter_map(|l| l.strip_prefix("start "))
+            .collect();
+        // database (361 s chain), role (71 s), function (61 s); then the 1 s ones in
+        // declaration order, the migration last.
+        assert_eq!(
+            starts,
+            [
+                "database",
+                "role",
+                "function",
+                "site-file-1",
+                "site-file-2",
+                "site-file-3",
+                "migration"
+            ]
+        );
     }
 
     #[tokio::test]

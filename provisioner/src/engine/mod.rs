@@ -313,6 +313,14 @@ pub trait Resource: Send + Sync {
         Vec::new()
     }
 
+    /// Roughly how long AWS takes to make this resource usable for what waits on it, or to
+    /// delete it: the executor starts the resources heading the longest chains first, so a
+    /// database's minutes never queue behind quick ones. Only the order the figures give
+    /// matters; the default is a call or two.
+    fn typical_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
     /// Reads the live state (read calls only), publishes the outputs it learns, and says
     /// what `apply` would do.
     async fn plan(&self, cx: &Context) -> Result<Planned, Error>;

@@ -113,44 +113,62 @@ impl Bucket {
         }
     }
 
+    /// The bucket's settings, read with one call per setting, all at once (a no-op `up`
+    /// spends most of its time waiting on reads).
     async fn observe(&self, cx: &Context) -> Result<Live, Error> {
-        let s3 = &cx.aws.s3;
-        let tags = self.tags(cx).await?;
-        let public_access_block = match s3.get_public_access_block().bucket(&self.name).send().await
-        {
-            Ok(out) => {
-                let c = out.public_access_block_configuration();
-                [
-                    c.and_then(|c| c.block_public_acls()),
-                    c.and_then(|c| c.ignore_public_acls()),
-                    c.and_then(|c| c.block_public_policy()),
-                    c.and_then(|c| c.restrict_public_buckets()),
-                ]
-            }
-            Err(e) if error_code(&e) == Some("NoSuchPublicAccessBlockConfiguration") => [None; 4],
-            Err(e) => return Err(e).step(&self.key, "GetPublicAccessBlock"),
-        };
-        let website = match s3.get_bucket_website().bucket(&self.name).send().await {
-            Ok(out) => Some(Website {
-                index_document: out
-                    .index_document()
-                    .map(|d| d.suffix().to_owned())
-                    .unwrap_or_default(),
-                error_document: out
-                    .error_document()
-                    .map(|d| d.key().to_owned())
-                    .unwrap_or_default(),
-            }),
-            Err(e) if error_code(&e) == Some("NoSuchWebsiteConfiguration") => None,
-            Err(e) => return Err(e).step(&self.key, "GetBucketWebsite"),
-        };
-        let protection = protection::observe(cx, &self.key, &self.name).await?;
+        let (tags, public_access_block, website, protection) = tokio::try_join!(
+            self.tags(cx),
+            self.public_access_block(cx),
+            self.website(cx),
+            protection::observe(cx, &self.key, &self.name),
+        )?;
         Ok(Live {
             tags,
             public_access_block,
             website,
             protection,
         })
+    }
+
+    async fn public_access_block(&self, cx: &Context) -> Result<[Option<bool>; 4], Error> {
+        let s3 = &cx.aws.s3;
+        Ok(
+            match s3.get_public_access_block().bucket(&self.name).send().await {
+                Ok(out) => {
+                    let c = out.public_access_block_configuration();
+                    [
+                        c.and_then(|c| c.block_public_acls()),
+                        c.and_then(|c| c.ignore_public_acls()),
+                        c.and_then(|c| c.block_public_policy()),
+                        c.and_then(|c| c.restrict_public_buckets()),
+                    ]
+                }
+                Err(e) if error_code(&e) == Some("NoSuchPublicAccessBlockConfiguration") => {
+                    [None; 4]
+                }
+                Err(e) => return Err(e).step(&self.key, "GetPublicAccessBlock"),
+            },
+        )
+    }
+
+    async fn website(&self, cx: &Context) -> Result<Option<Website>, Error> {
+        let s3 = &cx.aws.s3;
+        Ok(
+            match s3.get_bucket_website().bucket(&self.name).send().await {
+                Ok(out) => Some(Website {
+                    index_document: out
+                        .index_document()
+                        .map(|d| d.suffix().to_owned())
+                        .unwrap_or_default(),
+                    error_document: out
+                        .error_document()
+                        .map(|d| d.key().to_owned())
+                        .unwrap_or_default(),
+                }),
+                Err(e) if error_code(&e) == Some("NoSuchWebsiteConfiguration") => None,
+                Err(e) => return Err(e).step(&self.key, "GetBucketWebsite"),
+            },
+        )
     }
 
     fn publish(&self, cx: &Context) {

@@ -55,32 +55,14 @@ pub struct Live {
     pub lifecycle: Option<(bool, Option<i32>, Option<i32>)>,
 }
 
+/// The three settings, read at once.
 pub async fn observe(cx: &Context, key: &ResourceKey, bucket: &str) -> Result<Live, Error> {
-    let s3 = &cx.aws.s3;
-    let ownership = match s3
-        .get_bucket_ownership_controls()
-        .bucket(bucket)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .ownership_controls()
-            .and_then(|c| c.rules().first())
-            .map(|r| r.object_ownership().as_str().to_owned()),
-        Err(e) if error_code(&e) == Some("OwnershipControlsNotFoundError") => None,
-        Err(e) => return Err(e).step(key, "GetBucketOwnershipControls"),
-    };
-    let sse_algorithm = match s3.get_bucket_encryption().bucket(bucket).send().await {
-        Ok(out) => out
-            .server_side_encryption_configuration()
-            .and_then(|c| c.rules().first())
-            .and_then(|r| r.apply_server_side_encryption_by_default())
-            .map(|d| d.sse_algorithm().as_str().to_owned()),
-        Err(e) if error_code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => None,
-        Err(e) => return Err(e).step(key, "GetBucketEncryption"),
-    };
-    let lifecycle = lifecycle_rules(cx, key, bucket)
-        .await?
+    let (ownership, sse_algorithm, rules) = tokio::try_join!(
+        ownership(cx, key, bucket),
+        sse_algorithm(cx, key, bucket),
+        lifecycle_rules(cx, key, bucket),
+    )?;
+    let lifecycle = rules
         .iter()
         .find(|r| r.id() == Some(LIFECYCLE_RULE_ID))
         .map(|r| {
@@ -96,6 +78,49 @@ pub async fn observe(cx: &Context, key: &ResourceKey, bucket: &str) -> Result<Li
         sse_algorithm,
         lifecycle,
     })
+}
+
+async fn ownership(cx: &Context, key: &ResourceKey, bucket: &str) -> Result<Option<String>, Error> {
+    match cx
+        .aws
+        .s3
+        .get_bucket_ownership_controls()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .ownership_controls()
+            .and_then(|c| c.rules().first())
+            .map(|r| r.object_ownership().as_str().to_owned())),
+        Err(e) if error_code(&e) == Some("OwnershipControlsNotFoundError") => Ok(None),
+        Err(e) => Err(e).step(key, "GetBucketOwnershipControls"),
+    }
+}
+
+async fn sse_algorithm(
+    cx: &Context,
+    key: &ResourceKey,
+    bucket: &str,
+) -> Result<Option<String>, Error> {
+    match cx
+        .aws
+        .s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| d.sse_algorithm().as_str().to_owned())),
+        Err(e) if error_code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => {
+            Ok(None)
+        }
+        Err(e) => Err(e).step(key, "GetBucketEncryption"),
+    }
 }
 
 async fn lifecycle_rules(

@@ -520,6 +520,12 @@ impl Resource for DbInstance {
         self.key.clone()
     }
 
+    /// RDS takes about six minutes to make a MySQL instance available (and about as long to
+    /// delete one); the functions and the migration wait for it.
+    fn typical_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(360)
+    }
+
     fn depends_on(&self) -> Vec<ResourceKey> {
         vec![
             self.subnet_group.clone(),

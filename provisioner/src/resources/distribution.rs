@@ -610,6 +610,11 @@ impl Resource for Distribution {
         self.key.clone()
     }
 
+    /// CloudFront deploys a new distribution, or a disabled one before deletion, in minutes.
+    fn typical_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(240)
+    }
+
     fn depends_on(&self) -> Vec<ResourceKey> {
         vec![
             self.bucket.clone(),

@@ -381,6 +381,12 @@ impl Resource for Function {
         self.key.clone()
     }
 
+    /// A function inside the VPC stays Pending until its network interfaces exist, about a
+    /// minute; outside it, seconds. Deletion releases the interfaces even more slowly.
+    fn typical_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(if self.network.is_some() { 60 } else { 5 })
+    }
+
     fn depends_on(&self) -> Vec<ResourceKey> {
         let mut deps = vec![self.role.clone()];
         if let Some(n) = &self.network {

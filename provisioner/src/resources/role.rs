@@ -157,6 +157,11 @@ impl Resource for Role {
         self.key.clone()
     }
 
+    /// A new role is refused by Lambda ("cannot be assumed") for seconds, IAM propagation.
+    fn typical_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(10)
+    }
+
     fn reads(&self) -> Vec<ResourceKey> {
         self.inputs.clone()
     }

@@ -76,6 +76,11 @@ impl Resource for SchemaMigration {
         self.key.clone()
     }
 
+    /// One synchronous invocation of db_migrate, a cold start inside the VPC included.
+    fn typical_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(10)
+    }
+
     fn depends_on(&self) -> Vec<ResourceKey> {
         vec![
             self.function.clone(),

@@ -125,6 +125,11 @@ impl Resource for VpcEndpoint {
         self.key.clone()
     }
 
+    /// An interface endpoint's network interfaces take a minute or two to come up.
+    fn typical_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(90)
+    }
+
     fn depends_on(&self) -> Vec<ResourceKey> {
         let mut deps = vec![self.vpc.clone()];
         deps.extend(self.dependencies());
