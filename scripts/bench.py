@@ -81,10 +81,11 @@ def provision(stack, *args, check=True):
 
 
 def realism(**knobs):
-    """Sets the realism proxy's knobs (scripts/local-aws.sh applies them to the running proxy)."""
-    env = {**os.environ, **{f"REALISM_{k.upper()}": str(v) for k, v in knobs.items()}}
-    subprocess.run(["scripts/local-aws.sh", "start", "ministack"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    """Sets the realism proxy's knobs (docs/realism.md, `PUT /_realism/config`)."""
+    status, answer = http(f"{ENDPOINT}/_realism/config", json.dumps(knobs).encode(),
+                          {"Content-Type": "application/json"}, "PUT")
+    if status != 200:
+        sys.exit(f"the realism proxy refused {knobs}: {answer[:300]!r}")
 
 
 def critical_path(report):
@@ -115,7 +116,7 @@ def critical_path(report):
 
 
 def cold_up(stack, time_scale, seed):
-    realism(mode="test", time_scale=time_scale, fault_rate=0, seed=seed, scales="none=1")
+    realism(mode="test", time_scale=time_scale, fault_rate=0, seed=seed, scales={})
     try:
         report, wall, _ = provision(stack, "up")
     finally:
@@ -263,7 +264,7 @@ def cold_starts(runs):
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for handler in HANDLERS:
-            zip_path = ROOT / "target" / "lambda" / handler.replace("_", "-") / "bootstrap.zip"
+            zip_path = ROOT / "target" / "lambda" / handler / "bootstrap.zip"
             bootstrap = Path(work) / handler / "bootstrap"
             with zipfile.ZipFile(zip_path) as z:
                 z.extract("bootstrap", bootstrap.parent)
