@@ -59,6 +59,7 @@ def stack_file(directory):
     text = re.sub(r"(?m)^    database_name: .*$", "    database_name: bench_stt", text, count=1)
     text = re.sub(r"(?m)^(\s+(?:source_dir|zips_dir): )([^#\s]+)",
                   lambda m: m.group(1) + str(ROOT / m.group(2)), text)
+    text = text.replace("transcripts@example.com", "bench@example.com")  # `down` deletes its identity
     text = re.sub(r"upload_quota: \{[^}]*\}", "upload_quota: {per_address_per_hour: 5, per_ip_per_hour: 1000}",
                   text)
     path = Path(directory) / "stack.yaml"

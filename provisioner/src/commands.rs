@@ -89,10 +89,10 @@ impl Session {
                     r.apply(&cx, &planned).await?;
                     tracing::info!(resource = %planned.resource, action = ?planned.action, "applied");
                     progress(&planned);
-                    let start = clock.now_ms();
+                    let began = clock.start;
                     settling.lock().expect("not poisoned").push(tokio::spawn(async move {
                         let result = r.wait_ready(&cx).await;
-                        (r.key(), start, result)
+                        (r.key(), millis_since(began), result)
                     }));
                 }
                 Ok(planned)
@@ -105,8 +105,8 @@ impl Session {
         let settling = settling.into_inner().expect("not poisoned");
         for joined in futures::future::join_all(settling).await {
             let (key, result) = match joined {
-                Ok((key, _, result)) => {
-                    clock.settled(&key);
+                Ok((key, settled_ms, result)) => {
+                    clock.settled(&key, settled_ms);
                     (key, result)
                 }
                 // A panic in a wait is a bug; the run still reports every other resource.
@@ -206,6 +206,10 @@ impl Session {
     }
 }
 
+fn millis_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// When each resource's step ran, for the reports' `timing` (and `make bench`'s critical path).
 struct Clock {
     start: Instant,
@@ -221,7 +225,7 @@ impl Clock {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis_since(self.start)
     }
 
     /// Runs `step`, noting when it started and ended.
@@ -237,10 +241,11 @@ impl Clock {
         result
     }
 
-    fn settled(&self, key: &ResourceKey) {
-        let now = self.now_ms();
+    /// Notes when a resource's wait ended (measured in its own task: the waits end in any
+    /// order, and are collected only once all have).
+    fn settled(&self, key: &ResourceKey, settled_ms: u64) {
         if let Some(span) = self.spans.lock().expect("not poisoned").get_mut(key) {
-            span.settled_ms = Some(now);
+            span.settled_ms = Some(settled_ms);
         }
     }
 
