@@ -90,10 +90,11 @@ impl Session {
                     tracing::info!(resource = %planned.resource, action = ?planned.action, "applied");
                     progress(&planned);
                     let began = clock.start;
-                    settling.lock().expect("not poisoned").push(tokio::spawn(async move {
+                    let wait = tokio::spawn(async move {
                         let result = r.wait_ready(&cx).await;
-                        (r.key(), millis_since(began), result)
-                    }));
+                        (millis_since(began), result)
+                    });
+                    settling.lock().expect("not poisoned").push((planned.resource.clone(), wait));
                 }
                 Ok(planned)
             };
@@ -103,14 +104,15 @@ impl Session {
             ResourceLine::planned(key, p.physical_id, p.action, p.changes)
         });
         let settling = settling.into_inner().expect("not poisoned");
-        for joined in futures::future::join_all(settling).await {
-            let (key, result) = match joined {
-                Ok((key, settled_ms, result)) => {
+        let (keys, waits): (Vec<_>, Vec<_>) = settling.into_iter().unzip();
+        for (key, joined) in keys.into_iter().zip(futures::future::join_all(waits).await) {
+            // A wait that panicked (a bug) fails its own resource's line, not the report.
+            let result = match joined {
+                Ok((settled_ms, result)) => {
                     clock.settled(&key, settled_ms);
-                    (key, result)
+                    result.map_err(|e| e.to_string())
                 }
-                // A panic in a wait is a bug; the run still reports every other resource.
-                Err(e) => panic!("a wait for a resource to settle failed: {e}"),
+                Err(e) => Err(format!("the wait for it to settle ended abnormally: {e}")),
             };
             if let Err(e) = result {
                 let line = resources
@@ -118,7 +120,7 @@ impl Session {
                     .find(|l| l.resource == key.to_string())
                     .expect("every resource has a line");
                 line.result = "failed".into();
-                line.error = Some(e.to_string());
+                line.error = Some(e);
             }
         }
         self.report("up", clock.annotate(resources, &self.graph, Order::Forward))
