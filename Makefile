@@ -79,10 +79,11 @@ browser-deps: tests/browser/node_modules/.package-lock.json
 tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund
 
-# Debian packages the tests use: Chromium for the browser tests, espeak-ng and ffmpeg to make
+# Debian packages the tests use: Chromium for the browser tests (with a Korean font, fonts-nanum,
+# for the pages' screenshots), espeak-ng and ffmpeg to make
 # the test audio and video. Debian's security updates replace Chromium's exact version, so
 # these follow the release (bookworm) instead of a version that may leave the mirror.
-TEST_PACKAGES := chromium espeak-ng ffmpeg
+TEST_PACKAGES := chromium espeak-ng ffmpeg fonts-nanum
 test-tools:
 	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -194,12 +194,17 @@ def upload_to_mail(outputs, mp3, runs):
     times = []
     for i in range(runs):
         address = f"bench-{uuid.uuid4().hex[:12]}@example.com"
+        # An address that confirmed before: the figure is the transcript's way, not the
+        # reader's opening of the confirmation mail.
+        subprocess.run(["mysql", "--host=127.0.0.1", "--user=root", "--database=bench_stt", "-e",
+                        f"INSERT INTO recipients (email, confirmed_at) VALUES ('{address}', NOW())"],
+                       check=True)
         content_type, body = multipart([("email", address), ("language", "en-US")], "bench.mp3", mp3)
         started = time.perf_counter()
         status, answer = http(api, body, {"Content-Type": content_type, "Origin": origin}, "POST")
         if status != 201:
             sys.exit(f"upload answered {status}: {answer[:300]!r}")
-        while not mails_to(address):
+        while not any(str(m.get("Subject", "")).startswith("Transcript of") for m in mails_to(address)):
             if time.perf_counter() - started > 120:
                 sys.exit(f"no mail to {address} within 120 s")
             time.sleep(0.05)

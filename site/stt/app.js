@@ -133,7 +133,8 @@
     if (xhr.status >= 200 && xhr.status < 300) {
       var name = body && body.filename ? '\u201c' + body.filename + '\u201d' : 'Your file';
       show('success', 'Uploaded ' + name + (body && body.language ? ' (' + body.language + ')' : '') +
-        '. The transcript will be e-mailed to ' + email + ' when it is ready.', xhr.status);
+        '. The transcript will be e-mailed to ' + email + ' when it is ready. The first ' +
+        'time, we first send a mail asking you to confirm the address.', xhr.status);
       form.reset();
       fillDefaultLanguage();
       return;

@@ -23,7 +23,7 @@ fn zips() -> PathBuf {
 /// `network`, `database` and `functions` sections of a stack of its own.
 fn functions_yaml(cidr: &str, database: &str, zips: &Path) -> String {
     format!(
-        "  network:\n    cidr: {cidr}\n  database:\n    database_name: {database}\n  functions:\n    zips_dir: {}\n    mail_from: aws-behaviour@example.com\n",
+        "  network:\n    cidr: {cidr}\n  database:\n    database_name: {database}\n  functions:\n    zips_dir: {}\n    mail_from: aws-behaviour@example.com\n    allowed_origin: https://upload.example\n",
         zips.display()
     )
 }

@@ -1,8 +1,10 @@
 //! The whole speech-to-text service on the local target (ministack + the machine's MariaDB),
 //! as a person uses it: an mp3 posted to the deployed API leads, with no step driven by the
 //! test, to the row in MySQL, the audio under `input_audio/`, a transcript, the `.txt` under
-//! `output_text/` and an e-mail to the uploader; then the same through the page in headless
-//! Chromium, with a good and a bad e-mail address. Needs the zips (`make zips`), the browser
+//! `output_text/` and, the address being new, a confirmation mail only (double opt-in); its
+//! link, followed in headless Chromium, releases the transcript mail, and later uploads from
+//! the address are mailed directly; an expired, reused or unknown link changes nothing. Then
+//! the upload through the page in headless Chromium, with a good and a bad e-mail address. Needs the zips (`make zips`), the browser
 //! driver (`make browser-deps`), espeak-ng and ffmpeg (`make test` installs and builds all).
 //!
 //! Runs through the realism proxy with IAM simulated on every call the functions make: Korean
@@ -260,6 +262,53 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         .into_bytes();
     let text = String::from_utf8_lossy(&text).into_owned();
     assert!(!text.trim().is_empty());
+    // A new address: a confirmation mail, nothing of the upload, and the result waits.
+    let confirmation = || {
+        mails_to(email)
+            .into_iter()
+            .find(|m| m["Subject"] == "Confirm your address for transcripts")
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || confirmation().is_some()),
+        "no confirmation mail to {email}: {:#}",
+        ses_messages()
+    );
+    let confirmation = confirmation().unwrap();
+    assert_eq!(mails_to(email).len(), 1, "only the confirmation");
+    let confirmation_text = confirmation["BodyText"].as_str().unwrap_or_default();
+    assert!(
+        !confirmation_text.contains("hello world") && !confirmation_text.contains(text.trim()),
+        "{confirmation_text}"
+    );
+    let link = confirmation_text
+        .split_whitespace()
+        .find(|w| w.contains("/confirm.html#token="))
+        .expect("a confirmation link")
+        .to_owned();
+    assert!(link.starts_with(site_url), "{link}");
+    let unmailed = mysql_rows(
+        database,
+        &format!(
+            "SELECT status, emailed_at IS NULL FROM fileTable WHERE upload_id = '{upload_id}'"
+        ),
+    );
+    assert_eq!(
+        unmailed,
+        vec![vec!["TRANSCRIBED".to_owned(), "1".to_owned()]]
+    );
+
+    // The link, in headless Chromium: the page asks, the button confirms, the transcript goes.
+    let followed = browser_script(
+        "stt-confirm.mjs",
+        &["--url", &link, "--expect", "confirmed"],
+    );
+    assert_eq!(
+        followed.code(),
+        0,
+        "{}\n{}",
+        followed.stdout(),
+        followed.stderr()
+    );
     // The mail of this upload: its body carries this upload's transcript.
     let transcript_mailed = || {
         mails_to(email).iter().any(|m| {
@@ -274,10 +323,58 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         "no e-mail with the transcript to {email}: {:#}",
         ses_messages()
     );
+    // The link works once (the page in Korean for a Korean browser).
+    let reused = browser_script(
+        "stt-confirm.mjs",
+        &["--url", &link, "--expect", "used", "--locale", "ko-KR"],
+    );
+    assert_eq!(reused.code(), 0, "{}\n{}", reused.stdout(), reused.stderr());
+    assert_eq!(reused.json()["lang"], "ko", "{}", reused.stdout());
+    // An expired link and an unknown one are refused and confirm nothing.
+    let confirm_url = api_url.replace("/file-upload", "/confirm");
+    assert!(config.contains(&confirm_url), "{config}");
+    let late = format!("late{}@example.com", std::process::id());
+    let late_token = stt_common::recipients::new_token();
+    mysql_rows(
+        database,
+        &format!(
+            "INSERT INTO recipients (email, token_hash, token_expires_at) VALUES ('{late}', '{}', CURRENT_TIMESTAMP - INTERVAL 1 SECOND)",
+            stt_common::recipients::token_digest(&late_token)
+        ),
+    );
+    for (token, status, code) in [
+        (late_token.clone(), 410, "link_expired"),
+        (stt_common::recipients::new_token(), 404, "unknown_link"),
+    ] {
+        let (got, _, answer) = http_request(
+            "POST",
+            &confirm_url,
+            &[("Content-Type", "application/json"), ("Origin", origin)],
+            format!("{{\"token\": \"{token}\"}}").as_bytes(),
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        mysql_rows(
+            database,
+            &format!("SELECT confirmed_at IS NULL FROM recipients WHERE email = '{late}'")
+        ),
+        vec![vec!["1".to_owned()]]
+    );
 
     // Korean names, and a suffix in capitals (S3's suffix rules are literal: the stored key
     // carries the lowercase one), uploaded in Korean: each mail in Korean.
     let korean_email = &format!("korean{}@example.com", std::process::id());
+    // An address that confirmed before (the opt-in itself is checked above).
+    mysql_rows(
+        database,
+        &format!("INSERT INTO recipients (email, confirmed_at) VALUES ('{korean_email}', CURRENT_TIMESTAMP)"),
+    );
     let mut korean = Vec::new();
     for (file, stored) in [
         ("회의 녹음 1.mp3", "회의 녹음 1.mp3"),
@@ -310,7 +407,7 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     }
 
     // Transcribe refuses the job (a permanent error, forced by the realism proxy): the upload
-    // ends FAILED and the uploader is told.
+    // ends FAILED and the uploader, confirmed by now, is told directly.
     let refused_file = "refused-by-transcribe.mp3";
     realism.inject(serde_json::json!({
         "service": "transcribe",

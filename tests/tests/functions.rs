@@ -23,7 +23,7 @@ async fn functions_and_roles_on_the_local_target() {
     );
     let name = "t-functions";
     let stt = format!(
-        "  network:\n    cidr: 10.40.0.0/16\n  database:\n    database_name: t_functions\n  functions:\n    zips_dir: {}\n    mail_from: functions@example.com\n    file_upload:\n      memory_mb: 256\n      timeout_s: 30\n",
+        "  network:\n    cidr: 10.40.0.0/16\n  database:\n    database_name: t_functions\n  functions:\n    zips_dir: {}\n    mail_from: functions@example.com\n    allowed_origin: https://upload.example\n    file_upload:\n      memory_mb: 256\n      timeout_s: 30\n",
         zips.display()
     );
     let stack = TestStack::build(name, Emulator::Ministack, &stt);
@@ -248,7 +248,7 @@ async fn functions_stack_on_moto() {
     Emulator::Moto.ensure_without_lambda_code();
     let name = "t-functions-moto";
     let stt = format!(
-        "  network:\n    cidr: 10.41.0.0/16\n  database:\n    database_name: t_functions_moto\n  functions:\n    zips_dir: {}\n    mail_from: functions-moto@example.com\n",
+        "  network:\n    cidr: 10.41.0.0/16\n  database:\n    database_name: t_functions_moto\n  functions:\n    zips_dir: {}\n    mail_from: functions-moto@example.com\n    allowed_origin: https://upload.example\n",
         zips.display()
     );
     let aws = Aws::on(Emulator::Moto).await;

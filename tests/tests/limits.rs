@@ -63,7 +63,7 @@ async fn throttling_and_reserved_concurrency_are_declared_checked_and_repaired()
     // file_upload's reservation and the API's limits written; audio_transcribe keeps its
     // default (5); save_text has none.
     let stt = format!(
-        "  network:\n    cidr: 10.61.0.0/16\n  database:\n    database_name: lim_limits\n  functions:\n    zips_dir: {}\n    mail_from: limits@example.com\n    file_upload:\n      memory_mb: 256\n      timeout_s: 30\n      reserved_concurrency: 3\n    api_throttling: {{rate_per_s: 7, burst: 14}}\n",
+        "  network:\n    cidr: 10.61.0.0/16\n  database:\n    database_name: lim_limits\n  functions:\n    zips_dir: {}\n    mail_from: limits@example.com\n    allowed_origin: https://upload.example\n    file_upload:\n      memory_mb: 256\n      timeout_s: 30\n      reserved_concurrency: 3\n    api_throttling: {{rate_per_s: 7, burst: 14}}\n",
         zips.display()
     );
     let stack = TestStack::build(name, Emulator::Ministack, &stt);

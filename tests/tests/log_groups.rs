@@ -43,7 +43,7 @@ async fn function_log_groups_with_retention_made_by_the_stack() {
     );
     let name = "lg-functions";
     let sections = format!(
-        "stt:\n  network:\n    cidr: 10.43.0.0/16\n  database:\n    database_name: lg_functions\n  functions:\n    zips_dir: {zips}\n    mail_from: log-groups@example.com\n    log_retention_days: 14\nvod:\n  player:\n    source_dir: {player}\n  function:\n    zips_dir: {zips}\n",
+        "stt:\n  network:\n    cidr: 10.43.0.0/16\n  database:\n    database_name: lg_functions\n  functions:\n    zips_dir: {zips}\n    mail_from: log-groups@example.com\n    allowed_origin: https://upload.example\n    log_retention_days: 14\nvod:\n  player:\n    source_dir: {player}\n  function:\n    zips_dir: {zips}\n",
         zips = zips.display(),
         player = root().join("site/vod").display(),
     );
@@ -191,7 +191,7 @@ async fn function_log_groups_on_moto() {
     Emulator::Moto.ensure_without_lambda_code();
     let name = "lg-functions-moto";
     let stt = format!(
-        "  network:\n    cidr: 10.44.0.0/16\n  database:\n    database_name: lg_moto\n  functions:\n    zips_dir: {}\n    mail_from: log-groups-moto@example.com\n    log_retention_days: 60\n",
+        "  network:\n    cidr: 10.44.0.0/16\n  database:\n    database_name: lg_moto\n  functions:\n    zips_dir: {}\n    mail_from: log-groups-moto@example.com\n    allowed_origin: https://upload.example\n    log_retention_days: 60\n",
         zips.display()
     );
     let aws = Aws::on(Emulator::Moto).await;

@@ -26,7 +26,7 @@ use crate::{Error, Result};
 pub const PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE";
 
 /// The tables the functions use. `schema_migrations` is left to `db_migrate`.
-pub const SERVICE_TABLES: &[&str] = &["fileTable"];
+pub const SERVICE_TABLES: &[&str] = &["fileTable", "recipients"];
 
 /// Where the application user's credentials are kept.
 #[async_trait]

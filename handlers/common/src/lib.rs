@@ -16,6 +16,7 @@ pub mod keys;
 pub mod languages;
 pub mod migrate;
 pub mod privacy;
+pub mod recipients;
 pub mod repo;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -75,6 +75,19 @@ pub const MIGRATIONS: &[Migration] = &[
              AND column_name = 'source_ip'",
         ),
     },
+    Migration {
+        version: 5,
+        name: "recipients: the addresses that confirmed they want transcripts (double opt-in)",
+        statements: &["CREATE TABLE IF NOT EXISTS recipients (\
+               email VARCHAR(254) NOT NULL PRIMARY KEY, \
+               token_hash CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL, \
+               token_expires_at TIMESTAMP NULL DEFAULT NULL, \
+               confirmed_at TIMESTAMP NULL DEFAULT NULL, \
+               created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+               UNIQUE KEY uq_token_hash (token_hash)\
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"],
+        applied_probe: None,
+    },
 ];
 
 /// What a run did; serialised as the Lambda's answer.

@@ -119,6 +119,9 @@ pub trait UploadRepo: Send + Sync {
     async fn claim_email(&self, upload_id: &str) -> Result<bool>;
     /// Gives the claim back after a failed send, so a retry can mail.
     async fn release_email(&self, upload_id: &str) -> Result<()>;
+    /// The finished uploads of an address (transcribed or failed) not mailed yet: what
+    /// waited for the address's confirmation. Oldest first.
+    async fn unmailed(&self, email: &str) -> Result<Vec<Upload>>;
 }
 
 /// The first `n` characters of `s` (MySQL's VARCHAR(n) counts characters).
@@ -344,6 +347,24 @@ impl UploadRepo for MySqlRepo {
         .await?;
         Ok(())
     }
+
+    async fn unmailed(&self, email: &str) -> Result<Vec<Upload>> {
+        let rows = self
+            .db
+            .run(|pool| async move {
+                sqlx::query(
+                    "SELECT upload_id, email, filename, language, audio_key, job_name, status, \
+                     failure_reason, text_key, CAST(emailed_at IS NOT NULL AS SIGNED) AS emailed \
+                     FROM fileTable WHERE email = ? AND emailed_at IS NULL \
+                     AND status IN ('TRANSCRIBED', 'FAILED') ORDER BY id",
+                )
+                .bind(email)
+                .fetch_all(&pool)
+                .await
+            })
+            .await?;
+        rows.iter().map(Self::row).collect()
+    }
 }
 
 /// An in-memory repository for unit tests.
@@ -528,5 +549,23 @@ impl UploadRepo for MemoryRepo {
             u.emailed = false;
         }
         Ok(())
+    }
+
+    async fn unmailed(&self, email: &str) -> Result<Vec<Upload>> {
+        self.check()?;
+        let mut found: Vec<Upload> = self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|u| {
+                u.email.eq_ignore_ascii_case(email)
+                    && !u.emailed
+                    && (u.status == status::TRANSCRIBED || u.status == status::FAILED)
+            })
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.upload_id.cmp(&b.upload_id));
+        Ok(found)
     }
 }

@@ -47,7 +47,11 @@ async fn the_application_user_may_use_the_rows_and_nothing_else() {
     let made = first.app_user.clone().expect("the app user in the report");
     assert_eq!(
         (made.user.as_str(), made.new_password, made.tables),
-        (user.as_str(), true, vec!["fileTable".to_owned()])
+        (
+            user.as_str(),
+            true,
+            vec!["fileTable".to_owned(), "recipients".to_owned()]
+        )
     );
     let answer = serde_json::to_string(&first).unwrap();
     let stored: SecretCredentials = read_secret_json(&sdk, &arn).await.unwrap();

@@ -272,10 +272,83 @@ pub fn failure_mail(from: &str, upload: &Upload) -> Mail {
     }
 }
 
+/// Confirmation subjects: fixed text only.
+pub const CONFIRMATION_SUBJECT_KO: &str = "음성 인식 결과를 받을 주소 확인";
+pub const CONFIRMATION_SUBJECT_EN: &str = "Confirm your address for transcripts";
+
+/// The confirmation mail (double opt-in): fixed text and the link, nothing the uploader
+/// chose (no file name, no transcript), so an address typed by someone else receives nothing
+/// of theirs. `language` only picks Korean or English.
+pub fn confirmation_mail(from: &str, to: &str, language: &str, link: &str, hours: u64) -> Mail {
+    let (subject, hello, ask, button, expiry, ignore, footer) = match Lang::of(language) {
+        Lang::Korean => (
+            CONFIRMATION_SUBJECT_KO,
+            "안녕하세요.",
+            "이 주소로 음성 인식 결과를 받으시려면 아래 링크를 열고 \"확인\" 버튼을 눌러 주세요. \
+             확인하기 전에는 결과를 보내지 않습니다."
+                .to_owned(),
+            "주소 확인하기",
+            format!("링크는 {hours}시간 동안 한 번만 쓸 수 있습니다."),
+            "요청하신 적이 없다면 이 메일을 무시하세요. 다시 연락드리지 않습니다.",
+            "음성 인식 서비스",
+        ),
+        Lang::English => (
+            CONFIRMATION_SUBJECT_EN,
+            "Hello,",
+            "a file was uploaded for transcription with this address. To receive transcripts \
+             here, open the link below and press \"Confirm\". Nothing is sent to this address \
+             before that."
+                .to_owned(),
+            "Confirm this address",
+            format!("The link works once, for {hours} hours."),
+            "If this was not you, ignore this mail: you will not hear from us again.",
+            "speech-to-text service",
+        ),
+    };
+    let text = format!("{hello}\n\n{ask}\n\n{link}\n\n{expiry}\n{ignore}\n\n-- \n{footer}\n");
+    let html = html_page(
+        &[
+            html_escape(hello),
+            html_escape(&ask),
+            format!(
+                "<a href=\"{}\">{}</a>",
+                html_escape(link),
+                html_escape(button)
+            ),
+            format!("{} {}", html_escape(&expiry), html_escape(ignore)),
+        ],
+        None,
+        footer,
+    );
+    Mail {
+        from: from.to_string(),
+        to: to.to_string(),
+        subject: subject.to_string(),
+        text,
+        html,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use stt_common::repo::status;
+
+    #[test]
+    fn the_confirmation_mail_holds_the_link_and_nothing_of_the_uploader() {
+        let link = "https://d1.cloudfront.net/confirm.html#token=abc";
+        for (language, subject) in [
+            ("ko-KR", CONFIRMATION_SUBJECT_KO),
+            ("en-US", CONFIRMATION_SUBJECT_EN),
+        ] {
+            let m = confirmation_mail("stt@example.com", "u@example.com", language, link, 24);
+            assert_eq!(m.subject, subject);
+            assert_eq!(m.to, "u@example.com");
+            assert!(m.text.contains(link), "{}", m.text);
+            assert!(m.html.contains(&html_escape(link)), "{}", m.html);
+            assert!(m.text.contains("24"), "{}", m.text);
+        }
+    }
 
     fn upload(filename: &str, language: &str) -> Upload {
         Upload {

@@ -5,8 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use send_email::{handler, html_escape, Deps, Mail, Mailer};
+use aws_lambda_events::apigw::ApiGatewayProxyRequest;
+use aws_lambda_events::encodings::Body;
+use send_email::compose::{CONFIRMATION_SUBJECT_KO, MAX_SUBJECT_COLUMNS};
+use send_email::{confirm, handler, html_escape, Deps, Mail, Mailer};
 use stt_common::events::S3Notification;
+use stt_common::recipients::MemoryRecipients;
 use stt_common::repo::{status, MemoryRepo, Upload};
 use stt_common::store::MemoryStore;
 
@@ -50,8 +54,21 @@ fn row() -> Upload {
     }
 }
 
+/// Deps whose uploader (`user@example.com`) confirmed the address before.
 fn setup() -> (Deps, Arc<MemoryRepo>, Arc<RecordingMailer>) {
+    let (deps, repo, mailer, recipients) = setup_unconfirmed();
+    recipients.confirm("user@example.com");
+    (deps, repo, mailer)
+}
+
+fn setup_unconfirmed() -> (
+    Deps,
+    Arc<MemoryRepo>,
+    Arc<RecordingMailer>,
+    Arc<MemoryRecipients>,
+) {
     let repo = Arc::new(MemoryRepo::with([row()]));
+    let recipients = Arc::new(MemoryRecipients::new());
     let store = Arc::new(MemoryStore::new());
     store.insert(
         BUCKET,
@@ -61,11 +78,16 @@ fn setup() -> (Deps, Arc<MemoryRepo>, Arc<RecordingMailer>) {
     let mailer = Arc::new(RecordingMailer::default());
     let deps = Deps {
         repo: repo.clone(),
+        recipients: recipients.clone(),
         store,
         mailer: mailer.clone(),
         from: "stt@example.com".into(),
+        bucket: BUCKET.into(),
+        confirm_page: "https://d111111abcdef8.cloudfront.net/confirm.html".into(),
+        link_valid_for: std::time::Duration::from_secs(24 * 3600),
+        allowed_origins: vec!["https://d111111abcdef8.cloudfront.net".into()],
     };
-    (deps, repo, mailer)
+    (deps, repo, mailer, recipients)
 }
 
 #[tokio::test]
@@ -275,4 +297,209 @@ fn escaping() {
         html_escape(r#"<a href="x">'&'</a>"#),
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
     );
+}
+
+/// The API Gateway request the confirmation page sends, with `body` as its JSON.
+fn confirm_request(body: &str) -> ApiGatewayProxyRequest {
+    let path = format!(
+        "{}/../common/fixtures/apigw-confirm.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut req: ApiGatewayProxyRequest =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert!(confirm::is_api_request(
+        &serde_json::to_value(&req).unwrap()
+    ));
+    req.body = Some(body.to_owned());
+    req
+}
+
+fn answer(resp: &aws_lambda_events::apigw::ApiGatewayProxyResponse) -> serde_json::Value {
+    match &resp.body {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        other => panic!("no JSON body: {other:?}"),
+    }
+}
+
+/// The token in the link of a confirmation mail.
+fn token_in(mail: &Mail) -> String {
+    let at = mail.text.find("#token=").expect("a link with a token") + "#token=".len();
+    mail.text[at..at + 64].to_owned()
+}
+
+#[tokio::test]
+async fn a_first_result_sends_only_a_confirmation_and_the_link_releases_it() {
+    let (deps, repo, mailer, _) = setup_unconfirmed();
+    let out = handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    assert_eq!(out["waiting"].as_array().unwrap().len(), 1, "{out}");
+    let confirmation = {
+        let sent = mailer.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1, "only the confirmation: {sent:?}");
+        sent[0].clone()
+    };
+    assert_eq!(confirmation.subject, CONFIRMATION_SUBJECT_KO);
+    assert_eq!(confirmation.to, "user@example.com");
+    assert!(confirmation.subject.chars().count() <= MAX_SUBJECT_COLUMNS);
+    // Nothing the uploader chose reaches an unconfirmed address.
+    for part in [
+        &confirmation.text,
+        &confirmation.html,
+        &confirmation.subject,
+    ] {
+        assert!(!part.contains("한글 녹음"), "{part}");
+        assert!(!part.contains("굵게"), "{part}");
+    }
+    assert!(confirmation
+        .text
+        .contains("https://d111111abcdef8.cloudfront.net/confirm.html#token="));
+    assert!(!repo.all()[0].emailed);
+
+    // The same result again (S3 retries): no second confirmation.
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    assert_eq!(mailer.sent.lock().unwrap().len(), 1);
+
+    let token = token_in(&confirmation);
+    let resp = confirm::handler(
+        &deps,
+        confirm_request(&format!("{{\"token\": \"{token}\"}}")),
+    )
+    .await;
+    assert_eq!(resp.status_code, 200, "{:?}", resp.body);
+    assert_eq!(answer(&resp)["sent"], 1);
+    assert_eq!(
+        resp.headers["access-control-allow-origin"],
+        "https://d111111abcdef8.cloudfront.net"
+    );
+    {
+        let sent = mailer.sent.lock().unwrap();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].subject, "음성 인식 결과: 한글 녹음.mp3");
+        assert!(sent[1].text.contains("안녕하세요 <b>굵게</b> & 끝"));
+    }
+    assert!(repo.all()[0].emailed);
+
+    // The link works once.
+    let again = confirm::handler(
+        &deps,
+        confirm_request(&format!("{{\"token\": \"{token}\"}}")),
+    )
+    .await;
+    assert_eq!(again.status_code, 409);
+    assert_eq!(answer(&again)["code"], "link_used");
+    assert_eq!(mailer.sent.lock().unwrap().len(), 2);
+
+    // Later results for the address go out directly (`mails_the_text_once`).
+    assert_eq!(
+        stt_common::recipients::RecipientRepo::consent(
+            deps.recipients.as_ref(),
+            "USER@example.com"
+        )
+        .await
+        .unwrap(),
+        stt_common::recipients::Consent::Confirmed
+    );
+}
+
+#[tokio::test]
+async fn an_expired_link_is_refused_and_the_next_result_sends_a_new_one() {
+    let (deps, repo, mailer, recipients) = setup_unconfirmed();
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    let first = token_in(&mailer.sent.lock().unwrap()[0]);
+    recipients.expire_links();
+    let resp = confirm::handler(
+        &deps,
+        confirm_request(&format!("{{\"token\": \"{first}\"}}")),
+    )
+    .await;
+    assert_eq!(resp.status_code, 410);
+    assert_eq!(answer(&resp)["code"], "link_expired");
+    assert!(!repo.all()[0].emailed);
+    assert_eq!(mailer.sent.lock().unwrap().len(), 1, "nothing released");
+
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    let second = token_in(&mailer.sent.lock().unwrap()[1]);
+    assert_ne!(first, second);
+    // The old link is gone for good; the new one works.
+    let old = confirm::handler(
+        &deps,
+        confirm_request(&format!("{{\"token\": \"{first}\"}}")),
+    )
+    .await;
+    assert_eq!(old.status_code, 404);
+    let new = confirm::handler(
+        &deps,
+        confirm_request(&format!("{{\"token\": \"{second}\"}}")),
+    )
+    .await;
+    assert_eq!(new.status_code, 200);
+    assert_eq!(mailer.sent.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn malformed_unknown_and_non_post_requests_change_nothing() {
+    let (deps, repo, mailer, _) = setup_unconfirmed();
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    let unknown = "0".repeat(64);
+    for (body, status, code) in [
+        ("", 400, "bad_request"),
+        ("not json", 400, "bad_request"),
+        ("{\"token\": 5}", 400, "bad_request"),
+        ("{\"token\": \"ABC\"}", 400, "bad_request"),
+        (
+            &format!("{{\"token\": \"{unknown}\"}}") as &str,
+            404,
+            "unknown_link",
+        ),
+    ] {
+        let resp = confirm::handler(&deps, confirm_request(body)).await;
+        assert_eq!(resp.status_code, status, "{body}");
+        assert_eq!(answer(&resp)["code"], code, "{body}");
+    }
+    let mut get = confirm_request("");
+    get.http_method = aws_lambda_events::http::Method::GET;
+    assert_eq!(confirm::handler(&deps, get).await.status_code, 405);
+    let mut preflight = confirm_request("");
+    preflight.http_method = aws_lambda_events::http::Method::OPTIONS;
+    let preflight = confirm::handler(&deps, preflight).await;
+    assert_eq!(preflight.status_code, 204);
+    assert!(preflight.body.is_none());
+    assert_eq!(
+        mailer.sent.lock().unwrap().len(),
+        1,
+        "only the confirmation"
+    );
+    assert!(!repo.all()[0].emailed);
+}
+
+#[tokio::test]
+async fn a_confirmation_mail_that_failed_is_sent_again_by_the_retry() {
+    let (deps, _, mailer, recipients) = setup_unconfirmed();
+    mailer.fail.store(true, Ordering::SeqCst);
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        stt_common::recipients::RecipientRepo::consent(recipients.as_ref(), "user@example.com")
+            .await
+            .unwrap(),
+        stt_common::recipients::Consent::Unasked,
+        "the link of the failed mail is taken back"
+    );
+    mailer.fail.store(false, Ordering::SeqCst);
+    handler(&deps, event("s3-put-text-korean.json"))
+        .await
+        .unwrap();
+    let sent = mailer.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].subject, CONFIRMATION_SUBJECT_KO);
 }

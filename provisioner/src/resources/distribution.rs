@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_cloudfront::types::{
-    AllowedMethods, CachedMethods, CustomErrorResponse, CustomErrorResponses, DefaultCacheBehavior,
-    DistributionConfig, DistributionConfigWithTags, HttpVersion, Method, Origin, OriginShield,
-    Origins, PriceClass, S3OriginConfig, Tag, Tags, ViewerProtocolPolicy,
+    Aliases, AllowedMethods, CachedMethods, CustomErrorResponse, CustomErrorResponses,
+    DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, HttpVersion, Method,
+    MinimumProtocolVersion, Origin, OriginShield, Origins, PriceClass, S3OriginConfig,
+    SslSupportMethod, Tag, Tags, ViewerCertificate, ViewerProtocolPolicy,
 };
 
 use super::{owned_by, tag_diff};
@@ -31,7 +32,7 @@ pub const PENDING_INVALIDATION_TAG: &str = "provision:pending-invalidation";
 const ORIGIN_ID: &str = "s3-origin";
 
 /// The settings the stack manages, read from or written into a `DistributionConfig`. Anything
-/// else in the config (logging, aliases, certificates set by hand) is kept as it is.
+/// else in the config (logging, say) is kept as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub comment: String,
@@ -56,6 +57,31 @@ pub struct Settings {
     pub compress: bool,
     /// (error code, response page path, response code, caching min TTL), sorted.
     pub error_responses: Vec<(i32, String, String, i64)>,
+    /// Alternate domain names (CNAMEs), sorted; none: `*.cloudfront.net` only.
+    pub aliases: Vec<String>,
+    /// The ACM certificate of the aliases; none: CloudFront's default certificate.
+    pub certificate: Option<Certificate>,
+}
+
+/// A distribution's own certificate and the TLS it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub acm_arn: String,
+    /// `TLSv1.2_2021`: TLS 1.2 at least, with its strong ciphers.
+    pub minimum_protocol_version: String,
+    /// `sni-only` (a dedicated-IP `vip` costs a monthly fee).
+    pub ssl_support_method: String,
+}
+
+impl Certificate {
+    /// The stack's TLS for an ACM certificate.
+    pub fn tls12(acm_arn: &str) -> Certificate {
+        Certificate {
+            acm_arn: acm_arn.to_owned(),
+            minimum_protocol_version: "TLSv1.2_2021".into(),
+            ssl_support_method: "sni-only".into(),
+        }
+    }
 }
 
 fn sorted(methods: &[Method]) -> Vec<String> {
@@ -90,6 +116,33 @@ impl Settings {
             })
             .collect();
         error_responses.sort();
+        let mut aliases = cfg
+            .aliases
+            .as_ref()
+            .and_then(|a| a.items.clone())
+            .unwrap_or_default();
+        aliases.sort();
+        let certificate = cfg
+            .viewer_certificate
+            .as_ref()
+            .filter(|c| {
+                c.acm_certificate_arn
+                    .as_deref()
+                    .is_some_and(|a| !a.is_empty())
+            })
+            .map(|c| Certificate {
+                acm_arn: c.acm_certificate_arn.clone().unwrap_or_default(),
+                minimum_protocol_version: c
+                    .minimum_protocol_version
+                    .as_ref()
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default(),
+                ssl_support_method: c
+                    .ssl_support_method
+                    .as_ref()
+                    .map(|m| m.as_str().to_owned())
+                    .unwrap_or_default(),
+            });
         Settings {
             comment: cfg.comment.clone(),
             enabled: cfg.enabled,
@@ -132,6 +185,8 @@ impl Settings {
                 .unwrap_or_default(),
             compress: behavior.and_then(|b| b.compress).unwrap_or(false),
             error_responses,
+            aliases,
+            certificate,
         }
     }
 
@@ -203,6 +258,26 @@ impl Settings {
             &self.error_responses,
             &live.error_responses,
         );
+        d.field("Aliases", &self.aliases, &live.aliases);
+        let cert =
+            |c: &Option<Certificate>, f: fn(&Certificate) -> &String| c.as_ref().map(f).cloned();
+        d.field(
+            "ViewerCertificate.ACMCertificateArn",
+            cert(&self.certificate, |c| &c.acm_arn),
+            cert(&live.certificate, |c| &c.acm_arn),
+        );
+        if self.certificate.is_some() {
+            d.field(
+                "ViewerCertificate.MinimumProtocolVersion",
+                cert(&self.certificate, |c| &c.minimum_protocol_version),
+                cert(&live.certificate, |c| &c.minimum_protocol_version),
+            );
+            d.field(
+                "ViewerCertificate.SSLSupportMethod",
+                cert(&self.certificate, |c| &c.ssl_support_method),
+                cert(&live.certificate, |c| &c.ssl_support_method),
+            );
+        }
         d
     }
 
@@ -310,6 +385,28 @@ impl Settings {
                 .build()
                 .expect("quantity set"),
         );
+
+        cfg.aliases = Some(
+            Aliases::builder()
+                .quantity(self.aliases.len() as i32)
+                .set_items((!self.aliases.is_empty()).then(|| self.aliases.clone()))
+                .build()
+                .expect("quantity set"),
+        );
+        cfg.viewer_certificate = Some(match &self.certificate {
+            Some(c) => ViewerCertificate::builder()
+                .cloud_front_default_certificate(false)
+                .acm_certificate_arn(&c.acm_arn)
+                .ssl_support_method(SslSupportMethod::from(c.ssl_support_method.as_str()))
+                .minimum_protocol_version(MinimumProtocolVersion::from(
+                    c.minimum_protocol_version.as_str(),
+                ))
+                .build(),
+            // CloudFront's certificate for *.cloudfront.net: it decides the TLS versions.
+            None => ViewerCertificate::builder()
+                .cloud_front_default_certificate(true)
+                .build(),
+        });
     }
 }
 
@@ -338,6 +435,8 @@ pub struct Distribution {
     pub settings: SettingsFn,
     /// Stable marker in the comment, used to pick candidates before checking tags.
     pub comment: String,
+    /// The first name of the custom domain, when there is one: the address given out.
+    pub served_domain: Option<String>,
 }
 
 /// The id CloudFront names in its `DistributionAlreadyExists` message: "The caller reference
@@ -474,6 +573,12 @@ impl Distribution {
         cx.publish(&self.key, "id", &found.id);
         cx.publish(&self.key, "arn", &found.arn);
         cx.publish(&self.key, "domain_name", &found.domain_name);
+        // The address the stack gives out: its own domain when it has one.
+        cx.publish(
+            &self.key,
+            "served_domain",
+            self.served_domain.as_deref().unwrap_or(&found.domain_name),
+        );
         if let Some(reference) = found.tags.get(PENDING_INVALIDATION_TAG) {
             cx.publish(&self.key, "pending_invalidation", reference);
         }
@@ -776,7 +881,76 @@ mod tests {
             cached_methods: vec!["GET".into(), "HEAD".into()],
             compress: true,
             error_responses: vec![(403, "/index.html".into(), "200".into(), 10)],
+            aliases: vec![],
+            certificate: None,
         }
+    }
+
+    #[test]
+    fn a_custom_domain_is_served_with_its_certificate_and_tls_1_2() {
+        let mut s = wanted();
+        s.aliases = vec!["stt.example.com".into()];
+        s.certificate = Some(Certificate::tls12(
+            "arn:aws:acm:us-east-1:111122223333:certificate/abc",
+        ));
+        let cfg = config_from(&s);
+        let cert = cfg.viewer_certificate.as_ref().unwrap();
+        assert_eq!(cert.cloud_front_default_certificate, Some(false));
+        assert_eq!(
+            cert.minimum_protocol_version,
+            Some(MinimumProtocolVersion::TlSv122021)
+        );
+        assert_eq!(cert.ssl_support_method, Some(SslSupportMethod::SniOnly));
+        assert_eq!(cfg.aliases.as_ref().unwrap().quantity, 1);
+        assert!(s.diff(&Settings::read(&cfg)).into_vec().is_empty());
+
+        // TLS lowered by hand: drift names the field; the default certificate put back by
+        // hand: drift names the certificate and the aliases.
+        let mut weakened = cfg.clone();
+        weakened
+            .viewer_certificate
+            .as_mut()
+            .unwrap()
+            .minimum_protocol_version = Some(MinimumProtocolVersion::TlSv12016);
+        let fields: Vec<String> = s
+            .diff(&Settings::read(&weakened))
+            .into_vec()
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, ["ViewerCertificate.MinimumProtocolVersion"]);
+        let plain = config_from(&wanted());
+        let fields: Vec<String> = s
+            .diff(&Settings::read(&plain))
+            .into_vec()
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "Aliases",
+                "ViewerCertificate.ACMCertificateArn",
+                "ViewerCertificate.MinimumProtocolVersion",
+                "ViewerCertificate.SSLSupportMethod"
+            ]
+        );
+        // Without a custom domain: CloudFront's certificate, no aliases, and a domain added
+        // by hand is drift.
+        let default = wanted();
+        let cfg = config_from(&default);
+        assert_eq!(
+            cfg.viewer_certificate
+                .as_ref()
+                .unwrap()
+                .cloud_front_default_certificate,
+            Some(true)
+        );
+        assert!(default.diff(&Settings::read(&cfg)).into_vec().is_empty());
+        assert!(!default
+            .diff(&Settings::read(&config_from(&s)))
+            .into_vec()
+            .is_empty());
     }
 
     fn config_from(settings: &Settings) -> DistributionConfig {

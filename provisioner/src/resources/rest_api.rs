@@ -1,6 +1,7 @@
-//! An API Gateway REST API with one resource proxied to a Lambda function (console steps S11
-//! to S14): Regional endpoint, `binaryMediaTypes`, `POST` with Lambda proxy integration,
-//! `OPTIONS` answered by a mock integration with the CORS headers, deployed to a stage.
+//! An API Gateway REST API whose resources are each proxied to a Lambda function (console
+//! steps S11 to S14): Regional endpoint, `binaryMediaTypes`, on each resource `POST` with Lambda
+//! proxy integration and `OPTIONS` answered by a mock integration with the CORS headers,
+//! deployed to a stage.
 //!
 //! A deployment is made only when the API's definition changed: the stage's deployment carries
 //! the SHA-256 of the definition it was made from in its description, so a run interrupted
@@ -37,17 +38,26 @@ pub struct RestApi {
     pub key: ResourceKey,
     pub name: String,
     pub description: String,
-    /// The one resource below the root, e.g. `file-upload`.
-    pub path_part: String,
+    /// The resources below the root and the function each one's `POST` is proxied to. The
+    /// first is the API's `url` output.
+    pub routes: Vec<Route>,
     pub binary_media_types: Vec<String>,
     pub stage: String,
-    /// The function `POST` is proxied to (its `arn` output).
-    pub function: ResourceKey,
     /// The origin allowed by CORS, computed from other resources' outputs.
     pub allowed_origin: FromContext<String>,
     /// The stage's limits for every method.
     pub throttling: Throttling,
     pub inputs: Vec<ResourceKey>,
+}
+
+/// One resource below the root, e.g. `file-upload`, whose `POST` goes to `function` (its `arn`
+/// output).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub path_part: &'static str,
+    pub function: ResourceKey,
+    /// The output that carries the resource's URL.
+    pub url_output: &'static str,
 }
 
 /// API Gateway's token bucket for a stage's methods: `rate` requests a second on average,
@@ -112,8 +122,8 @@ fn throttling_patch(wanted: Throttling, live: Option<Throttling>) -> Vec<PatchOp
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Definition {
     pub binary_media_types: Vec<String>,
-    pub path: String,
-    pub proxy_uri: String,
+    /// Each resource's path (`/file-upload`) and the URI its `POST` is proxied to.
+    pub routes: Vec<(String, String)>,
     pub cors: BTreeMap<String, String>,
     /// Headers of API Gateway's own error answers (413 over 10 MB, 429, 502, 504), so that
     /// the page may read them: without them the browser shows a CORS failure instead.
@@ -125,11 +135,20 @@ pub const GATEWAY_RESPONSES: [&str; 2] = ["DEFAULT_4XX", "DEFAULT_5XX"];
 
 impl Definition {
     pub fn digest(&self) -> String {
+        let resources: Vec<_> = self
+            .routes
+            .iter()
+            .map(|(path, uri)| {
+                json!({
+                    "path": path,
+                    "POST": {"type": "AWS_PROXY", "httpMethod": "POST", "uri": uri},
+                    "OPTIONS": {"type": "MOCK", "responseParameters": self.cors},
+                })
+            })
+            .collect();
         let canonical = json!({
             "binaryMediaTypes": self.binary_media_types,
-            "path": self.path,
-            "POST": {"type": "AWS_PROXY", "httpMethod": "POST", "uri": self.proxy_uri},
-            "OPTIONS": {"type": "MOCK", "responseParameters": self.cors},
+            "resources": resources,
             "gatewayResponses": self.gateway_cors,
         });
         let digest = Sha256::digest(canonical.to_string().as_bytes());
@@ -197,11 +216,19 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 impl RestApi {
     fn definition(&self, cx: &Context) -> Definition {
-        let function_arn = cx.output(&self.function, "arn").unwrap_or_default();
         Definition {
             binary_media_types: sorted(self.binary_media_types.clone()),
-            path: format!("/{}", self.path_part),
-            proxy_uri: lambda_integration_uri(&cx.aws.region, &function_arn),
+            routes: self
+                .routes
+                .iter()
+                .map(|r| {
+                    let function_arn = cx.output(&r.function, "arn").unwrap_or_default();
+                    (
+                        format!("/{}", r.path_part),
+                        lambda_integration_uri(&cx.aws.region, &function_arn),
+                    )
+                })
+                .collect(),
             cors: cors_parameters(&(self.allowed_origin)(cx)),
             gateway_cors: gateway_cors_parameters(&(self.allowed_origin)(cx)),
         }
@@ -267,17 +294,19 @@ impl RestApi {
     fn publish(&self, cx: &Context, api_id: &str) {
         cx.publish(&self.key, "id", api_id);
         let emulator = cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten();
-        cx.publish(
-            &self.key,
-            "url",
-            invoke_url(
+        for (i, route) in self.routes.iter().enumerate() {
+            let url = invoke_url(
                 api_id,
                 &cx.aws.region,
                 &self.stage,
-                &self.path_part,
+                route.path_part,
                 emulator,
-            ),
-        );
+            );
+            if i == 0 {
+                cx.publish(&self.key, "url", url.clone());
+            }
+            cx.publish(&self.key, route.url_output, url);
+        }
         cx.publish(
             &self.key,
             "execute_arn",
@@ -288,12 +317,12 @@ impl RestApi {
         );
     }
 
-    /// The id of the resource at `/{path_part}`, if it exists.
-    async fn resource_id(
+    /// The root's id and the ids of the routes' resources that exist, by path.
+    async fn resource_ids(
         &self,
         cx: &Context,
         api_id: &str,
-    ) -> Result<(String, Option<String>), Error> {
+    ) -> Result<(String, BTreeMap<String, String>), Error> {
         let out = cx
             .aws
             .apigateway
@@ -310,24 +339,31 @@ impl RestApi {
             .and_then(|r| r.id())
             .unwrap_or_default()
             .to_owned();
-        let path = format!("/{}", self.path_part);
         let ours = items
             .iter()
-            .find(|r| r.path() == Some(path.as_str()))
-            .and_then(|r| r.id())
-            .map(str::to_owned);
+            .filter_map(|r| Some((r.path()?.to_owned(), r.id()?.to_owned())))
+            .filter(|(path, _)| {
+                self.routes
+                    .iter()
+                    .any(|r| *path == format!("/{}", r.path_part))
+            })
+            .collect();
         Ok((root, ours))
     }
 
-    /// Differences of the two methods from the definition.
+    /// Differences of one resource's two methods from the definition, named
+    /// `Resources.{path}.{method}...`.
     async fn method_diffs(
         &self,
         cx: &Context,
         api_id: &str,
         resource_id: &str,
+        path: &str,
+        proxy_uri: &str,
         wanted: &Definition,
     ) -> Result<Vec<FieldDiff>, Error> {
         let mut diff = Diff::default();
+        let at = |rest: &str| format!("Resources.{path}.{rest}");
         for method in ["POST", "OPTIONS"] {
             let live = match cx
                 .aws
@@ -349,11 +385,7 @@ impl RestApi {
                 Err(e) => return Err(e).step(&self.key, "GetMethod"),
             };
             let Some(live) = live else {
-                diff.push(FieldDiff::new(
-                    format!("Methods.{method}"),
-                    "present",
-                    "(missing)",
-                ));
+                diff.push(FieldDiff::new(at(method), "present", "(missing)"));
                 continue;
             };
             let integration = live.method_integration();
@@ -361,29 +393,29 @@ impl RestApi {
                 .and_then(|i| i.r#type())
                 .map(|t| t.as_str().to_owned());
             diff.field(
-                &format!("Methods.{method}.AuthorizationType"),
+                &at(&format!("{method}.AuthorizationType")),
                 Some("NONE"),
                 live.authorization_type(),
             );
             if method == "POST" {
                 diff.field(
-                    "Methods.POST.Integration.Type",
+                    &at("POST.Integration.Type"),
                     Some("AWS_PROXY".to_owned()),
                     kind,
                 );
                 diff.field(
-                    "Methods.POST.Integration.HttpMethod",
+                    &at("POST.Integration.HttpMethod"),
                     Some("POST"),
                     integration.and_then(|i| i.http_method()),
                 );
                 diff.field(
-                    "Methods.POST.Integration.Uri",
-                    Some(wanted.proxy_uri.as_str()),
+                    &at("POST.Integration.Uri"),
+                    Some(proxy_uri),
                     integration.and_then(|i| i.uri()),
                 );
             } else {
                 diff.field(
-                    "Methods.OPTIONS.Integration.Type",
+                    &at("OPTIONS.Integration.Type"),
                     Some("MOCK".to_owned()),
                     kind,
                 );
@@ -394,7 +426,7 @@ impl RestApi {
                     .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default();
                 diff.field(
-                    "Methods.OPTIONS.IntegrationResponse.200",
+                    &at("OPTIONS.IntegrationResponse.200"),
                     &wanted.cors,
                     &live_cors,
                 );
@@ -530,6 +562,7 @@ impl RestApi {
         api_id: &str,
         resource_id: &str,
         method: &str,
+        proxy_uri: &str,
         wanted: &Definition,
     ) -> Result<(), Error> {
         let api = &cx.aws.apigateway;
@@ -563,7 +596,7 @@ impl RestApi {
                 .http_method("POST")
                 .r#type(IntegrationType::AwsProxy)
                 .integration_http_method("POST")
-                .uri(&wanted.proxy_uri)
+                .uri(proxy_uri)
                 .send()
                 .await
                 .step(&self.key, "PutIntegration")?;
@@ -656,7 +689,7 @@ impl Resource for RestApi {
     }
 
     fn depends_on(&self) -> Vec<ResourceKey> {
-        let mut deps = vec![self.function.clone()];
+        let mut deps: Vec<ResourceKey> = self.routes.iter().map(|r| r.function.clone()).collect();
         deps.extend(self.inputs.iter().cloned());
         deps
     }
@@ -689,16 +722,19 @@ impl Resource for RestApi {
             sorted(live.binary_media_types().to_vec()),
         );
         diff.extend(tag_diff(&cx.tags(), &tags(live)));
-        match self.resource_id(cx, &api_id).await?.1 {
-            Some(resource_id) => diff.extend(
-                self.method_diffs(cx, &api_id, &resource_id, &wanted)
-                    .await?,
-            ),
-            None => diff.push(FieldDiff::new(
-                format!("Resources.{}", wanted.path),
-                "present",
-                "(missing)",
-            )),
+        let existing = self.resource_ids(cx, &api_id).await?.1;
+        for (path, uri) in &wanted.routes {
+            match existing.get(path) {
+                Some(resource_id) => diff.extend(
+                    self.method_diffs(cx, &api_id, resource_id, path, uri, &wanted)
+                        .await?,
+                ),
+                None => diff.push(FieldDiff::new(
+                    format!("Resources.{path}"),
+                    "present",
+                    "(missing)",
+                )),
+            }
         }
         for response_type in GATEWAY_RESPONSES {
             diff.field(
@@ -758,36 +794,36 @@ impl Resource for RestApi {
             }
         }
         let wanted = self.definition(cx);
-        let (root, existing) = self.resource_id(cx, &api_id).await?;
-        let resource_id = match existing {
-            Some(id) => id,
-            None => cx
-                .aws
-                .apigateway
-                .create_resource()
-                .rest_api_id(&api_id)
-                .parent_id(root)
-                .path_part(&self.path_part)
-                .send()
-                .await
-                .step(&self.key, "CreateResource")?
-                .id()
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        let methods_changed = planned.action == Action::Create
-            || planned.touches("Methods.")
-            || planned.touches("Resources.");
-        if methods_changed {
+        let (root, existing) = self.resource_ids(cx, &api_id).await?;
+        for (route, (path, uri)) in self.routes.iter().zip(&wanted.routes) {
+            let resource_id = match existing.get(path) {
+                Some(id) => id.clone(),
+                None => cx
+                    .aws
+                    .apigateway
+                    .create_resource()
+                    .rest_api_id(&api_id)
+                    .parent_id(&root)
+                    .path_part(route.path_part)
+                    .send()
+                    .await
+                    .step(&self.key, "CreateResource")?
+                    .id()
+                    .unwrap_or_default()
+                    .to_owned(),
+            };
+            let methods_changed =
+                planned.action == Action::Create || planned.touches(&format!("Resources.{path}"));
+            if !methods_changed {
+                continue;
+            }
             let diffs = self
-                .method_diffs(cx, &api_id, &resource_id, &wanted)
+                .method_diffs(cx, &api_id, &resource_id, path, uri, &wanted)
                 .await?;
             for method in ["POST", "OPTIONS"] {
-                if diffs
-                    .iter()
-                    .any(|d| d.field.starts_with(&format!("Methods.{method}")))
-                {
-                    self.put_method(cx, &api_id, &resource_id, method, &wanted)
+                let prefix = format!("Resources.{path}.{method}");
+                if diffs.iter().any(|d| d.field.starts_with(&prefix)) {
+                    self.put_method(cx, &api_id, &resource_id, method, uri, &wanted)
                         .await?;
                 }
             }
@@ -862,11 +898,22 @@ mod tests {
     fn definition(origin: &str) -> Definition {
         Definition {
             binary_media_types: vec!["multipart/form-data".into()],
-            path: "/file-upload".into(),
-            proxy_uri: lambda_integration_uri(
-                "us-east-1",
-                "arn:aws:lambda:us-east-1:111122223333:function:demo-file_upload",
-            ),
+            routes: vec![
+                (
+                    "/file-upload".into(),
+                    lambda_integration_uri(
+                        "us-east-1",
+                        "arn:aws:lambda:us-east-1:111122223333:function:demo-file_upload",
+                    ),
+                ),
+                (
+                    "/confirm".into(),
+                    lambda_integration_uri(
+                        "us-east-1",
+                        "arn:aws:lambda:us-east-1:111122223333:function:demo-send_email",
+                    ),
+                ),
+            ],
             cors: cors_parameters(origin),
             gateway_cors: gateway_cors_parameters(origin),
         }
@@ -880,6 +927,13 @@ mod tests {
         let mut b = a.clone();
         b.binary_media_types.push("audio/mpeg".into());
         assert_ne!(a.digest(), b.digest());
+        // A route more, or one proxied elsewhere, is a new definition to deploy.
+        let mut c = a.clone();
+        c.routes.pop();
+        assert_ne!(a.digest(), c.digest());
+        let mut d = a.clone();
+        d.routes[1].1 = d.routes[0].1.clone();
+        assert_ne!(a.digest(), d.digest());
         assert_eq!(a.digest().len(), 64);
     }
 

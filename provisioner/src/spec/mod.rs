@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 pub use values::{
-    AllowedMethods, CachePolicy, CorsMaxAge, CorsMethod, CorsOrigin, DbIdentifier, EndpointService,
-    Engine, EphemeralStorageSize, EventAgeSeconds, ExpiryDays, GatewayService, HourlyUploads,
-    HttpVersion, InstanceClass, Ipv4Cidr, LogRetentionDays, MailAddress, MemorySize,
-    OriginShieldRegion, PriceClass, Region, ReservedConcurrency, RetentionDays, RetryAttempts,
-    StackName, StorageSize, StorageType, TagKey, ThrottleBurst, ThrottleRate, TimeoutSeconds,
-    VideoSuffix, ViewerProtocolPolicy,
+    AllowedMethods, CachePolicy, CloudFrontCertificateArn, CorsMaxAge, CorsMethod, CorsOrigin,
+    DbIdentifier, DomainName, EndpointService, Engine, EphemeralStorageSize, EventAgeSeconds,
+    ExpiryDays, GatewayService, HourlyUploads, HttpVersion, InstanceClass, Ipv4Cidr,
+    LogRetentionDays, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region,
+    ReservedConcurrency, RetentionDays, RetryAttempts, StackName, StorageSize, StorageType, TagKey,
+    ThrottleBurst, ThrottleRate, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
 };
 
 /// The whole `stack.yaml`.
@@ -403,6 +403,22 @@ pub struct Distribution {
     pub compress: bool,
     #[serde(default = "defaults::error_responses")]
     pub error_responses: Vec<ErrorResponse>,
+    /// The site on a domain of its own, with its ACM certificate (us-east-1), served with TLS
+    /// 1.2 at least (`TLSv1.2_2021`). Without it CloudFront serves `*.cloudfront.net` with its
+    /// own certificate, whose TLS versions it chooses.
+    #[serde(default)]
+    pub custom_domain: Option<CustomDomain>,
+}
+
+/// An alternate domain of a distribution.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDomain {
+    /// The names the site answers on; the first is the address the stack gives out (CORS
+    /// origin, confirmation links). Each must point (CNAME or alias) at the distribution.
+    pub names: Vec<DomainName>,
+    /// An ACM certificate in us-east-1 covering every name.
+    pub certificate_arn: CloudFrontCertificateArn,
 }
 
 impl Default for Distribution {
@@ -658,6 +674,51 @@ impl Stack {
                           reach the database inside the stack's VPC"
                     .into(),
             });
+        }
+        let distributions = [
+            (
+                "stt",
+                "website",
+                stack.stt.website.as_ref().map(|w| &w.distribution),
+            ),
+            (
+                "vod",
+                "player",
+                stack.vod.as_ref().map(|v| &v.player.distribution),
+            ),
+        ];
+        for (system, part, distribution) in distributions {
+            let Some(domain) = distribution.and_then(|d| d.custom_domain.as_ref()) else {
+                continue;
+            };
+            if domain.names.is_empty() || domain.names.len() > 100 {
+                return Err(SpecError::Invalid {
+                    path: path.to_owned(),
+                    location: at(&[system, part, "distribution", "custom_domain", "names"]),
+                    message: format!(
+                        "{system}.{part}.distribution.custom_domain.names needs from 1 to 100 \
+                         names (CloudFront's limit of alternate domains), not {}",
+                        domain.names.len()
+                    ),
+                });
+            }
+        }
+        if let Some(functions) = &stack.stt.functions {
+            // The confirmation mail links to the upload site's confirm.html.
+            let page = functions
+                .allowed_origin
+                .as_deref()
+                .is_some_and(|o| o.starts_with("https://") || o.starts_with("http://"));
+            if stack.stt.website.is_none() && !page {
+                return Err(SpecError::Invalid {
+                    path: path.to_owned(),
+                    location: at(&["stt", "functions"]),
+                    message: "stt.functions needs stt.website or an http(s) \
+                              stt.functions.allowed_origin: the mail that asks an address to \
+                              confirm links to the site's confirm.html"
+                        .into(),
+                });
+            }
         }
         if let Some(zones) = stack
             .stt

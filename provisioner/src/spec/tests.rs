@@ -178,6 +178,21 @@ fn functions_need_the_network_and_the_database() {
 }
 
 #[test]
+fn functions_need_a_page_for_the_confirmation_link() {
+    let base = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  network:\n    cidr: 10.0.0.0/16\n  database: {}\n  functions:\n    mail_from: a@example.com\n";
+    let (loc, message) = location(parse(base).unwrap_err());
+    assert!(message.contains("confirm.html"), "{message}");
+    assert_eq!(loc, Some((8, 3)));
+    let star = format!("{base}    allowed_origin: \"*\"\n");
+    assert!(parse(&star).is_err());
+    assert!(parse(&format!(
+        "{base}    allowed_origin: https://upload.example\n"
+    ))
+    .is_ok());
+    assert!(parse(&base.replace("stt:\n", "stt:\n  website: {}\n")).is_ok());
+}
+
+#[test]
 fn errors_found_after_parsing_are_located_at_their_key() {
     let text = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  functions:\n    mail_from: a@example.com\n";
     let (loc, _) = location(parse(text).unwrap_err());
@@ -245,6 +260,7 @@ stack:
   name: demo
   region: us-east-1
 stt:
+  website: {}
   network: {}
   database: {}
   functions:
@@ -304,7 +320,7 @@ fn reserved_concurrency_may_be_changed_or_removed() {
         "{FUNCTIONS}    file_upload: {{memory_mb: 256, timeout_s: 30, reserved_concurrency: -1}}\n"
     );
     let (loc, message) = location(parse(&negative).unwrap_err());
-    assert_eq!(loc.map(|l| l.0), Some(9), "{message}");
+    assert_eq!(loc.map(|l| l.0), Some(10), "{message}");
     assert!(
         message.contains("reserved_concurrency") && message.contains("from 0 to 100000"),
         "{message}"
@@ -323,7 +339,7 @@ fn api_throttling_is_checked_where_it_is_written() {
         ("{rate: 10}", "unknown field `rate`"),
     ] {
         let (loc, message) = location(parse(&with(bad)).unwrap_err());
-        assert_eq!(loc.map(|l| l.0), Some(9), "{bad}: {message}");
+        assert_eq!(loc.map(|l| l.0), Some(10), "{bad}: {message}");
         assert!(message.contains(what), "{bad}: {message}");
     }
     let f = parse(&with("{rate_per_s: 0.5, burst: 1}"))
@@ -353,12 +369,12 @@ fn log_retention_is_thirty_days_unless_set_to_a_period_cloudwatch_offers() {
             "{bad}: {message}"
         );
     }
-    let functions = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  network: {}\n  database: {}\n  functions:\n    mail_from: a@example.com\n";
+    let functions = "stack:\n  name: demo\n  region: us-east-1\nstt:\n  website: {}\n  network: {}\n  database: {}\n  functions:\n    mail_from: a@example.com\n";
     let stack = parse(functions).unwrap();
     assert_eq!(stack.stt.functions.unwrap().log_retention_days.0, 30);
     let text = format!("{functions}    log_retention_days: 31\n");
     let err = parse(&text).unwrap_err().to_string();
-    assert!(err.starts_with("stack.yaml:9:25: "), "{err}");
+    assert!(err.starts_with("stack.yaml:10:25: "), "{err}");
     assert!(err.contains("not 31"), "{err}");
 }
 
@@ -377,4 +393,46 @@ fn deletion_protection_is_on_for_aws_and_off_locally_unless_set() {
     assert!(!off.deletion_protection_on(false));
     let on = with("{deletion_protection: true}");
     assert!(on.deletion_protection_on(true));
+}
+
+#[test]
+fn a_custom_domain_needs_a_certificate_from_us_east_1_and_real_names() {
+    let with = |domain: &str| {
+        format!(
+            "stack:\n  name: demo\n  region: eu-west-1\nstt:\n  website:\n    distribution:\n      custom_domain: {domain}\n"
+        )
+    };
+    let good = with(
+        "{names: [stt.example.com], certificate_arn: \"arn:aws:acm:us-east-1:111122223333:certificate/1a2b\"}",
+    );
+    let stack = parse(&good).unwrap();
+    let domain = stack
+        .stt
+        .website
+        .unwrap()
+        .distribution
+        .custom_domain
+        .unwrap();
+    assert_eq!(domain.names[0].as_str(), "stt.example.com");
+
+    // The stack's region is eu-west-1, but CloudFront takes us-east-1 certificates only.
+    let (loc, message) = location(
+        parse(&with(
+            "{names: [stt.example.com], certificate_arn: \"arn:aws:acm:eu-west-1:111122223333:certificate/1a2b\"}",
+        ))
+        .unwrap_err(),
+    );
+    assert_eq!(loc.map(|l| l.0), Some(7), "{message}");
+    assert!(message.contains("us-east-1 only"), "{message}");
+    for (bad, what) in [
+        ("{names: [\"stt example.com\"], certificate_arn: \"arn:aws:acm:us-east-1:111122223333:certificate/1\"}", "not a domain name"),
+        ("{names: [-x.example.com], certificate_arn: \"arn:aws:acm:us-east-1:111122223333:certificate/1\"}", "not a domain name"),
+        ("{names: [stt.example.com], certificate_arn: \"arn:aws:iam::111122223333:server-certificate/x\"}", "not an ACM certificate ARN"),
+        ("{names: [], certificate_arn: \"arn:aws:acm:us-east-1:111122223333:certificate/1\"}", "from 1 to 100 names"),
+        ("{names: [stt.example.com]}", "certificate_arn"),
+    ] {
+        let (loc, message) = location(parse(&with(bad)).unwrap_err());
+        assert!(message.contains(what), "{bad}: {message}");
+        assert!(loc.is_some(), "{bad}: {message}");
+    }
 }

@@ -623,6 +623,60 @@ impl MailAddress {
 }
 
 string_newtype!(
+    /// A host name CloudFront can serve as an alternate domain (CNAME): dot-separated labels of
+    /// letters, digits and hyphens, at most 253 characters, optionally `*.` first.
+    DomainName,
+    |s| {
+        let name = s.strip_prefix("*.").unwrap_or(s);
+        let labels: Vec<&str> = name.split('.').collect();
+        let valid = s.len() <= 253
+            && labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if valid {
+            Ok(())
+        } else {
+            Err(format!(
+                "{s:?} is not a domain name CloudFront can serve, e.g. stt.example.com"
+            ))
+        }
+    }
+);
+
+string_newtype!(
+    /// The ARN of an ACM certificate CloudFront can use: CloudFront takes certificates from
+    /// ACM in us-east-1 only, whatever the stack's region.
+    CloudFrontCertificateArn,
+    |s| {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let shaped = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "acm"
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5].strip_prefix("certificate/").is_some_and(|id| !id.is_empty());
+        if !shaped {
+            return Err(format!(
+                "{s:?} is not an ACM certificate ARN (arn:aws:acm:us-east-1:123456789012:certificate/…)"
+            ));
+        }
+        if parts[3] != "us-east-1" {
+            return Err(format!(
+                "the certificate is in {}, but CloudFront uses ACM certificates from us-east-1 only: request or import it there",
+                parts[3]
+            ));
+        }
+        Ok(())
+    }
+);
+
+string_newtype!(
     /// A CORS origin: `*` or `scheme://host[:port]`, without a path.
     CorsOrigin,
     |s| {

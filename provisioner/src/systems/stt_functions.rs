@@ -19,7 +19,7 @@ use crate::resources::function::{self, Function};
 use crate::resources::lambda_permission::LambdaPermission;
 use crate::resources::log_group::{lambda_log_group_name, LogGroup};
 use crate::resources::queue::Queue;
-use crate::resources::rest_api::{RestApi, Throttling};
+use crate::resources::rest_api::{RestApi, Route, Throttling};
 use crate::resources::role::Role;
 use crate::resources::schema_migration::SchemaMigration;
 use crate::resources::secret::Secret;
@@ -39,6 +39,8 @@ pub const TRANSCRIBE_RULE: ResourceKey = ResourceKey::new("event_rule", "stt-tra
 /// The API's path and stage (console steps S12, S14).
 pub const UPLOAD_PATH: &str = "file-upload";
 pub const UPLOAD_STAGE: &str = "prod";
+/// Where the confirmation page posts a link's token (to `send_email`).
+pub const CONFIRM_PATH: &str = "confirm";
 
 /// Suffixes of the audio keys file_upload writes: it names each file after the format it
 /// detected (mp3, wav, flac, ogg, m4a, mp4, webm, amr), always in lower case. The console
@@ -385,6 +387,13 @@ pub fn environment(
         }
         "send_email" => {
             env.insert("MAIL_FROM".into(), functions.mail_from.as_str().to_owned());
+            env.insert("AUDIO_BUCKET".into(), audio_bucket_name(cx));
+            if let Some(page) = confirm_page_url(cx, functions) {
+                env.insert("CONFIRM_PAGE_URL".into(), page);
+            }
+            if let Some(origin) = allowed_origin(cx, functions) {
+                env.insert("ALLOWED_ORIGIN".into(), origin);
+            }
             env.insert("MAIL_TRANSPORT".into(), "ses".into());
             if ipv6 && !cx.aws.local {
                 // SES has no VPC endpoint here: it is reached at its dual-stack name over
@@ -407,11 +416,22 @@ pub fn allowed_origin(cx: &Context, functions: &Functions) -> Option<String> {
     })
 }
 
+/// The page a confirmation mail links to: `confirm.html` of the site, or of the origin
+/// `stack.yaml` names instead (the spec requires one of them).
+pub fn confirm_page_url(cx: &Context, functions: &Functions) -> Option<String> {
+    let base = match &functions.allowed_origin {
+        Some(origin) if cx.stack.stt.website.is_none() => origin.clone(),
+        _ => super::web::served_url(cx, &SITE_DISTRIBUTION)?,
+    };
+    Some(format!("{}/confirm.html", base.trim_end_matches('/')))
+}
+
 /// `config.js` next to the upload page: the API URL `up` created and Transcribe's languages.
 pub fn site_config(cx: &Context) -> String {
     let languages: Vec<&str> = aws_sdk_transcribe::types::LanguageCode::values().to_vec();
     let config = json!({
         "apiUrl": cx.output(&UPLOAD_API, "url"),
+        "confirmUrl": cx.output(&UPLOAD_API, "confirm_url"),
         "languages": languages,
     });
     format!("// Written by `provision up`; do not edit.\nwindow.STT_CONFIG = {config};\n")
@@ -439,10 +459,20 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         key: UPLOAD_API,
         name: format!("{stack}-file-upload-api"),
         description: format!("Audio uploads of the {stack} speech-to-text service"),
-        path_part: UPLOAD_PATH.to_owned(),
+        routes: vec![
+            Route {
+                path_part: UPLOAD_PATH,
+                function: function_key("file_upload"),
+                url_output: "upload_url",
+            },
+            Route {
+                path_part: CONFIRM_PATH,
+                function: function_key("send_email"),
+                url_output: "confirm_url",
+            },
+        ],
         binary_media_types: vec!["multipart/form-data".to_owned()],
         stage: UPLOAD_STAGE.to_owned(),
-        function: function_key("file_upload"),
         // Without a site nor a configured origin, no browser page is expected: deny all.
         allowed_origin: Box::new(move |cx| {
             allowed_origin(cx, &spec).unwrap_or_else(|| "null".into())
@@ -463,6 +493,20 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         source_arn: Box::new(|cx| {
             let api = cx.output(&UPLOAD_API, "execute_arn")?;
             Some(format!("{api}/*/POST/{UPLOAD_PATH}"))
+        }),
+        source_account: false,
+        inputs: vec![UPLOAD_API],
+    };
+    let confirm_permission = LambdaPermission {
+        key: permission_key("stt-api-send_email"),
+        function: function_key("send_email"),
+        function_name: function_name(cx, "send_email"),
+        statement_id: "apigateway-confirm".into(),
+        principal: "apigateway.amazonaws.com",
+        // Only this API's POST on /confirm, in any stage.
+        source_arn: Box::new(|cx| {
+            let api = cx.output(&UPLOAD_API, "execute_arn")?;
+            Some(format!("{api}/*/POST/{CONFIRM_PATH}"))
         }),
         source_account: false,
         inputs: vec![UPLOAD_API],
@@ -542,6 +586,7 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
     vec![
         Arc::new(api),
         Arc::new(api_permission),
+        Arc::new(confirm_permission),
         Arc::new(transcribe_permission),
         Arc::new(email_permission),
         Arc::new(notifications),
@@ -620,7 +665,8 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         // The log group first: the function's first invocation writes there, and its role
         // may not create it.
         let mut inputs = vec![DATABASE, APP_SECRET, AUDIO_BUCKET, log_group_key(function)];
-        if site && function == "file_upload" {
+        // Their CORS origin, and the confirmation link, are the site's address.
+        if site && (function == "file_upload" || function == "send_email") {
             inputs.push(SITE_DISTRIBUTION);
         }
         if function == "send_email" {

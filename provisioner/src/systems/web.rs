@@ -10,7 +10,7 @@ use crate::engine::{Context, Resource, ResourceKey};
 use crate::resources::bucket::{self, Bucket};
 use crate::resources::bucket_policy::BucketPolicy;
 use crate::resources::bucket_protection::Lifecycle;
-use crate::resources::distribution::{Distribution, Settings};
+use crate::resources::distribution::{Certificate, Distribution, Settings};
 use crate::resources::oac::OriginAccessControl;
 use crate::resources::response_headers_policy::{Headers, ResponseHeadersPolicy};
 use crate::resources::site_files::{GeneratedFile, SiteFiles};
@@ -65,6 +65,12 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
     let comment = format!("provision:{}:{}", stack.name(), s.label);
 
     let d = s.settings.clone();
+    // The emulator serves no custom domain (nothing resolves it): the names are left out.
+    let custom_domain = d.custom_domain.clone().filter(|_| !cx.aws.local);
+    let served_domain = custom_domain
+        .as_ref()
+        .and_then(|c| c.names.first())
+        .map(|n| n.as_str().to_owned());
     let origin_shield = stack
         .origin_shield_region(&d)
         .ok()
@@ -112,6 +118,17 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
             r.sort();
             r
         },
+        aliases: {
+            let mut names: Vec<String> = custom_domain
+                .iter()
+                .flat_map(|c| c.names.iter().map(|n| n.as_str().to_owned()))
+                .collect();
+            names.sort();
+            names
+        },
+        certificate: custom_domain
+            .as_ref()
+            .map(|c| Certificate::tls12(c.certificate_arn.as_str())),
     };
 
     vec![
@@ -141,6 +158,7 @@ pub fn served_bucket(cx: &Context, s: ServedBucket) -> Vec<Arc<dyn Resource>> {
             headers_policy: s.headers_policy,
             settings: Box::new(settings),
             comment,
+            served_domain,
         }),
         Arc::new(BucketPolicy {
             key: s.policy,
@@ -192,8 +210,12 @@ pub fn data_bucket(
 
 /// The address a distribution of the stack serves, once it exists.
 pub fn served_url(cx: &Context, distribution: &ResourceKey) -> Option<String> {
-    let domain = cx.output(distribution, "domain_name")?;
     let emulator = cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten();
+    let domain = match emulator {
+        Some(_) => cx.output(distribution, "domain_name")?,
+        // The custom domain when the stack has one.
+        None => cx.output(distribution, "served_domain")?,
+    };
     Some(site_url(&domain, emulator))
 }
 
