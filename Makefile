@@ -101,11 +101,18 @@ build:
 provision:
 	cargo build -p provisioner --bin provision
 
-# Release zips of the handlers, x86_64, for the provided.al2023 runtime.
+# Release zips of the handlers, x86_64, for the provided.al2023 runtime, in a target directory
+# of their own: they share no artifact with the debug builds (release profile, the Lambda
+# target), so a debug build and the zips can compile side by side (`-j2` below) instead of one
+# waiting for the other's lock on target/. Cargo leaves a core idle for minutes at a time (the
+# largest SDK crates compile on one core each), which the other build then uses.
+ZIPS_TARGET := target/zips
 zips: deps
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip $(HANDLERS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip \
+	  --target-dir $(ZIPS_TARGET) --lambda-dir target/lambda $(HANDLERS)
 
-local: deps provision zips web mariadb
+local: deps web mariadb
+	$(MAKE) --no-print-directory -j2 provision zips
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 
@@ -131,7 +138,8 @@ REALISM_TEST := REALISM_MODE=test REALISM_FAULT_RATE=0.05 REALISM_TIME_SCALE=0.0
 # Integration tests talk to the emulators (through the realism layer) and MariaDB; the zip
 # tests run the built zips. The test binaries run side by side (scripts/run-tests.py: they
 # mostly wait on the emulators), the realism layer's own pytest beside them.
-test: deps build zips web browser-deps test-tools mariadb
+test: deps web browser-deps test-tools mariadb
+	$(MAKE) --no-print-directory -j2 build zips
 	$(REALISM_TEST) scripts/local-aws.sh start ministack
 	$(REALISM_TEST) scripts/local-aws.sh start moto
 	@echo "realism layer: test mode, seed $(REALISM_TEST_SEED) (replay with REALISM_SEED=$(REALISM_TEST_SEED) make test)"
@@ -141,7 +149,8 @@ test: deps build zips web browser-deps test-tools mariadb
 # The figures users choosing the tool care about (docs/performance.md), measured on the local
 # target with a stack of its own; not part of `make test`. Runs in the realism layer's virtualenv
 # (botocore reads the functions' environment for the cold starts).
-bench: deps provision zips web mariadb test-tools
+bench: deps web mariadb test-tools
+	$(MAKE) --no-print-directory -j2 provision zips
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(REALISM_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 
@@ -149,7 +158,8 @@ bench: deps provision zips web mariadb test-tools
 # mode, once per seed: a timing or fault the suite met once is met again with another seed.
 # Not part of `make test` (about 1.5 minutes per seed).
 SOAK_SEEDS ?= 101 202 303 404 505
-realism-soak: deps build zips web mariadb
+realism-soak: deps web mariadb
+	$(MAKE) --no-print-directory -j2 build zips
 	@for seed in $(SOAK_SEEDS); do \
 	  echo "== realism seed $$seed"; \
 	  REALISM_MODE=test REALISM_FAULT_RATE=0.05 REALISM_TIME_SCALE=0.02 REALISM_SCALES=$(REALISM_TEST_SCALES) \

@@ -79,19 +79,19 @@ async fn functions_and_roles_on_the_local_target() {
 
     // API Gateway's own errors (here 403 for a path the API does not have; also 413 over
     // 10 MB, 429, 502, 504) carry the CORS headers, so the page can show them. Without a site
-    // nor a configured origin the allowed origin is the literal `null`.
+    // the allowed origin is the one `stack.yaml` names.
     let api = second["outputs"]["stt_api_url"].as_str().unwrap();
     let (status, headers, _) = system_tests::http_request(
         "POST",
         &api.replace("/file-upload", "/no-such-path"),
-        &[("Origin", "null")],
+        &[("Origin", "https://upload.example")],
         b"",
     );
     assert_eq!(status, 403, "{headers:?}");
     assert!(
         headers
             .iter()
-            .any(|(k, v)| k == "access-control-allow-origin" && v == "null"),
+            .any(|(k, v)| k == "access-control-allow-origin" && v == "https://upload.example"),
         "{headers:?}"
     );
 

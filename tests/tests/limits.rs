@@ -158,11 +158,15 @@ async fn throttling_and_reserved_concurrency_are_declared_checked_and_repaired()
     assert_eq!(stage_throttling(&aws, name).await, Some((0.01, 1)));
     let statuses: Vec<(u16, bool)> = (0..3)
         .map(|_| {
-            let (status, headers, _) =
-                system_tests::http_request("OPTIONS", &api_url, &[("Origin", "null")], b"");
+            let (status, headers, _) = system_tests::http_request(
+                "OPTIONS",
+                &api_url,
+                &[("Origin", "https://upload.example")],
+                b"",
+            );
             let cors = headers
                 .iter()
-                .any(|(k, v)| k == "access-control-allow-origin" && v == "null");
+                .any(|(k, v)| k == "access-control-allow-origin" && v == "https://upload.example");
             (status, cors)
         })
         .collect();
