@@ -106,10 +106,11 @@ provision:
 # target), so a debug build and the zips can compile side by side (`-j2` below) instead of one
 # waiting for the other's lock on target/. Cargo leaves a core idle for minutes at a time (the
 # largest SDK crates compile on one core each), which the other build then uses.
-ZIPS_TARGET := target/zips
+# (cargo-lambda passes `--target-dir` on to `cargo metadata`, which refuses it: the variable.)
+ZIPS_TARGET := $(CURDIR)/target/zips
 zips: deps
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip \
-	  --target-dir $(ZIPS_TARGET) --lambda-dir target/lambda $(HANDLERS)
+	CARGO_TARGET_DIR=$(ZIPS_TARGET) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release \
+	  --output-format zip --lambda-dir $(CURDIR)/target/lambda $(HANDLERS)
 
 local: deps web mariadb
 	$(MAKE) --no-print-directory -j2 provision zips
