@@ -101,19 +101,13 @@ build:
 provision:
 	cargo build -p provisioner --bin provision
 
-# Release zips of the handlers, x86_64, for the provided.al2023 runtime, in a target directory
-# of their own: they share no artifact with the debug builds (release profile, the Lambda
-# target), so a debug build and the zips can compile side by side (`-j2` below) instead of one
-# waiting for the other's lock on target/. Cargo leaves a core idle for minutes at a time (the
-# largest SDK crates compile on one core each), which the other build then uses.
-# (cargo-lambda passes `--target-dir` on to `cargo metadata`, which refuses it: the variable.)
-ZIPS_TARGET := $(CURDIR)/target/zips
+# Release zips of the handlers, x86_64, for the provided.al2023 runtime. (Built side by side
+# with the debug build, in a target directory of its own, a fresh `make local` took 14.5
+# minutes, as long as one build after the other: both keep the two cores busy.)
 zips: deps
-	CARGO_TARGET_DIR=$(ZIPS_TARGET) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release \
-	  --output-format zip --lambda-dir $(CURDIR)/target/lambda $(HANDLERS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip $(HANDLERS)
 
-local: deps web mariadb
-	$(MAKE) --no-print-directory -j2 provision zips
+local: deps provision zips web mariadb
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 
@@ -139,8 +133,7 @@ REALISM_TEST := REALISM_MODE=test REALISM_FAULT_RATE=0.05 REALISM_TIME_SCALE=0.0
 # Integration tests talk to the emulators (through the realism layer) and MariaDB; the zip
 # tests run the built zips. The test binaries run side by side (scripts/run-tests.py: they
 # mostly wait on the emulators), the realism layer's own pytest beside them.
-test: deps web browser-deps test-tools mariadb
-	$(MAKE) --no-print-directory -j2 build zips
+test: deps build zips web browser-deps test-tools mariadb
 	$(REALISM_TEST) scripts/local-aws.sh start ministack
 	$(REALISM_TEST) scripts/local-aws.sh start moto
 	@echo "realism layer: test mode, seed $(REALISM_TEST_SEED) (replay with REALISM_SEED=$(REALISM_TEST_SEED) make test)"
@@ -150,8 +143,7 @@ test: deps web browser-deps test-tools mariadb
 # The figures users choosing the tool care about (docs/performance.md), measured on the local
 # target with a stack of its own; not part of `make test`. Runs in the realism layer's virtualenv
 # (botocore reads the functions' environment for the cold starts).
-bench: deps web mariadb test-tools
-	$(MAKE) --no-print-directory -j2 provision zips
+bench: deps provision zips web mariadb test-tools
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(REALISM_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 
@@ -159,8 +151,7 @@ bench: deps web mariadb test-tools
 # mode, once per seed: a timing or fault the suite met once is met again with another seed.
 # Not part of `make test` (about 1.5 minutes per seed).
 SOAK_SEEDS ?= 101 202 303 404 505
-realism-soak: deps web mariadb
-	$(MAKE) --no-print-directory -j2 build zips
+realism-soak: deps build zips web mariadb
 	@for seed in $(SOAK_SEEDS); do \
 	  echo "== realism seed $$seed"; \
 	  REALISM_MODE=test REALISM_FAULT_RATE=0.05 REALISM_TIME_SCALE=0.02 REALISM_SCALES=$(REALISM_TEST_SCALES) \

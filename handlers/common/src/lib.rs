@@ -9,6 +9,7 @@
 
 pub mod app_user;
 pub mod config;
+pub mod cors;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -92,12 +92,7 @@ impl Deps {
     }
 }
 
-pub fn parse_origins(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|o| o.trim().trim_end_matches('/').to_string())
-        .filter(|o| !o.is_empty())
-        .collect()
-}
+pub use stt_common::cors::parse_origins;
 
 /// An answer before it becomes the proxy response.
 struct Reply {
@@ -139,29 +134,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn cors_headers(deps: &Deps, request_headers: &HeaderMap) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    let origin = header(request_headers, "origin").map(|o| o.trim_end_matches('/'));
-    let allow = if deps.allowed_origins.iter().any(|o| o == "*") {
-        Some("*".to_string())
-    } else if let Some(o) = origin.filter(|o| deps.allowed_origins.iter().any(|a| a == o)) {
-        Some(o.to_string())
-    } else {
-        deps.allowed_origins.first().cloned()
-    };
-    if let Some(v) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
-        h.insert("access-control-allow-origin", v);
-        h.insert("vary", HeaderValue::from_static("Origin"));
-    }
-    h.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("OPTIONS,POST"),
-    );
-    h.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("Content-Type"),
-    );
-    h.insert("access-control-max-age", HeaderValue::from_static("600"));
-    h
+    stt_common::cors::headers(&deps.allowed_origins, request_headers, "OPTIONS,POST")
 }
 
 /// The Lambda handler. It always answers (errors become 5xx responses), so API Gateway

@@ -15,7 +15,7 @@
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{HeaderMap, HeaderValue, Method};
+use aws_lambda_events::http::{HeaderValue, Method};
 use base64::Engine;
 use serde_json::{json, Value};
 use stt_common::privacy::mask_email;
@@ -23,38 +23,7 @@ use stt_common::recipients::{is_token, token_digest, Redeemed};
 
 use crate::{deliver, Deps};
 
-/// `ALLOWED_ORIGIN`: comma-separated origins, trailing slashes dropped.
-pub fn parse_origins(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|o| o.trim().trim_end_matches('/').to_string())
-        .filter(|o| !o.is_empty())
-        .collect()
-}
-
-fn cors_headers(allowed: &[String], request: &HeaderMap) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    let origin = request
-        .get("origin")
-        .and_then(|v| v.to_str().ok())
-        .map(|o| o.trim_end_matches('/'));
-    let allow = match origin {
-        Some(o) if allowed.iter().any(|a| a == o) => Some(o.to_owned()),
-        _ => allowed.first().cloned(),
-    };
-    if let Some(v) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
-        h.insert("access-control-allow-origin", v);
-        h.insert("vary", HeaderValue::from_static("Origin"));
-    }
-    h.insert(
-        "access-control-allow-methods",
-        HeaderValue::from_static("OPTIONS,POST"),
-    );
-    h.insert(
-        "access-control-allow-headers",
-        HeaderValue::from_static("Content-Type"),
-    );
-    h
-}
+pub use stt_common::cors::parse_origins;
 
 fn refused(status: i64, code: &str, message: &str) -> (i64, Value) {
     (status, json!({ "error": message, "code": code }))
@@ -134,7 +103,8 @@ async fn confirm(deps: &Deps, req: &ApiGatewayProxyRequest) -> stt_common::Resul
 /// The API's answer. Always an answer: a failure inside is a 500 without details (they go
 /// to the log), so API Gateway never shows its own 502.
 pub async fn handler(deps: &Deps, req: ApiGatewayProxyRequest) -> ApiGatewayProxyResponse {
-    let mut headers = cors_headers(&deps.allowed_origins, &req.headers);
+    let mut headers =
+        stt_common::cors::headers(&deps.allowed_origins, &req.headers, "OPTIONS,POST");
     let (status, body) = if req.http_method == Method::OPTIONS {
         (204, Value::Null)
     } else if req.http_method != Method::POST {
