@@ -23,8 +23,6 @@ use stt_common::recipients::{is_token, token_digest, Redeemed};
 
 use crate::{deliver, Deps};
 
-pub use stt_common::cors::parse_origins;
-
 fn refused(status: i64, code: &str, message: &str) -> (i64, Value) {
     (status, json!({ "error": message, "code": code }))
 }

@@ -101,7 +101,9 @@ impl Deps {
             bucket: req_env("AUDIO_BUCKET")?,
             confirm_page: confirm_page_from_env()?,
             link_valid_for: Duration::from_secs(link_hours_from_env()? * 3600),
-            allowed_origins: confirm::parse_origins(&opt_env("ALLOWED_ORIGIN").unwrap_or_default()),
+            allowed_origins: stt_common::cors::parse_origins(
+                &opt_env("ALLOWED_ORIGIN").unwrap_or_default(),
+            ),
         })
     }
 

@@ -38,8 +38,7 @@ pub struct RestApi {
     pub key: ResourceKey,
     pub name: String,
     pub description: String,
-    /// The resources below the root and the function each one's `POST` is proxied to. The
-    /// first is the API's `url` output.
+    /// The resources below the root and the function each one's `POST` is proxied to.
     pub routes: Vec<Route>,
     pub binary_media_types: Vec<String>,
     pub stage: String,
@@ -294,7 +293,7 @@ impl RestApi {
     fn publish(&self, cx: &Context, api_id: &str) {
         cx.publish(&self.key, "id", api_id);
         let emulator = cx.aws.local.then_some(cx.aws.endpoint.as_deref()).flatten();
-        for (i, route) in self.routes.iter().enumerate() {
+        for route in &self.routes {
             let url = invoke_url(
                 api_id,
                 &cx.aws.region,
@@ -302,9 +301,6 @@ impl RestApi {
                 route.path_part,
                 emulator,
             );
-            if i == 0 {
-                cx.publish(&self.key, "url", url.clone());
-            }
             cx.publish(&self.key, route.url_output, url);
         }
         cx.publish(

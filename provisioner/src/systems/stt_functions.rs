@@ -463,7 +463,7 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
             Route {
                 path_part: UPLOAD_PATH,
                 function: function_key("file_upload"),
-                url_output: "upload_url",
+                url_output: "url",
             },
             Route {
                 path_part: CONFIRM_PATH,
