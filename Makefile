@@ -13,6 +13,10 @@ MOTO_VENV := .venv-moto
 # tests/realism/requirements.txt, in a virtualenv of its own too.
 REALISM_VENV := .venv-realism
 REALISM_REQUIREMENTS := tests/realism/requirements.txt
+# The template scanners (cfn-lint, checkov) of `provision template`, pinned in
+# tests/scan/requirements.txt, in a virtualenv of their own.
+SCAN_VENV := .venv-scan
+SCAN_REQUIREMENTS := tests/scan/requirements.txt
 # The proxy's IAM simulator (Node: @cloud-copilot/iam-simulate and iam-data, pinned in
 # tests/realism/iam/package-lock.json); npm ci's own lock copy is the stamp.
 REALISM_IAM_STAMP := tests/realism/iam/node_modules/.package-lock.json
@@ -48,6 +52,11 @@ $(REALISM_VENV)/.requirements: $(REALISM_REQUIREMENTS)
 	$(REALISM_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(REALISM_REQUIREMENTS)
 	touch $@
 
+$(SCAN_VENV)/.requirements: $(SCAN_REQUIREMENTS)
+	python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(SCAN_REQUIREMENTS)
+	touch $@
+
 # cargo-lambda (with Zig) builds the Lambda zips for provided.al2023.
 $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION): $(VENV)/.ministack-$(MINISTACK_VERSION)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check cargo-lambda==$(CARGO_LAMBDA_VERSION)
@@ -58,7 +67,7 @@ $(REALISM_IAM_STAMP): tests/realism/iam/package.json tests/realism/iam/package-l
 	cd tests/realism/iam && npm ci --no-audit --no-fund
 
 deps: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION) \
-	$(REALISM_VENV)/.requirements $(REALISM_IAM_STAMP)
+	$(REALISM_VENV)/.requirements $(REALISM_IAM_STAMP) $(SCAN_VENV)/.requirements
 
 # The proxy's own tests start their own ministack, moto and proxies on free ports.
 realism-test: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(REALISM_VENV)/.requirements \

@@ -166,8 +166,8 @@ impl Clients {
         }
     }
 
-    /// Clients that never connect, for unit tests of what the stack is made of.
-    #[cfg(test)]
+    /// Clients that never connect: for unit tests of what the stack is made of, and for
+    /// rendering the template.
     pub fn offline(region: &str, account_id: &str, local: bool) -> Clients {
         let sdk = aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())

@@ -9,3 +9,4 @@ pub mod policy;
 pub mod resources;
 pub mod spec;
 pub mod systems;
+pub mod template;

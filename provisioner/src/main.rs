@@ -76,6 +76,19 @@ enum Command {
     Drift,
     /// Print the stack's outputs (URLs, names, ids).
     Outputs,
+    /// Print the stack as one CloudFormation template (no AWS call is made). What
+    /// CloudFormation cannot do is listed on stderr: `provision` does it after the deploy.
+    Template {
+        /// The template's format.
+        #[arg(long, value_enum, default_value_t = TemplateFormat::Yaml)]
+        format: TemplateFormat,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TemplateFormat {
+    Yaml,
+    Json,
 }
 
 #[tokio::main]
@@ -115,6 +128,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(System::Vod) => stack.stt = Default::default(),
         None => {}
     }
+    if let Command::Template { format } = cli.command {
+        let template = provisioner::template::for_stack(stack)?;
+        print!(
+            "{}",
+            match format {
+                TemplateFormat::Yaml => provisioner::template::to_yaml(&template),
+                TemplateFormat::Json => provisioner::template::to_json(&template),
+            }
+        );
+        for (resource, why) in &template.after_deploy {
+            eprintln!("not in the template, done by provision after the deploy: {resource}: {why}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let target = Target {
         local: cli.local,
         profile: cli.profile,
@@ -137,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
         }
         Command::Drift => session.drift().await,
+        Command::Template { .. } => unreachable!("handled before connecting"),
         Command::Outputs => {
             let report = session.plan().await;
             output::print(cli.output, &OutputsOnly(&report.outputs));

@@ -343,6 +343,18 @@ pub trait Resource: Send + Sync {
 
     /// Deletes what the stack owns; a resource that is already gone counts as done.
     async fn delete(&self, cx: &Context, options: &DeleteOptions) -> Result<Deleted, Error>;
+
+    /// The same settings as CloudFormation declares them (`provision template`), built from
+    /// the fields `apply` writes, with other resources' outputs as references (`cx` is
+    /// symbolic there, see [`Context::symbolic`]). Err says why it cannot be rendered.
+    fn cloudformation(&self, _cx: &Context) -> crate::template::Rendering {
+        Err("this kind of resource has no CloudFormation rendering yet".into())
+    }
+
+    /// Publishes the outputs that follow from the resource's settings alone (a bucket's name
+    /// and ARN), without reading anything. The template uses them as literals where a
+    /// reference would tie resources into a cycle CloudFormation refuses.
+    fn known_outputs(&self, _cx: &Context) {}
 }
 
 /// A value a resource computes from other resources' outputs once they are known (an
@@ -360,6 +372,9 @@ pub struct Context {
     notes: Mutex<HashMap<ResourceKey, Vec<String>>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     progress: MultiProgress,
+    /// Rendering a template: an output nobody published is a reference to it
+    /// ([`crate::template::output_reference`]) instead of unknown.
+    symbolic: bool,
 }
 
 impl Context {
@@ -377,7 +392,25 @@ impl Context {
             notes: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             progress: MultiProgress::with_draw_target(target),
+            symbolic: false,
         }
+    }
+
+    /// A context for rendering the template: no AWS call is made; the region, the account
+    /// and every output another resource would publish are CloudFormation references.
+    pub fn symbolic(stack: Arc<Stack>, zones: Vec<String>) -> Self {
+        let aws = Clients::offline(
+            &crate::template::reference("AWS::Region"),
+            &crate::template::reference("AWS::AccountId"),
+            false,
+        );
+        let mut cx = Context::new(stack, aws, false).with_zones(zones);
+        cx.symbolic = true;
+        cx
+    }
+
+    pub fn is_symbolic(&self) -> bool {
+        self.symbolic
     }
 
     pub fn stack_name(&self) -> &str {
@@ -417,12 +450,17 @@ impl Context {
     }
 
     pub fn output(&self, resource: &ResourceKey, name: &str) -> Option<String> {
-        self.outputs
+        let published = self
+            .outputs
             .lock()
             .expect("outputs lock")
-            .get(resource)?
-            .get(name)
-            .cloned()
+            .get(resource)
+            .and_then(|outputs| outputs.get(name))
+            .cloned();
+        if published.is_none() && self.symbolic {
+            return Some(crate::template::output_reference(resource, name));
+        }
+        published
     }
 
     /// An output a dependency must have published, for `apply` (which runs after it).

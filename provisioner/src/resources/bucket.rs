@@ -9,6 +9,7 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ErrorDocument, IndexDocument,
     ObjectIdentifier, PublicAccessBlockConfiguration, Tag, Tagging, WebsiteConfiguration,
 };
+use serde_json::{json, Value};
 
 use super::bucket_protection::{self as protection, Lifecycle};
 use super::{owned_by, tag_diff, OWNER_METADATA};
@@ -17,6 +18,7 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{self, CfnResource, Part};
 
 /// Writes one of a bucket's configurations (tags, public access block, website, policy, CORS,
 /// notifications): one at a time per bucket, since S3 answers overlapping ones with
@@ -71,7 +73,35 @@ const PUBLIC_ACCESS_FIELDS: [&str; 4] = [
     "PublicAccessBlock.RestrictPublicBuckets",
 ];
 
+/// Every stack bucket blocks all public access, whatever its policy or ACLs say.
+fn public_access_block() -> PublicAccessBlockConfiguration {
+    PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(true)
+        .restrict_public_buckets(true)
+        .build()
+}
+
+/// checkov's access-logging check (CKV_AWS_18) on every stack bucket.
+const NO_ACCESS_LOG: &str = "No server access log, as the SDK engine sets none: the stack keeps \
+     no log bucket, and a log would hold requesters' IP addresses, personal data with no \
+     retention of its own. Who may read is decided by the bucket policy and the roles";
+/// checkov's versioning check (CKV_AWS_21) on a data bucket.
+const NO_VERSIONING_DATA: &str = "Not versioned on purpose: the data is kept as long as \
+     stack.yaml's retention says and no longer (the lifecycle rule, docs/security.md \
+     Retention); versions would keep deleted and expired objects, personal data included";
+/// checkov's versioning check (CKV_AWS_21) on a bucket of the stack's own files.
+const NO_VERSIONING_SITE: &str = "Not versioned: the bucket holds only the stack's own files, \
+     uploaded again from the repository by every deploy";
+
 impl Bucket {
+    /// Whether the bucket holds data besides the stack's own files (its retention rule says
+    /// so): such a bucket outlives a deleted CloudFormation stack.
+    fn holds_data(&self) -> bool {
+        self.lifecycle.is_some()
+    }
+
     /// The bucket's REST endpoint, the origin CloudFront reaches it by (OAC needs the REST
     /// endpoint, not the website endpoint).
     pub fn regional_domain(name: &str, region: &str) -> String {
@@ -289,12 +319,7 @@ impl Bucket {
     }
 
     async fn put_public_access_block(&self, cx: &Context) -> Result<(), Error> {
-        let config = PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .ignore_public_acls(true)
-            .block_public_policy(true)
-            .restrict_public_buckets(true)
-            .build();
+        let config = public_access_block();
         configure(
             cx,
             &self.name,
@@ -560,6 +585,53 @@ impl Resource for Bucket {
         Ok(())
     }
 
+    /// `AWS::S3::Bucket` with everything `apply` writes; CORS and notifications are merged in
+    /// by [`super::bucket_cors`] and [`super::bucket_notification`]. A data bucket is
+    /// `Retain`ed: `down` keeps a bucket holding objects the stack did not put there unless
+    /// `--delete-data` is given, and CloudFormation has no such consent, so the bucket and its
+    /// recordings, transcripts or videos outlive the stack. The site bucket holds only the
+    /// stack's files, which `down` deletes with it: `Delete` (CloudFormation refuses to delete
+    /// a bucket that is not empty, so its files go first; nothing else is lost).
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let block = public_access_block();
+        let mut properties = serde_json::Map::new();
+        properties.insert("BucketName".into(), json!(self.name));
+        properties.insert(
+            "PublicAccessBlockConfiguration".into(),
+            json!({
+                "BlockPublicAcls": block.block_public_acls(),
+                "IgnorePublicAcls": block.ignore_public_acls(),
+                "BlockPublicPolicy": block.block_public_policy(),
+                "RestrictPublicBuckets": block.restrict_public_buckets(),
+            }),
+        );
+        properties.extend(protection::cloudformation(self.lifecycle.as_ref()));
+        if let Some(w) = &self.website {
+            properties.insert(
+                "WebsiteConfiguration".into(),
+                json!({"IndexDocument": w.index_document, "ErrorDocument": w.error_document}),
+            );
+        }
+        properties.insert("Tags".into(), template::tags(cx));
+        let mut bucket = CfnResource::new(&self.key, "AWS::S3::Bucket", Value::Object(properties))
+            .skip_check("CKV_AWS_18", NO_ACCESS_LOG);
+        bucket = if self.holds_data() {
+            bucket
+                .keep("Retain")
+                .skip_check("CKV_AWS_21", NO_VERSIONING_DATA)
+        } else {
+            bucket.skip_check("CKV_AWS_21", NO_VERSIONING_SITE)
+        };
+        Ok(vec![Part::Resource(bucket)])
+    }
+
+    /// The name, ARN and REST domain follow from the deterministic name: the template uses
+    /// them as literals, since a reference would close a cycle (bucket, notification, Lambda
+    /// permission, function, role, bucket ARN).
+    fn known_outputs(&self, cx: &Context) {
+        self.publish(cx);
+    }
+
     async fn delete(&self, cx: &Context, options: &DeleteOptions) -> Result<Deleted, Error> {
         if !self.exists(cx).await? {
             return Ok(Deleted::Absent);
@@ -588,5 +660,96 @@ impl Resource for Bucket {
             Err(e) if error_code(&e) == Some("NoSuchBucket") => Ok(Deleted::Absent),
             Err(e) => Err(e).step(&self.key, "DeleteBucket"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::reference;
+
+    fn rendered(bucket: &Bucket, cx: &Context) -> CfnResource {
+        match bucket.cloudformation(cx).unwrap().remove(0) {
+            Part::Resource(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_data_bucket_outlives_the_stack_and_the_site_bucket_does_not() {
+        let cx = crate::systems::tests::context(false);
+        let data = Bucket {
+            key: ResourceKey::new("bucket", "stt-audio"),
+            name: "demo-audio-111122223333".into(),
+            website: None,
+            lifecycle: Some(Lifecycle::data(Some(30))),
+        };
+        let r = rendered(&data, &cx);
+        assert_eq!(r.type_name, "AWS::S3::Bucket");
+        assert_eq!(r.keep, Some("Retain"));
+        let p = &r.properties;
+        assert_eq!(p["BucketName"], "demo-audio-111122223333");
+        for field in [
+            "BlockPublicAcls",
+            "IgnorePublicAcls",
+            "BlockPublicPolicy",
+            "RestrictPublicBuckets",
+        ] {
+            assert_eq!(p["PublicAccessBlockConfiguration"][field], true, "{field}");
+        }
+        assert_eq!(
+            p["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"],
+            30
+        );
+        assert!(p.get("WebsiteConfiguration").is_none());
+        assert!(p["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["Key"] == crate::engine::OWNER_TAG));
+
+        let site = Bucket {
+            key: ResourceKey::new("bucket", "stt-site"),
+            name: "demo-site-111122223333".into(),
+            website: Some(Website {
+                index_document: "index.html".into(),
+                error_document: "error.html".into(),
+            }),
+            lifecycle: None,
+        };
+        let r = rendered(&site, &cx);
+        assert_eq!(r.keep, None, "only the stack's files: deleted with it");
+        assert_eq!(
+            r.properties["WebsiteConfiguration"],
+            json!({"IndexDocument": "index.html", "ErrorDocument": "error.html"})
+        );
+        assert!(r.properties.get("LifecycleConfiguration").is_none());
+        let skipped: Vec<&str> = r.skipped_checks.iter().map(|(id, _)| *id).collect();
+        assert_eq!(skipped, ["CKV_AWS_18", "CKV_AWS_21"]);
+    }
+
+    #[test]
+    fn the_name_arn_and_domain_are_known_before_the_deploy() {
+        let stack = crate::systems::tests::context(false).stack.clone();
+        let cx = Context::symbolic(stack, vec![]);
+        let key = ResourceKey::new("bucket", "vod-source");
+        let bucket = Bucket {
+            key: key.clone(),
+            name: "demo-vod-source".into(),
+            website: None,
+            lifecycle: None,
+        };
+        bucket.known_outputs(&cx);
+        assert_eq!(
+            cx.output(&key, "arn").as_deref(),
+            Some("arn:aws:s3:::demo-vod-source")
+        );
+        assert_eq!(
+            cx.output(&key, "regional_domain"),
+            Some(format!(
+                "demo-vod-source.s3.{}.amazonaws.com",
+                reference("AWS::Region")
+            ))
+        );
     }
 }

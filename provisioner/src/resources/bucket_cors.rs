@@ -4,12 +4,14 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+use serde_json::json;
 
 use super::bucket;
 
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource, ResourceKey,
 };
+use crate::template::Part;
 
 /// The one CORS rule, with its lists sorted so that order is not drift.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +169,34 @@ impl Resource for BucketCors {
         )
         .await?;
         Ok(())
+    }
+
+    /// CORS is a property of `AWS::S3::Bucket` in CloudFormation: merged into the bucket.
+    /// The player's own origin is the distribution's address (a reference to it, or the
+    /// custom domain).
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let rule = self
+            .wanted(cx)
+            .ok_or("the player's distribution has no address in the template")?;
+        let mut cors_rule = json!({
+            "AllowedOrigins": rule.allowed_origins,
+            "AllowedMethods": rule.allowed_methods,
+            "MaxAge": rule.max_age_seconds,
+        });
+        // No headers allowed is the same as none named.
+        if !rule.allowed_headers.is_empty() {
+            cors_rule["AllowedHeaders"] = json!(rule.allowed_headers);
+        }
+        let mut properties = serde_json::Map::new();
+        properties.insert(
+            "CorsConfiguration".into(),
+            json!({"CorsRules": [cors_rule]}),
+        );
+        Ok(vec![Part::Properties {
+            of: self.bucket.clone(),
+            properties,
+            depends_on: vec![],
+        }])
     }
 
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {

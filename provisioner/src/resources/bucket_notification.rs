@@ -10,11 +10,13 @@ use aws_sdk_s3::types::{
     Event, FilterRule, FilterRuleName, LambdaFunctionConfiguration, NotificationConfiguration,
     NotificationConfigurationFilter, S3KeyFilter,
 };
+use serde_json::{json, Value};
 
 use super::bucket;
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource, ResourceKey,
 };
+use crate::template::Part;
 
 pub struct Rule {
     /// The configuration id, e.g. `transcribe-mp3`.
@@ -128,6 +130,38 @@ pub fn lambda_configuration(rule: &Rule, function_arn: String) -> LambdaFunction
         .expect("function ARN and events are set")
 }
 
+/// One rule as CloudFormation declares it, read from what `apply` puts: one
+/// `LambdaConfiguration` per event, with the same filter rules.
+fn cloudformation_configurations(config: &LambdaFunctionConfiguration) -> Vec<Value> {
+    let rules: Vec<Value> = config
+        .filter()
+        .and_then(|f| f.key())
+        .map(|k| k.filter_rules())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            json!({
+                "Name": r.name().map(|n| n.as_str()).unwrap_or_default(),
+                "Value": r.value().unwrap_or_default(),
+            })
+        })
+        .collect();
+    config
+        .events()
+        .iter()
+        .map(|event| {
+            let mut out = json!({
+                "Event": event.as_str(),
+                "Function": config.lambda_function_arn(),
+            });
+            if !rules.is_empty() {
+                out["Filter"] = json!({"S3Key": {"Rules": rules}});
+            }
+            out
+        })
+        .collect()
+}
+
 impl BucketNotification {
     fn wanted(&self, cx: &Context) -> BTreeMap<String, RuleState> {
         self.rules
@@ -222,6 +256,33 @@ impl Resource for BucketNotification {
         self.put(cx, configs).await
     }
 
+    /// Notifications are a property of `AWS::S3::Bucket` in CloudFormation: merged into the
+    /// bucket, which then waits for the Lambda permissions (S3 validates the destinations).
+    /// CloudFormation's `LambdaConfiguration` has no id: S3 names the rules itself.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let configurations = self
+            .rules
+            .iter()
+            .map(|r| {
+                let arn = cx
+                    .require(&self.key, &r.function, "arn")
+                    .map_err(|e| e.to_string())?;
+                Ok(cloudformation_configurations(&lambda_configuration(r, arn)))
+            })
+            .collect::<Result<Vec<Vec<Value>>, String>>()?
+            .concat();
+        let mut properties = serde_json::Map::new();
+        properties.insert(
+            "NotificationConfiguration".into(),
+            json!({"LambdaConfigurations": configurations}),
+        );
+        Ok(vec![Part::Properties {
+            of: self.bucket.clone(),
+            properties,
+            depends_on: self.permissions.clone(),
+        }])
+    }
+
     /// Puts an empty configuration: the functions are no longer invoked by the bucket.
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
         let live = match cx
@@ -291,6 +352,57 @@ mod tests {
                 ".mp3"
             )
         );
+    }
+
+    #[test]
+    fn the_template_merges_the_rules_into_the_bucket_after_the_permissions() {
+        let stack = crate::systems::tests::context(false).stack.clone();
+        let cx = Context::symbolic(stack, vec![]);
+        let function = ResourceKey::new("function", "stt-audio_transcribe");
+        let permission = ResourceKey::new("lambda_permission", "stt-s3-audio_transcribe");
+        let notification = BucketNotification {
+            key: ResourceKey::new("bucket_notification", "stt-audio"),
+            bucket: ResourceKey::new("bucket", "stt-audio"),
+            bucket_name: "demo-audio".into(),
+            rules: vec![
+                Rule {
+                    id: "transcribe-mp3".into(),
+                    function: function.clone(),
+                    prefix: "input_audio/".into(),
+                    suffix: ".mp3".into(),
+                },
+                Rule {
+                    id: "everything".into(),
+                    function: function.clone(),
+                    prefix: String::new(),
+                    suffix: String::new(),
+                },
+            ],
+            permissions: vec![permission.clone()],
+        };
+        let Part::Properties {
+            of,
+            properties,
+            depends_on,
+        } = notification.cloudformation(&cx).unwrap().remove(0)
+        else {
+            panic!("properties of the bucket");
+        };
+        assert_eq!(of, ResourceKey::new("bucket", "stt-audio"));
+        assert_eq!(depends_on, vec![permission]);
+        let configs = &properties["NotificationConfiguration"]["LambdaConfigurations"];
+        assert_eq!(
+            configs[0],
+            json!({
+                "Event": EVENT,
+                "Function": cx.output(&function, "arn").unwrap(),
+                "Filter": {"S3Key": {"Rules": [
+                    {"Name": "prefix", "Value": "input_audio/"},
+                    {"Name": "suffix", "Value": ".mp3"}
+                ]}}
+            })
+        );
+        assert!(configs[1].get("Filter").is_none());
     }
 
     #[test]

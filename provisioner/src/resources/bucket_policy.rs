@@ -10,6 +10,7 @@ use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource, ResourceKey,
 };
 use crate::policy;
+use crate::template::{CfnResource, Part};
 
 pub struct BucketPolicy {
     pub key: ResourceKey,
@@ -132,6 +133,28 @@ impl Resource for BucketPolicy {
         Ok(())
     }
 
+    /// `AWS::S3::BucketPolicy` with the same document. The bucket is named by its literal
+    /// name (see `Bucket::known_outputs`), so the order comes from `DependsOn`.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let arn = match &self.reader {
+            Some(reader) => Some(
+                cx.require(&self.key, reader, "arn")
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let policy = CfnResource::new(
+            &self.key,
+            "AWS::S3::BucketPolicy",
+            json!({
+                "Bucket": self.bucket_name,
+                "PolicyDocument": document(&self.bucket_name, arn.as_deref(), self.tls_only),
+            }),
+        )
+        .after(&self.depends_on());
+        Ok(vec![Part::Resource(policy)])
+    }
+
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
         let bucket = &self.bucket_name;
         if self.live(cx, bucket).await?.is_none() {
@@ -174,6 +197,34 @@ mod tests {
         );
         assert_eq!(local["Statement"].as_array().unwrap().len(), 1);
         assert!(needed(true, false));
+    }
+
+    #[test]
+    fn the_template_names_the_distribution_it_lets_read() {
+        let stack = crate::systems::tests::context(false).stack.clone();
+        let cx = Context::symbolic(stack, vec![]);
+        let bucket = ResourceKey::new("bucket", "stt-site");
+        let distribution = ResourceKey::new("distribution", "stt-site");
+        let policy = BucketPolicy {
+            key: ResourceKey::new("bucket_policy", "stt-site"),
+            bucket: bucket.clone(),
+            bucket_name: "demo-site".into(),
+            reader: Some(distribution.clone()),
+            tls_only: true,
+        };
+        let Part::Resource(r) = policy.cloudformation(&cx).unwrap().remove(0) else {
+            panic!("a resource");
+        };
+        assert_eq!(r.type_name, "AWS::S3::BucketPolicy");
+        assert_eq!(r.properties["Bucket"], "demo-site");
+        let statements = &r.properties["PolicyDocument"]["Statement"];
+        assert_eq!(
+            statements[0]["Condition"]["StringEquals"]["AWS:SourceArn"],
+            crate::template::output_reference(&distribution, "arn")
+        );
+        assert_eq!(statements[1]["Sid"], "DenyInsecureTransport");
+        // The bucket is named literally: the order must be declared.
+        assert!(r.depends_on.contains(&crate::template::logical_id(&bucket)));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 
+use serde_json::{json, Map, Value};
+
 use super::bucket::configure;
 use crate::engine::retry::error_code;
 use crate::engine::{AwsResultExt, Context, Diff, Error, ResourceKey};
@@ -261,6 +263,54 @@ pub fn rule(wanted: &Lifecycle) -> LifecycleRule {
         .expect("status set")
 }
 
+/// The three settings as properties of `AWS::S3::Bucket`, from the same constants and
+/// [`rule`] that `apply` writes. CloudFormation owns the whole lifecycle configuration: rules
+/// added by hand are not kept there, unlike in [`put_lifecycle`].
+pub fn cloudformation(wanted: Option<&Lifecycle>) -> Map<String, Value> {
+    let mut properties = Map::new();
+    properties.insert(
+        "OwnershipControls".into(),
+        json!({"Rules": [{"ObjectOwnership": OWNERSHIP}]}),
+    );
+    properties.insert(
+        "BucketEncryption".into(),
+        json!({"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": SSE_ALGORITHM}}
+        ]}),
+    );
+    if let Some(wanted) = wanted {
+        let rule = rule(wanted);
+        let mut cfn = Map::new();
+        cfn.insert("Id".into(), json!(rule.id()));
+        cfn.insert("Status".into(), json!(rule.status().as_str()));
+        // An empty prefix is the whole bucket, as no prefix is.
+        if let Some(prefix) = rule
+            .filter()
+            .and_then(|f| f.prefix())
+            .filter(|p| !p.is_empty())
+        {
+            cfn.insert("Prefix".into(), json!(prefix));
+        }
+        if let Some(days) = rule.expiration().and_then(|e| e.days()) {
+            cfn.insert("ExpirationInDays".into(), json!(days));
+        }
+        if let Some(days) = rule
+            .abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation())
+        {
+            cfn.insert(
+                "AbortIncompleteMultipartUpload".into(),
+                json!({"DaysAfterInitiation": days}),
+            );
+        }
+        properties.insert(
+            "LifecycleConfiguration".into(),
+            json!({"Rules": [Value::Object(cfn)]}),
+        );
+    }
+    properties
+}
+
 /// Writes the stack's rule (or removes it when `wanted` is `None`), keeping every other rule:
 /// PutBucketLifecycleConfiguration replaces the whole set.
 pub async fn put_lifecycle(
@@ -362,6 +412,34 @@ mod tests {
             fields(None, &protected(Some((true, Some(30), Some(1))))).len(),
             1
         );
+    }
+
+    #[test]
+    fn cloudformation_declares_the_rule_apply_writes() {
+        let p = cloudformation(Some(&Lifecycle::data(Some(30))));
+        assert_eq!(
+            p["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+            OWNERSHIP
+        );
+        assert_eq!(
+            p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+                ["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+            SSE_ALGORITHM
+        );
+        let rule = &p["LifecycleConfiguration"]["Rules"][0];
+        assert_eq!(rule["Id"], LIFECYCLE_RULE_ID);
+        assert_eq!(rule["Status"], "Enabled");
+        assert_eq!(rule["ExpirationInDays"], 30);
+        assert_eq!(
+            rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"],
+            1
+        );
+        assert!(rule.get("Prefix").is_none(), "the whole bucket");
+        let kept = cloudformation(Some(&Lifecycle::data(None)));
+        assert!(kept["LifecycleConfiguration"]["Rules"][0]
+            .get("ExpirationInDays")
+            .is_none());
+        assert!(cloudformation(None).get("LifecycleConfiguration").is_none());
     }
 
     #[test]

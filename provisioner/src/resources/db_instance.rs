@@ -12,6 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as RdsInstance;
 
+use serde_json::json;
+
 use super::db_subnet_group::rds_tags;
 use super::tag_diff;
 use crate::engine::retry::{retry_when, Backoff};
@@ -20,6 +22,17 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
+
+/// RDS keeps the master password in Secrets Manager: this tool never sees it.
+const MANAGED_PASSWORD: bool = true;
+const STORAGE_ENCRYPTED: bool = true;
+const PUBLICLY_ACCESSIBLE: bool = false;
+/// Snapshots (the final one of `down` too) carry the stack's tags.
+const COPY_TAGS_TO_SNAPSHOT: bool = true;
+/// Automated backups outlive the instance as retained backups: deleting them is the user's
+/// call.
+const DELETE_AUTOMATED_BACKUPS: bool = false;
 
 /// The settings the stack manages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,16 +266,16 @@ impl DbInstance {
             .allocated_storage(w.allocated_storage)
             .storage_type(&w.storage_type)
             .master_username(&w.master_username)
-            .manage_master_user_password(true)
+            .manage_master_user_password(MANAGED_PASSWORD)
             .db_name(&w.db_name)
             .db_subnet_group_name(&w.subnet_group)
             .db_parameter_group_name(&w.parameter_group)
             .set_vpc_security_group_ids(Some(w.security_groups.clone()))
             .backup_retention_period(w.backup_retention)
-            .storage_encrypted(true)
-            .publicly_accessible(false)
+            .storage_encrypted(STORAGE_ENCRYPTED)
+            .publicly_accessible(PUBLICLY_ACCESSIBLE)
             .deletion_protection(w.deletion_protection)
-            .copy_tags_to_snapshot(true)
+            .copy_tags_to_snapshot(COPY_TAGS_TO_SNAPSHOT)
             .set_tags(Some(rds_tags(cx)))
             .send()
             .await;
@@ -318,7 +331,7 @@ impl DbInstance {
             any = true;
         }
         if changed("PubliclyAccessible") {
-            m = m.publicly_accessible(false);
+            m = m.publicly_accessible(PUBLICLY_ACCESSIBLE);
             any = true;
         }
         if changed("DeletionProtection") {
@@ -330,7 +343,7 @@ impl DbInstance {
             any = true;
         }
         if changed("ManageMasterUserPassword") {
-            m = m.manage_master_user_password(true);
+            m = m.manage_master_user_password(MANAGED_PASSWORD);
             any = true;
         }
         if changed("DBParameterGroupName") {
@@ -479,8 +492,7 @@ impl DbInstance {
                 .delete_db_instance()
                 .db_instance_identifier(&self.identifier)
                 .skip_final_snapshot(!snapshot)
-                // Automated backups are kept as retained backups: deleting them is the user's call.
-                .delete_automated_backups(false);
+                .delete_automated_backups(DELETE_AUTOMATED_BACKUPS);
             if snapshot {
                 request = request.final_db_snapshot_identifier(&id);
                 snapshot_id = Some(id);
@@ -653,11 +665,137 @@ impl Resource for DbInstance {
         }
         Ok(Deleted::Deleted)
     }
+
+    /// `AWS::RDS::DBInstance` with the settings `create` sends. Deleting the stack snapshots
+    /// the instance when `final_snapshot` is on, as `down` does; replacing it always does, as
+    /// `up --allow-replace` does.
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        let w = self.wanted(cx);
+        let mut db = CfnResource::new(
+            &self.key,
+            "AWS::RDS::DBInstance",
+            json!({
+                "DBInstanceIdentifier": self.identifier,
+                "Engine": w.engine,
+                "EngineVersion": w.engine_version,
+                // `up` upgrades to whatever major version stack.yaml asks for.
+                "AllowMajorVersionUpgrade": true,
+                "DBInstanceClass": w.instance_class,
+                "AllocatedStorage": w.allocated_storage.to_string(),
+                "StorageType": w.storage_type,
+                "MasterUsername": w.master_username,
+                "ManageMasterUserPassword": MANAGED_PASSWORD,
+                "DBName": w.db_name,
+                "DBSubnetGroupName": w.subnet_group,
+                "DBParameterGroupName": w.parameter_group,
+                "VPCSecurityGroups": w.security_groups,
+                "BackupRetentionPeriod": w.backup_retention,
+                "StorageEncrypted": STORAGE_ENCRYPTED,
+                "PubliclyAccessible": PUBLICLY_ACCESSIBLE,
+                "DeletionProtection": w.deletion_protection,
+                "CopyTagsToSnapshot": COPY_TAGS_TO_SNAPSHOT,
+                "DeleteAutomatedBackups": DELETE_AUTOMATED_BACKUPS,
+                "ApplyImmediately": self.apply_immediately,
+                "Tags": template::tags(cx),
+            }),
+        )
+        // The groups are named, not referred to: made first all the same.
+        .after(&self.depends_on())
+        .keep(if self.final_snapshot {
+            "Snapshot"
+        } else {
+            "Delete"
+        })
+        .keep_on_replace("Snapshot")
+        .skip_check(
+            "CKV_AWS_157",
+            "single-AZ, as the console build: a standby doubles the instance's cost for a \
+             service whose uploads wait in S3 while the database restarts",
+        )
+        .skip_check(
+            "CKV_AWS_118",
+            "no enhanced monitoring: it needs a monitoring role and is billed per instance; \
+             CloudWatch's standard RDS metrics remain",
+        )
+        .skip_check(
+            "CKV_AWS_161",
+            "the functions sign in with the application user's password from Secrets Manager; \
+             IAM authentication caps new connections per second and adds a token per connection",
+        );
+        if w.engine_version.split('.').count() < 3 {
+            db = db.ignore_lint(
+                "E3691",
+                "RDS takes a major version (8.0) and makes its default minor version, as `up` \
+                 does; cfn-lint knows only full versions",
+            );
+        }
+        Ok(vec![Part::Resource(db)])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendered(final_snapshot: bool) -> CfnResource {
+        let mut stack = (*crate::systems::tests::context(false).stack).clone();
+        let database = stack
+            .stt
+            .database
+            .as_mut()
+            .expect("the stack has a database");
+        database.final_snapshot = final_snapshot;
+        let database = database.clone();
+        let cx = Context::symbolic(
+            std::sync::Arc::new(stack),
+            vec![template::zone(0), template::zone(1)],
+        );
+        let db = crate::systems::stt::database(&cx, &database)
+            .into_iter()
+            .find(|r| r.key() == crate::systems::stt::DATABASE)
+            .expect("the stack has a database");
+        match db.cloudformation(&cx).unwrap().remove(0) {
+            Part::Resource(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_template_makes_the_database_as_create_does() {
+        let db = rendered(true);
+        let p = &db.properties;
+        assert_eq!(p["DBInstanceIdentifier"], "stt-demo-db");
+        assert_eq!(p["ManageMasterUserPassword"], true);
+        assert!(p.get("MasterUserPassword").is_none());
+        assert_eq!(p["StorageEncrypted"], true);
+        assert_eq!(p["PubliclyAccessible"], false);
+        assert_eq!(p["DeletionProtection"], true, "on when deploying to AWS");
+        assert_eq!(p["DeleteAutomatedBackups"], false);
+        assert_eq!(p["AllocatedStorage"], "20", "a string in CloudFormation");
+        assert_eq!(p["DBSubnetGroupName"], "stt-demo-db");
+        assert_eq!(p["DBParameterGroupName"], "stt-demo-mysql8-0");
+        assert_eq!(
+            p["VPCSecurityGroups"],
+            json!([template::reference("SecurityGroupSttDatabase.GroupId")])
+        );
+        // Named rather than referred to, so made first by DependsOn.
+        for group in ["DbSubnetGroupStt", "DbParameterGroupStt"] {
+            assert!(db.depends_on.iter().any(|d| d == group), "{group}");
+        }
+        assert_eq!(
+            (db.keep, db.keep_on_replace),
+            (Some("Snapshot"), Some("Snapshot"))
+        );
+    }
+
+    #[test]
+    fn without_a_final_snapshot_deleting_deletes_but_replacing_still_snapshots() {
+        let db = rendered(false);
+        assert_eq!(
+            (db.keep, db.keep_on_replace),
+            (Some("Delete"), Some("Snapshot"))
+        );
+    }
 
     fn wanted() -> DbSettings {
         DbSettings {

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{ApplyMethod, Parameter};
 
+use serde_json::json;
+
 use super::db_subnet_group::rds_tags;
 use super::tag_diff;
 use crate::engine::retry::{retry_when, Backoff};
@@ -14,6 +16,7 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
 
 pub struct DbParameterGroup {
     pub key: ResourceKey,
@@ -33,6 +36,11 @@ pub fn family(engine: &str, version: &str) -> String {
 /// A parameter group name of a stack: letters, digits and single hyphens.
 pub fn group_name(stack: &str, family: &str) -> String {
     format!("{stack}-{}", family.replace('.', "-"))
+}
+
+/// The group's description (RDS requires one).
+fn description(cx: &Context) -> String {
+    format!("{}: TLS required", cx.stack_name())
 }
 
 struct Live {
@@ -188,7 +196,7 @@ impl Resource for DbParameterGroup {
                     .create_db_parameter_group()
                     .db_parameter_group_name(&self.name)
                     .db_parameter_group_family(&self.family)
-                    .description(format!("{}: TLS required", cx.stack_name()))
+                    .description(description(cx))
                     .set_tags(Some(rds_tags(cx)))
                     .send()
                     .await;
@@ -259,6 +267,22 @@ impl Resource for DbParameterGroup {
             }
         })
         .await
+    }
+
+    /// `AWS::RDS::DBParameterGroup`. CloudFormation applies the parameters itself: dynamic
+    /// ones at once, as `up` does with `ApplyMethod::Immediate`.
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::RDS::DBParameterGroup",
+            json!({
+                "DBParameterGroupName": self.name,
+                "Family": self.family,
+                "Description": description(cx),
+                "Parameters": self.parameters,
+                "Tags": template::tags(cx),
+            }),
+        ))])
     }
 }
 

@@ -3,11 +3,14 @@
 use async_trait::async_trait;
 use aws_sdk_rds::types::Tag;
 
+use serde_json::json;
+
 use super::tag_diff;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
 
 pub struct DbSubnetGroup {
     pub key: ResourceKey,
@@ -20,6 +23,11 @@ pub fn rds_tags(cx: &Context) -> Vec<Tag> {
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
+}
+
+/// The group's description (RDS requires one).
+fn description(cx: &Context) -> String {
+    format!("Subnets of the database of stack {}", cx.stack_name())
 }
 
 impl DbSubnetGroup {
@@ -113,10 +121,7 @@ impl Resource for DbSubnetGroup {
             let created = rds
                 .create_db_subnet_group()
                 .db_subnet_group_name(&self.name)
-                .db_subnet_group_description(format!(
-                    "Subnets of the database of stack {}",
-                    cx.stack_name()
-                ))
+                .db_subnet_group_description(description(cx))
                 .set_subnet_ids(Some(self.wanted(cx)))
                 .set_tags(Some(rds_tags(cx)))
                 .send()
@@ -169,5 +174,18 @@ impl Resource for DbSubnetGroup {
             }
             Err(e) => Err(e).step(&self.key, "DeleteDBSubnetGroup"),
         }
+    }
+
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::RDS::DBSubnetGroup",
+            json!({
+                "DBSubnetGroupName": self.name,
+                "DBSubnetGroupDescription": description(cx),
+                "SubnetIds": self.wanted(cx),
+                "Tags": template::tags(cx),
+            }),
+        ))])
     }
 }

@@ -23,6 +23,7 @@ use crate::engine::wait::{self, Poll, Wait};
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, Planned, Resource, ResourceKey,
 };
+use crate::template::{Part, Rendering};
 
 pub struct DefaultSecurityGroup {
     pub key: ResourceKey,
@@ -182,6 +183,16 @@ impl Resource for DefaultSecurityGroup {
     async fn delete(&self, _cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
         Ok(Deleted::Absent)
     }
+
+    /// AWS makes the group with the VPC (the template names it as the VPC's
+    /// `DefaultSecurityGroup`), and CloudFormation has no resource for the rules of a group it
+    /// did not make.
+    fn cloudformation(&self, _cx: &Context) -> Rendering {
+        Ok(vec![Part::AfterDeploy(
+            "revoking every rule of the VPC's default security group, which AWS makes with the \
+             VPC with allow-all rules and CloudFormation cannot manage",
+        )])
+    }
 }
 
 #[cfg(test)]
@@ -221,5 +232,25 @@ mod tests {
             ]
         );
         assert!(rule_drift(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_template_leaves_the_rules_to_provision() {
+        let cx = crate::systems::tests::context(false);
+        let group = DefaultSecurityGroup {
+            key: crate::systems::stt::DEFAULT_SG,
+            vpc: crate::systems::stt::VPC,
+        };
+        let parts = group.cloudformation(&cx).unwrap();
+        assert!(
+            matches!(parts.as_slice(), [Part::AfterDeploy(_)]),
+            "{parts:?}"
+        );
+        // What names the group in the template is the VPC's attribute.
+        let cx = Context::symbolic(cx.stack.clone(), vec![]);
+        assert_eq!(
+            cx.output(&group.key, "id").as_deref(),
+            Some(crate::template::reference("VpcStt.DefaultSecurityGroup").as_str())
+        );
     }
 }

@@ -15,6 +15,7 @@ use aws_sdk_cloudfront::types::{
     MinimumProtocolVersion, Origin, OriginShield, Origins, PriceClass, S3OriginConfig,
     SslSupportMethod, Tag, Tags, ViewerCertificate, ViewerProtocolPolicy,
 };
+use serde_json::{json, Value};
 
 use super::{owned_by, tag_diff};
 use crate::engine::retry::{retry_when, Backoff};
@@ -23,6 +24,7 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{self, CfnResource, Part};
 
 /// Tag on a distribution while files it serves were replaced but its caches not yet
 /// invalidated (see `site_files`); its value is the invalidation's caller reference.
@@ -410,6 +412,93 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// These settings as CloudFormation's `DistributionConfig`, field for field what
+    /// [`Settings::write`] puts into the CloudFront API's config.
+    pub fn cloudformation(&self) -> Value {
+        let mut origin = json!({
+            "Id": ORIGIN_ID,
+            "DomainName": self.origin_domain,
+            "OriginAccessControlId": self.origin_access_control_id,
+            // OAC replaces the legacy OAI, which must then be the empty string.
+            "S3OriginConfig": {"OriginAccessIdentity": ""},
+            "OriginShield": {"Enabled": self.origin_shield.is_some()},
+        });
+        if let Some(region) = &self.origin_shield {
+            origin["OriginShield"]["OriginShieldRegion"] = json!(region);
+        }
+        let mut behavior = json!({
+            "TargetOriginId": ORIGIN_ID,
+            "ViewerProtocolPolicy": self.viewer_protocol_policy,
+            "CachePolicyId": self.cache_policy_id,
+            "AllowedMethods": self.allowed_methods,
+            "CachedMethods": self.cached_methods,
+            "Compress": self.compress,
+        });
+        if let Some(id) = &self.origin_request_policy_id {
+            behavior["OriginRequestPolicyId"] = json!(id);
+        }
+        if let Some(id) = &self.response_headers_policy_id {
+            behavior["ResponseHeadersPolicyId"] = json!(id);
+        }
+        let errors: Vec<Value> = self
+            .error_responses
+            .iter()
+            .map(|(code, path, response, ttl)| {
+                // CloudFormation takes the response code as a number, the API as a string.
+                let response = response
+                    .parse::<u16>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| json!(response));
+                json!({
+                    "ErrorCode": code,
+                    "ResponsePagePath": path,
+                    "ResponseCode": response,
+                    "ErrorCachingMinTTL": ttl,
+                })
+            })
+            .collect();
+        let mut config = json!({
+            "Comment": self.comment,
+            "Enabled": self.enabled,
+            "DefaultRootObject": self.default_root_object,
+            "PriceClass": self.price_class,
+            "HttpVersion": self.http_version,
+            "IPV6Enabled": self.ipv6,
+            "Origins": [origin],
+            "DefaultCacheBehavior": behavior,
+        });
+        if !errors.is_empty() {
+            config["CustomErrorResponses"] = json!(errors);
+        }
+        if !self.aliases.is_empty() {
+            config["Aliases"] = json!(self.aliases);
+        }
+        config["ViewerCertificate"] = match &self.certificate {
+            Some(c) => json!({
+                "AcmCertificateArn": c.acm_arn,
+                "SslSupportMethod": c.ssl_support_method,
+                "MinimumProtocolVersion": c.minimum_protocol_version,
+            }),
+            // CloudFront's certificate for *.cloudfront.net: it decides the TLS versions.
+            None => json!({"CloudFrontDefaultCertificate": true}),
+        };
+        config
+    }
+}
+
+/// checkov's findings on the distributions that do not apply, each with its reason.
+const NO_WAF: &str = "No web ACL: the distribution serves the files of a private bucket whose \
+     policy lets CloudFront only read them (s3:GetObject), so nothing is written through it; \
+     AWS WAF costs a monthly fee per web ACL and rule and stays the operator's choice";
+const NO_ACCESS_LOG: &str = "No standard logs, as the SDK engine sets none: the Logging setting \
+     needs a bucket with ACLs enabled, which every stack bucket refuses (BucketOwnerEnforced), \
+     and the logs would hold viewers' IP addresses with no retention of their own";
+const DEFAULT_CERTIFICATE_TLS: &str = "Served on *.cloudfront.net with CloudFront's default \
+     certificate, whose TLS versions CloudFront chooses; only an alternate domain with an ACM \
+     certificate can set a minimum: distribution.custom_domain serves TLSv1.2_2021 \
+     (docs/security.md, Findings left)";
+
 /// What the stack knows of a live distribution.
 #[derive(Debug, Clone)]
 struct Found {
@@ -788,6 +877,42 @@ impl Resource for Distribution {
         Ok(())
     }
 
+    /// `AWS::CloudFront::Distribution` with the settings `apply` writes. CloudFormation makes
+    /// its own caller reference; the engine finds the distribution by comment and tag either
+    /// way. The bucket is named by its literal REST domain, which CloudFront does not check:
+    /// no `DependsOn` on it, since the output bucket's CORS names the distribution's domain.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let oac_id = cx
+            .require(&self.key, &self.oac, "id")
+            .map_err(|e| e.to_string())?;
+        let mut wanted = (self.settings)(&self.origin_domain, &oac_id);
+        wanted.response_headers_policy_id = Some(
+            cx.require(&self.key, &self.headers_policy, "id")
+                .map_err(|e| e.to_string())?,
+        );
+        let mut distribution = CfnResource::new(
+            &self.key,
+            "AWS::CloudFront::Distribution",
+            json!({
+                "DistributionConfig": wanted.cloudformation(),
+                "Tags": template::tags(cx),
+            }),
+        )
+        .skip_check("CKV_AWS_68", NO_WAF)
+        .skip_check("CKV_AWS_86", NO_ACCESS_LOG);
+        if wanted.certificate.is_none() {
+            distribution = distribution.skip_check("CKV_AWS_174", DEFAULT_CERTIFICATE_TLS);
+        }
+        Ok(vec![Part::Resource(distribution)])
+    }
+
+    /// With a custom domain, the address the stack gives out is its first name.
+    fn known_outputs(&self, cx: &Context) {
+        if let Some(domain) = &self.served_domain {
+            cx.publish(&self.key, "served_domain", domain);
+        }
+    }
+
     async fn wait_ready(&self, cx: &Context) -> Result<(), Error> {
         match cx.output(&self.key, "id") {
             Some(id) => self.wait_deployed(cx, &id).await,
@@ -951,6 +1076,119 @@ mod tests {
             .diff(&Settings::read(&config_from(&s)))
             .into_vec()
             .is_empty());
+    }
+
+    #[test]
+    fn the_template_declares_what_write_puts() {
+        let mut s = wanted();
+        s.response_headers_policy_id = Some("H1".into());
+        let cfn = s.cloudformation();
+        assert_eq!(cfn["Comment"], "provision:demo:site");
+        let origin = &cfn["Origins"][0];
+        assert_eq!(origin["Id"], ORIGIN_ID);
+        assert_eq!(origin["OriginAccessControlId"], "E2OAC");
+        assert_eq!(origin["S3OriginConfig"]["OriginAccessIdentity"], "");
+        assert_eq!(
+            origin["OriginShield"],
+            json!({"Enabled": true, "OriginShieldRegion": "us-east-1"})
+        );
+        let behavior = &cfn["DefaultCacheBehavior"];
+        assert_eq!(behavior["TargetOriginId"], ORIGIN_ID);
+        assert_eq!(
+            behavior["CachePolicyId"],
+            "658327ea-f89d-4fab-a63d-7e88639e58f6"
+        );
+        assert_eq!(behavior["ResponseHeadersPolicyId"], "H1");
+        assert!(behavior.get("OriginRequestPolicyId").is_none());
+        assert_eq!(
+            cfn["CustomErrorResponses"][0],
+            json!({
+                "ErrorCode": 403,
+                "ResponsePagePath": "/index.html",
+                "ResponseCode": 200,
+                "ErrorCachingMinTTL": 10
+            })
+        );
+        assert!(cfn.get("Aliases").is_none());
+        assert_eq!(
+            cfn["ViewerCertificate"],
+            json!({"CloudFrontDefaultCertificate": true})
+        );
+
+        s.aliases = vec!["stt.example.com".into()];
+        s.certificate = Some(Certificate::tls12("arn:aws:acm:us-east-1:1:certificate/a"));
+        s.origin_shield = None;
+        let cfn = s.cloudformation();
+        assert_eq!(cfn["Aliases"], json!(["stt.example.com"]));
+        assert_eq!(
+            cfn["ViewerCertificate"],
+            json!({
+                "AcmCertificateArn": "arn:aws:acm:us-east-1:1:certificate/a",
+                "SslSupportMethod": "sni-only",
+                "MinimumProtocolVersion": "TLSv1.2_2021"
+            })
+        );
+        assert_eq!(cfn["Origins"][0]["OriginShield"], json!({"Enabled": false}));
+        s.error_responses.clear();
+        assert!(s.cloudformation().get("CustomErrorResponses").is_none());
+    }
+
+    /// The speech-to-text site alone (bucket, OAC, headers policy, distribution, bucket
+    /// policy, files) renders as a template whose references all resolve.
+    #[test]
+    fn the_site_renders_as_one_template() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack.yaml");
+        let mut stack = crate::spec::Stack::load(&path).unwrap();
+        // Without the functions, the site's config.js needs no upload API.
+        stack.stt.functions = None;
+        let cx = Context::symbolic(std::sync::Arc::new(stack), vec![]);
+        let site = cx
+            .stack
+            .stt
+            .website
+            .clone()
+            .expect("the repository has a site");
+        let graph =
+            crate::engine::executor::Graph::new(crate::systems::stt::website(&cx, &site)).unwrap();
+        let template = crate::template::render(&cx, &graph, "site").unwrap();
+        let resources = &template.body["Resources"];
+        let distribution = &resources["DistributionSttSite"];
+        assert_eq!(distribution["Type"], "AWS::CloudFront::Distribution");
+        let config = &distribution["Properties"]["DistributionConfig"];
+        assert_eq!(
+            config["Origins"][0]["OriginAccessControlId"],
+            json!({"Fn::GetAtt": ["OriginAccessControlSttSite", "Id"]})
+        );
+        assert_eq!(
+            config["DefaultCacheBehavior"]["ResponseHeadersPolicyId"],
+            json!({"Fn::GetAtt": ["ResponseHeadersPolicySttSite", "Id"]})
+        );
+        // The bucket's REST domain, literal: no reference to the bucket.
+        assert_eq!(
+            config["Origins"][0]["DomainName"],
+            json!({"Fn::Sub": format!(
+                "{}-site-${{AWS::AccountId}}.s3.${{AWS::Region}}.amazonaws.com",
+                cx.stack_name()
+            )})
+        );
+        assert!(distribution.get("DependsOn").is_none());
+        let policy = &resources["BucketPolicySttSite"];
+        assert_eq!(policy["DependsOn"], json!(["BucketSttSite"]));
+        let source_arn = &policy["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+            ["StringEquals"]["AWS:SourceArn"];
+        assert_eq!(
+            source_arn,
+            &json!({"Fn::Sub":
+                "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${DistributionSttSite}"})
+        );
+        assert!(resources["BucketSttSite"].get("DeletionPolicy").is_none());
+        assert_eq!(
+            template.after_deploy,
+            vec![(
+                ResourceKey::new("site_files", "stt-site"),
+                template.after_deploy[0].1
+            )]
+        );
     }
 
     fn config_from(settings: &Settings) -> DistributionConfig {

@@ -41,6 +41,14 @@ pub fn wanted_tags(cx: &Context, name: &str) -> BTreeMap<String, String> {
     tags
 }
 
+/// The same tags as [`tag_spec`] gives at creation, as CloudFormation's `Key`/`Value` list.
+pub fn cfn_tags(cx: &Context, name: &str) -> serde_json::Value {
+    wanted_tags(cx, name)
+        .into_iter()
+        .map(|(k, v)| serde_json::json!({"Key": k, "Value": v}))
+        .collect()
+}
+
 pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .map(|t| {

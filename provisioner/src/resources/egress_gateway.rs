@@ -5,11 +5,14 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{EgressOnlyInternetGateway, ResourceType};
 
+use serde_json::json;
+
 use super::ec2;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{CfnResource, Part, Rendering};
 
 pub struct EgressGateway {
     pub key: ResourceKey,
@@ -122,5 +125,16 @@ impl Resource for EgressGateway {
             .await
             .step(&self.key, "DeleteEgressOnlyInternetGateway")?;
         Ok(Deleted::Deleted)
+    }
+
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::EC2::EgressOnlyInternetGateway",
+            json!({
+                "VpcId": cx.output(&self.vpc, "id"),
+                "Tags": ec2::cfn_tags(cx, &self.name),
+            }),
+        ))])
     }
 }

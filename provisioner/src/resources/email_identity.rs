@@ -152,4 +152,15 @@ impl Resource for EmailIdentity {
             _ => Ok(Deleted::Absent),
         }
     }
+
+    /// Not a template resource: `AWS::SES::EmailIdentity` would fail on an address the
+    /// account verified before, and could not leave such an identity to its owner.
+    fn cloudformation(&self, _: &Context) -> crate::template::Rendering {
+        Ok(vec![crate::template::Part::AfterDeploy(
+            "an SES identity is the account's and often verified before the stack exists: \
+             provision uses such an identity as it is and never deletes it, and makes (and \
+             tags) one only when it is missing, SES then mailing the verification link; \
+             CloudFormation would fail to create an identity that exists",
+        )])
+    }
 }

@@ -9,6 +9,11 @@ use crate::engine::retry::{retry_when, Backoff};
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource, ResourceKey,
 };
+use crate::template::{CfnResource, Part};
+
+/// The version the configuration applies to: the unpublished one, which the triggers invoke
+/// (the SDK engine's calls name no qualifier, which means the same).
+pub const QUALIFIER: &str = "$LATEST";
 
 pub struct EventInvokeConfig {
     pub key: ResourceKey,
@@ -158,5 +163,61 @@ impl Resource for EventInvokeConfig {
             }
             Err(e) => Err(e).step(&self.key, "DeleteFunctionEventInvokeConfig"),
         }
+    }
+
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let wanted = self.wanted(cx);
+        let function = cx
+            .require(&self.key, &self.function, "name")
+            .map_err(|e| e.to_string())?;
+        let destination = wanted
+            .on_failure
+            .ok_or_else(|| format!("{}: no arn", self.destination))?;
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::Lambda::EventInvokeConfig",
+            serde_json::json!({
+                "FunctionName": function,
+                "Qualifier": QUALIFIER,
+                "MaximumRetryAttempts": wanted.maximum_retry_attempts,
+                "MaximumEventAgeInSeconds": wanted.maximum_event_age_s,
+                "DestinationConfig": {"OnFailure": {"Destination": destination}},
+            }),
+        ))])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_sends_failed_events_of_latest_to_the_queue() {
+        let cx = crate::systems::tests::context(false);
+        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let config = EventInvokeConfig {
+            key: ResourceKey::new("event_invoke_config", "save_text"),
+            function: ResourceKey::new("function", "save_text"),
+            function_name: "demo-save_text".into(),
+            destination: ResourceKey::new("queue", "failed"),
+            maximum_retry_attempts: 2,
+            maximum_event_age_s: 3600,
+        };
+        let parts = config.cloudformation(&cx).unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        let p = &r.properties;
+        assert_eq!(
+            p["FunctionName"],
+            crate::template::reference("FunctionSaveText")
+        );
+        assert_eq!(p["Qualifier"], "$LATEST");
+        assert_eq!(p["MaximumRetryAttempts"], 2);
+        assert_eq!(p["MaximumEventAgeInSeconds"], 3600);
+        assert_eq!(
+            p["DestinationConfig"]["OnFailure"]["Destination"],
+            crate::template::reference("QueueFailed.Arn")
+        );
     }
 }

@@ -13,6 +13,10 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{self, CfnResource, Part};
+
+/// The rule's state: it always delivers.
+pub const STATE: &str = "ENABLED";
 
 pub struct EventRule {
     pub key: ResourceKey,
@@ -106,7 +110,7 @@ impl Resource for EventRule {
             .and_then(|p| serde_json::from_str(p).ok());
         // Compared as JSON values: key order and spacing are not drift.
         diff.field("EventPattern", Some(&self.pattern), live_pattern.as_ref());
-        diff.field("State", Some("ENABLED"), live.state().map(|s| s.as_str()));
+        diff.field("State", Some(STATE), live.state().map(|s| s.as_str()));
         let wanted_targets = vec![(
             self.target_id.clone(),
             cx.output(&self.target, "arn").unwrap_or_default(),
@@ -142,7 +146,7 @@ impl Resource for EventRule {
                 .name(&self.name)
                 .description(&self.description)
                 .event_pattern(self.pattern.to_string())
-                .state(RuleState::Enabled)
+                .state(RuleState::from(STATE))
                 .set_tags(Some(tags.clone()))
                 .send()
                 .await
@@ -246,11 +250,55 @@ impl Resource for EventRule {
             Err(e) => Err(e),
         }
     }
+
+    /// On the default bus (no `EventBusName`), as `PutRule` makes it.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let target = cx
+            .require(&self.key, &self.target, "arn")
+            .map_err(|e| e.to_string())?;
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::Events::Rule",
+            serde_json::json!({
+                "Name": self.name,
+                "Description": self.description,
+                "EventPattern": self.pattern,
+                "State": STATE,
+                "Targets": [{"Id": self.target_id, "Arn": target}],
+                "Tags": template::tags(cx),
+            }),
+        ))])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_template_targets_the_function_with_the_same_pattern() {
+        let cx = crate::systems::tests::context(false);
+        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let rule = EventRule {
+            key: ResourceKey::new("event_rule", "done"),
+            name: "demo-done".into(),
+            description: "done".into(),
+            pattern: serde_json::json!({"source": ["aws.transcribe"]}),
+            target: ResourceKey::new("function", "save_text"),
+            target_id: "save_text".into(),
+        };
+        let parts = rule.cloudformation(&cx).unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        let p = &r.properties;
+        assert_eq!(p["EventPattern"], rule.pattern);
+        assert_eq!(p["State"], "ENABLED");
+        assert_eq!(
+            p["Targets"],
+            serde_json::json!([{"Id": "save_text", "Arn": template::reference("FunctionSaveText.Arn")}])
+        );
+    }
 
     #[test]
     fn rule_arns_are_on_the_default_bus() {

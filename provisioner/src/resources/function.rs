@@ -19,6 +19,7 @@ use aws_sdk_lambda::types::{
     VpcConfig,
 };
 use base64::Engine;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::tag_diff;
@@ -28,6 +29,7 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FromContext, Planned,
     Resource, ResourceKey,
 };
+use crate::template::{self, CfnResource, Part};
 
 /// Where a function runs inside the VPC.
 pub struct Network {
@@ -75,9 +77,25 @@ pub fn reservation_shortfall(
     (wanted > live.unwrap_or(0) && left < minimum).then_some((left, minimum))
 }
 
+/// The runtime, handler and architecture of every function: a Rust binary named `bootstrap`
+/// (what `make zips` builds), on Amazon Linux 2023, x86_64.
+pub const RUNTIME: &str = "provided.al2023";
+pub const HANDLER: &str = "bootstrap";
+pub const ARCHITECTURE: &str = "x86_64";
+
 /// Lambda's `CodeSha256`: the base64 of the zip's SHA-256.
 pub fn code_sha256(zip: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(zip))
+}
+
+/// Where a template's function finds its zip in the artifact bucket: under the zip's SHA-256
+/// (hex), so that new code is a new key and CloudFormation updates the function.
+pub fn artifact_key(function_name: &str, zip: &[u8]) -> String {
+    let digest: String = Sha256::digest(zip)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("lambda/{function_name}/{digest}.zip")
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -287,9 +305,9 @@ impl Function {
                 .lambda
                 .create_function()
                 .function_name(&self.name)
-                .runtime(Runtime::Providedal2023)
-                .handler("bootstrap")
-                .architectures(Architecture::X8664)
+                .runtime(Runtime::from(RUNTIME))
+                .handler(HANDLER)
+                .architectures(Architecture::from(ARCHITECTURE))
                 .role(&role)
                 .code(
                     FunctionCode::builder()
@@ -433,10 +451,10 @@ impl Resource for Function {
         );
         diff.field(
             "Runtime",
-            "provided.al2023",
+            RUNTIME,
             live.runtime().map(|r| r.as_str()).unwrap_or_default(),
         );
-        diff.field("Handler", "bootstrap", live.handler().unwrap_or_default());
+        diff.field("Handler", HANDLER, live.handler().unwrap_or_default());
         diff.field(
             "Role",
             cx.output(&self.role, "arn"),
@@ -522,8 +540,8 @@ impl Resource for Function {
                     lambda
                         .update_function_configuration()
                         .function_name(&self.name)
-                        .runtime(Runtime::Providedal2023)
-                        .handler("bootstrap")
+                        .runtime(Runtime::from(RUNTIME))
+                        .handler(HANDLER)
                         .role(&role)
                         .memory_size(self.memory_mb)
                         .timeout(self.timeout_s)
@@ -597,6 +615,83 @@ impl Resource for Function {
             }
             Err(e) => Err(e).step(&self.key, "DeleteFunction"),
         }
+    }
+
+    /// The code is the zip `make zips` built, in the artifact bucket under its digest (see
+    /// [`artifact_key`]); everything else as `apply` sets it. Made after its log group, as
+    /// the SDK engine orders it.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let zip = std::fs::read(&self.zip)
+            .map_err(|_| format!("{}: not built yet; run `make zips`", self.zip.display()))?;
+        let role = cx
+            .require(&self.key, &self.role, "arn")
+            .map_err(|e| e.to_string())?;
+        let mut properties = json!({
+            "FunctionName": self.name,
+            "Role": role,
+            "Runtime": RUNTIME,
+            "Handler": HANDLER,
+            "Architectures": [ARCHITECTURE],
+            "Code": {
+                "S3Bucket": template::artifact_bucket_name(cx),
+                "S3Key": artifact_key(&self.name, &zip),
+            },
+            "MemorySize": self.memory_mb,
+            "Timeout": self.timeout_s,
+            "EphemeralStorage": {"Size": self.ephemeral_storage().size()},
+            "Environment": {"Variables": self.wanted_environment(cx)},
+            "Tags": template::tags(cx),
+        });
+        if let Some(reserved) = self.reserved_concurrency {
+            properties["ReservedConcurrentExecutions"] = json!(reserved);
+        }
+        // Outside a VPC the property is left out: what the SDK engine's empty lists mean.
+        if self.network.is_some() {
+            let vpc = self.vpc_config(cx);
+            properties["VpcConfig"] = json!({
+                "SubnetIds": vpc.subnet_ids(),
+                "SecurityGroupIds": vpc.security_group_ids(),
+                "Ipv6AllowedForDualStack": vpc.ipv6_allowed_for_dual_stack(),
+            });
+        }
+        let log_groups: Vec<ResourceKey> = self
+            .inputs
+            .iter()
+            .filter(|k| k.kind == "log_group")
+            .cloned()
+            .collect();
+        let mut function = CfnResource::new(&self.key, "AWS::Lambda::Function", properties)
+            .after(&log_groups)
+            .skip_check(
+                "CKV_AWS_116",
+                "no dead-letter queue: the functions S3 and EventBridge invoke send the events \
+                 they give up on to an SQS on-failure destination \
+                 (AWS::Lambda::EventInvokeConfig), which supersedes a DLQ; the others are \
+                 invoked synchronously, and their caller gets the error",
+            )
+            .skip_check(
+                "CKV_AWS_173",
+                "the environment holds no secret, only names, ARNs, addresses and limits (the \
+                 functions read their credentials from Secrets Manager); Lambda encrypts it at \
+                 rest with its own key, and a customer managed key would protect nothing more",
+            );
+        if self.network.is_none() {
+            function = function.skip_check(
+                "CKV_AWS_117",
+                "outside a VPC by design: the function calls only public AWS APIs and reaches \
+                 no private resource, so a VPC would add NAT or endpoints and protect nothing",
+            );
+        }
+        if self.reserved_concurrency.is_none() {
+            function = function.skip_check(
+                "CKV_AWS_115",
+                "stack.yaml reserves no concurrency for this function: a reservation comes out \
+                 of the account's Lambda quota (AWS keeps 100 unreserved; new accounts may have \
+                 10 in all), and its callers are bounded already (the API stage's throttling, \
+                 the reserved upstream functions, private buckets)",
+            );
+        }
+        Ok(vec![Part::Resource(function)])
     }
 }
 
@@ -685,6 +780,114 @@ mod tests {
             "InvalidParameterValueException",
             "Unzipped size must be smaller than 262144000 bytes"
         )));
+    }
+
+    fn function(zip: PathBuf, network: Option<Network>, reserved: Option<i32>) -> Function {
+        Function {
+            key: ResourceKey::new("function", "save_text"),
+            name: "demo-save_text".into(),
+            role: ResourceKey::new("role", "save_text"),
+            zip,
+            memory_mb: 128,
+            timeout_s: 60,
+            ephemeral_storage_mb: 512,
+            reserved_concurrency: reserved,
+            concurrency_key: "k".into(),
+            network,
+            inputs: vec![
+                ResourceKey::new("log_group", "save_text"),
+                ResourceKey::new("bucket", "stt-audio"),
+            ],
+            environment: Box::new(|cx| {
+                BTreeMap::from([(
+                    "QUEUE".to_owned(),
+                    cx.output(&ResourceKey::new("queue", "q"), "arn")
+                        .unwrap_or_default(),
+                )])
+            }),
+        }
+    }
+
+    fn symbolic() -> Context {
+        let cx = crate::systems::tests::context(false);
+        Context::symbolic(cx.stack.clone(), cx.zones().to_vec())
+    }
+
+    #[test]
+    fn the_template_points_at_the_zip_by_digest_and_waits_for_the_log_group() {
+        let dir = std::env::temp_dir().join(format!("provision-fn-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let zip = dir.join("bootstrap.zip");
+        std::fs::write(&zip, b"").unwrap();
+        let network = Network {
+            subnets: vec![ResourceKey::new("subnet", "a")],
+            security_group: ResourceKey::new("security_group", "functions"),
+            ipv6: true,
+        };
+        let cx = symbolic();
+        let parts = function(zip, Some(network), Some(5))
+            .cloudformation(&cx)
+            .unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        let p = &r.properties;
+        assert_eq!(r.type_name, "AWS::Lambda::Function");
+        assert_eq!(
+            p["Code"]["S3Key"],
+            "lambda/demo-save_text/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855.zip"
+        );
+        assert_eq!(p["Code"]["S3Bucket"], template::artifact_bucket_name(&cx));
+        assert_eq!(p["Role"], template::reference("RoleSaveText.Arn"));
+        assert_eq!(p["Runtime"], RUNTIME);
+        assert_eq!(p["ReservedConcurrentExecutions"], 5);
+        assert_eq!(p["EphemeralStorage"]["Size"], 512);
+        assert_eq!(
+            p["VpcConfig"]["SubnetIds"][0],
+            template::reference("SubnetA")
+        );
+        assert_eq!(p["VpcConfig"]["Ipv6AllowedForDualStack"], true);
+        let env = &p["Environment"]["Variables"];
+        assert_eq!(env["AWS_MAX_ATTEMPTS"], "5");
+        assert_eq!(env["QUEUE"], template::reference("QueueQ.Arn"));
+        assert_eq!(r.depends_on, vec!["LogGroupSaveText".to_owned()]);
+        let skipped: Vec<&str> = r.skipped_checks.iter().map(|(id, _)| *id).collect();
+        assert!(!skipped.contains(&"CKV_AWS_117") && !skipped.contains(&"CKV_AWS_115"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_zip_not_built_is_named_and_outside_a_vpc_nothing_is_set() {
+        let cx = symbolic();
+        let missing = PathBuf::from("/nonexistent/save_text/bootstrap.zip");
+        let err = function(missing, None, None)
+            .cloudformation(&cx)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "/nonexistent/save_text/bootstrap.zip: not built yet; run `make zips`"
+        );
+        let zip = std::env::temp_dir().join(format!("provision-fn-zip-{}", std::process::id()));
+        std::fs::write(&zip, b"zip").unwrap();
+        let parts = function(zip.clone(), None, None)
+            .cloudformation(&cx)
+            .unwrap();
+        std::fs::remove_file(&zip).unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        assert!(r.properties.get("VpcConfig").is_none());
+        assert!(r.properties.get("ReservedConcurrentExecutions").is_none());
+        let skipped: Vec<&str> = r.skipped_checks.iter().map(|(id, _)| *id).collect();
+        assert!(skipped.contains(&"CKV_AWS_117") && skipped.contains(&"CKV_AWS_115"));
+        assert_eq!(
+            artifact_key("f", b"zip"),
+            format!("lambda/f/{}.zip", hex(&Sha256::digest(b"zip")))
+        );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

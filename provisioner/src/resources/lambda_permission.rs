@@ -10,6 +10,10 @@ use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FromContext, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{CfnResource, Part};
+
+/// What every permission allows its principal to do.
+pub const ACTION: &str = "lambda:InvokeFunction";
 
 pub struct LambdaPermission {
     pub key: ResourceKey,
@@ -58,7 +62,7 @@ impl LambdaPermission {
     fn wanted(&self, cx: &Context) -> Grant {
         Grant {
             principal: Some(self.principal.to_owned()),
-            action: Some("lambda:InvokeFunction".to_owned()),
+            action: Some(ACTION.to_owned()),
             source_arn: (self.source_arn)(cx),
             source_account: self.source_account.then(|| cx.aws.account_id.clone()),
         }
@@ -184,7 +188,7 @@ impl Resource for LambdaPermission {
                 .add_permission()
                 .function_name(&self.function_name)
                 .statement_id(&self.statement_id)
-                .action("lambda:InvokeFunction")
+                .action(ACTION)
                 .principal(self.principal)
                 .source_arn(&source_arn)
                 .set_source_account(wanted.source_account.clone())
@@ -213,6 +217,32 @@ impl Resource for LambdaPermission {
             .exclusive(format!("lambda-policy:{}", self.function_name))
             .await;
         self.remove(cx).await
+    }
+
+    /// The same grant; CloudFormation names the statement itself (`statement_id` is the SDK
+    /// engine's handle on it, not part of what is allowed).
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let wanted = self.wanted(cx);
+        let function = cx
+            .require(&self.key, &self.function, "name")
+            .map_err(|e| e.to_string())?;
+        let source_arn = wanted
+            .source_arn
+            .ok_or_else(|| "the source ARN is not known".to_owned())?;
+        let mut properties = serde_json::json!({
+            "Action": wanted.action,
+            "FunctionName": function,
+            "Principal": wanted.principal,
+            "SourceArn": source_arn,
+        });
+        if let Some(account) = wanted.source_account {
+            properties["SourceAccount"] = account.into();
+        }
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::Lambda::Permission",
+            properties,
+        ))])
     }
 }
 
@@ -249,6 +279,38 @@ mod tests {
             "The function is currently in the following state: Pending"
         )));
         assert!(!transient(&error("AccessDeniedException", "not allowed")));
+    }
+
+    #[test]
+    fn the_template_grants_the_same_source_and_account() {
+        let cx = crate::systems::tests::context(false);
+        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let permission = LambdaPermission {
+            key: ResourceKey::new("lambda_permission", "s3"),
+            function: ResourceKey::new("function", "audio_transcribe"),
+            function_name: "demo-audio_transcribe".into(),
+            statement_id: "s3-audio-bucket".into(),
+            principal: "s3.amazonaws.com",
+            source_arn: Box::new(|_| Some("arn:aws:s3:::demo-audio".into())),
+            source_account: true,
+            inputs: vec![],
+        };
+        let parts = permission.cloudformation(&cx).unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        let p = &r.properties;
+        assert_eq!(p["Action"], ACTION);
+        assert_eq!(
+            p["FunctionName"],
+            crate::template::reference("FunctionAudioTranscribe")
+        );
+        assert_eq!(p["Principal"], "s3.amazonaws.com");
+        assert_eq!(p["SourceArn"], "arn:aws:s3:::demo-audio");
+        assert_eq!(
+            p["SourceAccount"],
+            crate::template::reference("AWS::AccountId")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey, OWNER_TAG,
 };
+use crate::template::{self, CfnResource, Part};
 
 pub struct LogGroup {
     pub key: ResourceKey,
@@ -280,6 +281,26 @@ impl Resource for LogGroup {
             Err(e) => Err(e).step(&self.key, "DeleteLogGroup"),
         }
     }
+
+    /// Deleted with the stack, as `down` deletes it.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let group = CfnResource::new(
+            &self.key,
+            "AWS::Logs::LogGroup",
+            serde_json::json!({
+                "LogGroupName": self.name,
+                "RetentionInDays": self.retention_days,
+                "Tags": template::tags(cx),
+            }),
+        )
+        .skip_check(
+            "CKV_AWS_158",
+            "no customer managed key: CloudWatch Logs encrypts every group at rest with its \
+             own keys; a key of the stack's would need a key policy for the service, and the \
+             SDK engine sets none either",
+        );
+        Ok(vec![Part::Resource(group)])
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +365,24 @@ mod tests {
             ownership(&tags(&[(OWNER_TAG, "other")]), "demo"),
             Ownership::Foreign("other".into())
         );
+    }
+
+    #[test]
+    fn the_template_keeps_the_name_and_retention() {
+        let cx = crate::systems::tests::context(false);
+        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let group = LogGroup {
+            key: ResourceKey::new("log_group", "save_text"),
+            name: lambda_log_group_name("demo-save_text"),
+            retention_days: 30,
+        };
+        let parts = group.cloudformation(&cx).unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        assert_eq!(r.logical_id, "LogGroupSaveText");
+        assert_eq!(r.properties["LogGroupName"], "/aws/lambda/demo-save_text");
+        assert_eq!(r.properties["RetentionInDays"], 30);
     }
 
     #[test]

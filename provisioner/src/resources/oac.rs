@@ -7,11 +7,13 @@ use aws_sdk_cloudfront::types::{
     OriginAccessControlConfig, OriginAccessControlOriginTypes, OriginAccessControlSigningBehaviors,
     OriginAccessControlSigningProtocols, OriginAccessControlSummary,
 };
+use serde_json::json;
 
 use crate::engine::retry::{error_code, retry_when, Backoff};
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource, ResourceKey,
 };
+use crate::template::{CfnResource, Part};
 
 pub struct OriginAccessControl {
     pub key: ResourceKey,
@@ -145,6 +147,24 @@ impl Resource for OriginAccessControl {
         };
         cx.publish(&self.key, "id", id);
         Ok(())
+    }
+
+    /// `AWS::CloudFront::OriginAccessControl` with the configuration `apply` writes.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let config = self.config(cx);
+        let origin_type = config.origin_access_control_origin_type().as_str();
+        let oac = CfnResource::new(
+            &self.key,
+            "AWS::CloudFront::OriginAccessControl",
+            json!({"OriginAccessControlConfig": {
+                "Name": config.name(),
+                "Description": config.description(),
+                "OriginAccessControlOriginType": origin_type,
+                "SigningBehavior": config.signing_behavior().as_str(),
+                "SigningProtocol": config.signing_protocol().as_str(),
+            }}),
+        );
+        Ok(vec![Part::Resource(oac)])
     }
 
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {

@@ -15,6 +15,7 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{self, CfnResource, Part};
 
 pub struct Queue {
     pub key: ResourceKey,
@@ -240,6 +241,35 @@ impl Resource for Queue {
             Err(e) => Err(e).step(&self.key, "DeleteQueue"),
         }
     }
+
+    /// [`wanted_attributes`] as the queue's properties. Retained when the stack is deleted:
+    /// the failed events it holds are data, which `down` keeps unless told otherwise
+    /// (CloudFormation cannot look whether the queue is empty first).
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let attributes = wanted_attributes();
+        let retention: u64 = attributes[&QueueAttributeName::MessageRetentionPeriod]
+            .parse()
+            .map_err(|e| format!("MessageRetentionPeriod: {e}"))?;
+        let sse = attributes[&QueueAttributeName::SqsManagedSseEnabled] == "true";
+        Ok(vec![Part::Resource(
+            CfnResource::new(
+                &self.key,
+                "AWS::SQS::Queue",
+                serde_json::json!({
+                    "QueueName": self.name,
+                    "MessageRetentionPeriod": retention,
+                    "SqsManagedSseEnabled": sse,
+                    "Tags": template::tags(cx),
+                }),
+            )
+            .keep("Retain")
+            .skip_check(
+                "CKV_AWS_27",
+                "encrypted at rest with SQS-managed keys (SqsManagedSseEnabled), as the SDK \
+                 engine sets it; the check recognises only KMS keys",
+            ),
+        )])
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +286,24 @@ mod tests {
         assert_eq!(wanted[&QueueAttributeName::SqsManagedSseEnabled], "true");
         assert!(is_missing("AWS.SimpleQueueService.NonExistentQueue"));
         assert!(is_missing("QueueDoesNotExist"));
+    }
+
+    #[test]
+    fn the_template_keeps_messages_fourteen_days_encrypted_and_the_queue_on_delete() {
+        let cx = crate::systems::tests::context(false);
+        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let queue = Queue {
+            key: ResourceKey::new("queue", "failed"),
+            name: "demo-failed".into(),
+        };
+        let parts = queue.cloudformation(&cx).unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        assert_eq!(r.properties["MessageRetentionPeriod"], 1_209_600);
+        assert_eq!(r.properties["SqsManagedSseEnabled"], true);
+        assert_eq!(r.properties["QueueName"], "demo-failed");
+        assert_eq!(r.keep, Some("Retain"));
     }
 
     #[test]

@@ -19,11 +19,13 @@ use aws_sdk_cloudfront::types::{
     ResponseHeadersPolicyReferrerPolicy, ResponseHeadersPolicySecurityHeadersConfig,
     ResponseHeadersPolicyStrictTransportSecurity, ResponseHeadersPolicyType,
 };
+use serde_json::{json, Map, Value};
 
 use crate::engine::retry::{error_code, retry_when, Backoff};
 use crate::engine::{
     AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource, ResourceKey,
 };
+use crate::template::{CfnResource, Part};
 
 /// Two years, the value the HSTS preload list asks for.
 pub const HSTS_MAX_AGE_S: i32 = 63_072_000;
@@ -244,6 +246,94 @@ pub fn describe(cfg: &ResponseHeadersPolicyConfig) -> BTreeMap<&'static str, Str
     out
 }
 
+/// A configuration as CloudFormation's `ResponseHeadersPolicyConfig` declares it: the
+/// settings [`Headers::config`] makes (security headers, CORS), read from that configuration.
+pub fn cloudformation_config(cfg: &ResponseHeadersPolicyConfig) -> Value {
+    let mut out = Map::new();
+    out.insert("Name".into(), json!(cfg.name()));
+    if let Some(comment) = cfg.comment() {
+        out.insert("Comment".into(), json!(comment));
+    }
+    if let Some(sec) = cfg.security_headers_config() {
+        let mut headers = Map::new();
+        if let Some(h) = sec.strict_transport_security() {
+            headers.insert(
+                "StrictTransportSecurity".into(),
+                json!({
+                    "AccessControlMaxAgeSec": h.access_control_max_age_sec(),
+                    "IncludeSubdomains": h.include_subdomains().unwrap_or(false),
+                    "Preload": h.preload().unwrap_or(false),
+                    "Override": h.r#override(),
+                }),
+            );
+        }
+        if let Some(h) = sec.content_security_policy() {
+            headers.insert(
+                "ContentSecurityPolicy".into(),
+                json!({
+                    "ContentSecurityPolicy": h.content_security_policy(),
+                    "Override": h.r#override(),
+                }),
+            );
+        }
+        if let Some(h) = sec.content_type_options() {
+            headers.insert(
+                "ContentTypeOptions".into(),
+                json!({"Override": h.r#override()}),
+            );
+        }
+        if let Some(h) = sec.frame_options() {
+            headers.insert(
+                "FrameOptions".into(),
+                json!({"FrameOption": h.frame_option().as_str(), "Override": h.r#override()}),
+            );
+        }
+        if let Some(h) = sec.referrer_policy() {
+            headers.insert(
+                "ReferrerPolicy".into(),
+                json!({
+                    "ReferrerPolicy": h.referrer_policy().as_str(),
+                    "Override": h.r#override(),
+                }),
+            );
+        }
+        if let Some(h) = sec.xss_protection() {
+            let mut xss = json!({"Protection": h.protection(), "Override": h.r#override()});
+            if let Some(mode) = h.mode_block() {
+                xss["ModeBlock"] = json!(mode);
+            }
+            if let Some(uri) = h.report_uri() {
+                xss["ReportUri"] = json!(uri);
+            }
+            headers.insert("XSSProtection".into(), xss);
+        }
+        out.insert("SecurityHeadersConfig".into(), Value::Object(headers));
+    }
+    if let Some(c) = cfg.cors_config() {
+        let mut cors = json!({
+            "AccessControlAllowCredentials": c.access_control_allow_credentials(),
+            "AccessControlAllowHeaders": {
+                "Items": c.access_control_allow_headers().map(|h| h.items()).unwrap_or_default(),
+            },
+            "AccessControlAllowMethods": {
+                "Items": c
+                    .access_control_allow_methods()
+                    .map(|m| m.items().iter().map(|v| v.as_str()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            },
+            "AccessControlAllowOrigins": {
+                "Items": c.access_control_allow_origins().map(|o| o.items()).unwrap_or_default(),
+            },
+            "OriginOverride": c.origin_override(),
+        });
+        if let Some(age) = c.access_control_max_age_sec() {
+            cors["AccessControlMaxAgeSec"] = json!(age);
+        }
+        out.insert("CorsConfig".into(), cors);
+    }
+    Value::Object(out)
+}
+
 fn not_set() -> String {
     "(not set)".into()
 }
@@ -400,6 +490,16 @@ impl Resource for ResponseHeadersPolicy {
         Ok(())
     }
 
+    /// `AWS::CloudFront::ResponseHeadersPolicy` with the configuration `apply` writes.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        let policy = CfnResource::new(
+            &self.key,
+            "AWS::CloudFront::ResponseHeadersPolicy",
+            json!({"ResponseHeadersPolicyConfig": cloudformation_config(&self.wanted(cx))}),
+        );
+        Ok(vec![Part::Resource(policy)])
+    }
+
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
         let Some((id, _)) = self.find(cx).await? else {
             return Ok(Deleted::Absent);
@@ -491,6 +591,48 @@ mod tests {
         );
         // No inline script, no eval: the pages load their scripts from files.
         assert!(!csp.contains("unsafe"));
+    }
+
+    #[test]
+    fn the_template_declares_the_headers_apply_writes() {
+        let headers = Headers {
+            content_security_policy: content_security_policy(&[]),
+            cors_any_origin: true,
+        };
+        let cfn = cloudformation_config(&headers.config("demo-vod-output-headers", "Managed"));
+        assert_eq!(cfn["Name"], "demo-vod-output-headers");
+        let sec = &cfn["SecurityHeadersConfig"];
+        assert_eq!(
+            sec["StrictTransportSecurity"],
+            json!({
+                "AccessControlMaxAgeSec": HSTS_MAX_AGE_S,
+                "IncludeSubdomains": false,
+                "Preload": false,
+                "Override": true
+            })
+        );
+        assert_eq!(
+            sec["ContentSecurityPolicy"]["ContentSecurityPolicy"],
+            headers.content_security_policy
+        );
+        assert_eq!(sec["ContentTypeOptions"], json!({"Override": true}));
+        assert_eq!(sec["FrameOptions"]["FrameOption"], "DENY");
+        assert_eq!(
+            sec["ReferrerPolicy"]["ReferrerPolicy"],
+            "strict-origin-when-cross-origin"
+        );
+        assert_eq!(
+            cfn["CorsConfig"]["AccessControlAllowMethods"]["Items"],
+            json!(["GET", "HEAD"])
+        );
+        assert_eq!(cfn["CorsConfig"]["OriginOverride"], false);
+        let own_origin_only = Headers {
+            cors_any_origin: false,
+            ..headers
+        };
+        assert!(cloudformation_config(&own_origin_only.config("n", "c"))
+            .get("CorsConfig")
+            .is_none());
     }
 
     #[test]

@@ -30,9 +30,25 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, FromContext,
     Planned, Resource, ResourceKey,
 };
+use crate::template::{self, CfnResource, Part};
 
 /// Written into deployment descriptions, before the definition's digest.
 const DEPLOYMENT_MARK: &str = "provision definition sha256:";
+
+/// The API's endpoint type: served from its region (no edge-optimized CloudFront in front,
+/// the site has its own distribution).
+const ENDPOINT_TYPE: &str = "REGIONAL";
+
+/// Every method is open: the upload page is public (the console build's API had no
+/// authorizer); throttling, the upload quotas and the recipient's confirmation limit abuse.
+const AUTHORIZATION: &str = "NONE";
+
+/// The status of the mock answer to a CORS preflight.
+const PREFLIGHT_STATUS: &str = "200";
+
+/// The mock integration's request template (content type, template): it answers
+/// [`PREFLIGHT_STATUS`].
+const PREFLIGHT_TEMPLATE: (&str, &str) = ("application/json", r#"{"statusCode": 200}"#);
 
 pub struct RestApi {
     pub key: ResourceKey,
@@ -157,8 +173,13 @@ impl Definition {
 
 /// The integration URI API Gateway uses to invoke a Lambda function.
 pub fn lambda_integration_uri(region: &str, function_arn: &str) -> String {
+    integration_uri_in("aws", region, function_arn)
+}
+
+/// [`lambda_integration_uri`] in any partition (the template's is a reference).
+fn integration_uri_in(partition: &str, region: &str, function_arn: &str) -> String {
     format!(
-        "arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+        "arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
     )
 }
 
@@ -198,8 +219,19 @@ pub fn invoke_url(
             "{}/restapis/{api_id}/{stage}/_user_request_/{path}",
             endpoint.trim_end_matches('/')
         ),
-        None => format!("https://{api_id}.execute-api.{region}.amazonaws.com/{stage}/{path}"),
+        None => execute_api_url(api_id, region, "amazonaws.com", stage, path),
     }
+}
+
+/// The URL of a stage's resource on AWS, under the partition's domain (`url_suffix`).
+fn execute_api_url(
+    api_id: &str,
+    region: &str,
+    url_suffix: &str,
+    stage: &str,
+    path: &str,
+) -> String {
+    format!("https://{api_id}.execute-api.{region}.{url_suffix}/{stage}/{path}")
 }
 
 /// `/` in a JSON-patch path is written `~1`.
@@ -390,7 +422,7 @@ impl RestApi {
                 .map(|t| t.as_str().to_owned());
             diff.field(
                 &at(&format!("{method}.AuthorizationType")),
-                Some("NONE"),
+                Some(AUTHORIZATION),
                 live.authorization_type(),
             );
             if method == "POST" {
@@ -417,7 +449,7 @@ impl RestApi {
                 );
                 let live_cors: BTreeMap<String, String> = integration
                     .and_then(|i| i.integration_responses())
-                    .and_then(|r| r.get("200"))
+                    .and_then(|r| r.get(PREFLIGHT_STATUS))
                     .and_then(|r| r.response_parameters())
                     .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default();
@@ -491,7 +523,7 @@ impl RestApi {
             .description(&self.description)
             .endpoint_configuration(
                 EndpointConfiguration::builder()
-                    .types(EndpointType::Regional)
+                    .types(EndpointType::from(ENDPOINT_TYPE))
                     .build(),
             )
             .set_binary_media_types(Some(sorted(self.binary_media_types.clone())))
@@ -528,12 +560,12 @@ impl RestApi {
             ));
         }
         let endpoint = endpoint_types(live);
-        if endpoint != ["REGIONAL"] {
+        if endpoint != [ENDPOINT_TYPE] {
             if let Some(current) = endpoint.first() {
                 ops.push(patch(
                     Op::Replace,
                     &format!("/endpointConfiguration/types/{current}"),
-                    Some("REGIONAL"),
+                    Some(ENDPOINT_TYPE),
                 ));
             }
         }
@@ -581,7 +613,7 @@ impl RestApi {
             .rest_api_id(api_id)
             .resource_id(resource_id)
             .http_method(method)
-            .authorization_type("NONE")
+            .authorization_type(AUTHORIZATION)
             .send()
             .await
             .step(&self.key, "PutMethod")?;
@@ -603,7 +635,7 @@ impl RestApi {
             .resource_id(resource_id)
             .http_method("OPTIONS")
             .r#type(IntegrationType::Mock)
-            .request_templates("application/json", r#"{"statusCode": 200}"#)
+            .request_templates(PREFLIGHT_TEMPLATE.0, PREFLIGHT_TEMPLATE.1)
             .send()
             .await
             .step(&self.key, "PutIntegration")?;
@@ -611,7 +643,7 @@ impl RestApi {
             .rest_api_id(api_id)
             .resource_id(resource_id)
             .http_method("OPTIONS")
-            .status_code("200")
+            .status_code(PREFLIGHT_STATUS)
             .set_response_parameters(Some(
                 wanted.cors.keys().map(|k| (k.clone(), false)).collect(),
             ))
@@ -622,7 +654,7 @@ impl RestApi {
             .rest_api_id(api_id)
             .resource_id(resource_id)
             .http_method("OPTIONS")
-            .status_code("200")
+            .status_code(PREFLIGHT_STATUS)
             .set_response_parameters(Some(wanted.cors.clone().into_iter().collect()))
             // No response template: API Gateway answers an empty one as `null` in every later
             // read of the method, which the SDK cannot parse (aws-cli#1610).
@@ -709,7 +741,7 @@ impl Resource for RestApi {
         }
         diff.field(
             "EndpointConfiguration.Types",
-            vec!["REGIONAL".to_owned()],
+            vec![ENDPOINT_TYPE.to_owned()],
             endpoint_types(live),
         );
         diff.field(
@@ -885,6 +917,177 @@ impl Resource for RestApi {
         }
         Ok(deleted)
     }
+
+    /// The routes' URLs, from the API's id in the template (`id` and `execute_arn` are
+    /// references of their own, see [`crate::template::output_reference`]).
+    fn known_outputs(&self, cx: &Context) {
+        if !cx.is_symbolic() {
+            return;
+        }
+        let api_id = template::reference(&template::logical_id(&self.key));
+        let suffix = template::reference("AWS::URLSuffix");
+        for route in &self.routes {
+            let url = execute_api_url(
+                &api_id,
+                &cx.aws.region,
+                &suffix,
+                &self.stage,
+                route.path_part,
+            );
+            cx.publish(&self.key, route.url_output, url);
+        }
+    }
+
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        Ok(self
+            .cfn_resources(cx)
+            .into_iter()
+            .map(Part::Resource)
+            .collect())
+    }
+}
+
+/// Why checkov's API Gateway checks do not apply (the SDK engine sets none of these either).
+const OPEN_BY_DESIGN: &str = "public by design: the upload page posts without signing in (the \
+     console build's API had no authorizer); the stage's throttling, the per-address and per-IP \
+     upload quotas and the recipient's confirmation limit abuse";
+const NO_CACHE: &str = "nothing to cache: every request is a distinct upload or confirmation \
+     token, answered once";
+const NO_ACCESS_LOG: &str = "no access log: it needs the account-wide CloudWatch role of API \
+     Gateway, which the stack does not own; the requests that pass the throttling reach a \
+     function, which logs them in its own log group";
+const NO_TRACING: &str = "no X-Ray: each route is one Lambda proxy call, whose duration and \
+     errors the function's logs and metrics show already";
+
+impl RestApi {
+    /// The API, each route's resource and two methods, the gateway responses, a deployment
+    /// named after the definition's digest (a changed definition is a new deployment, as the
+    /// SDK engine deploys it anew) and the stage serving it.
+    fn cfn_resources(&self, cx: &Context) -> Vec<CfnResource> {
+        let api = template::reference(&template::logical_id(&self.key));
+        let root = template::reference(&format!(
+            "{}.RootResourceId",
+            template::logical_id(&self.key)
+        ));
+        let wanted = self.definition(cx);
+        let mut parts = vec![CfnResource::new(
+            &self.key,
+            "AWS::ApiGateway::RestApi",
+            json!({
+                "Name": self.name,
+                "Description": self.description,
+                "BinaryMediaTypes": wanted.binary_media_types,
+                "EndpointConfiguration": {"Types": [ENDPOINT_TYPE]},
+                "Tags": template::tags(cx),
+            }),
+        )];
+        let mut deployed = Vec::new();
+        for route in &self.routes {
+            let resource = CfnResource::part(
+                &self.key,
+                &format!("resource {}", route.path_part),
+                "AWS::ApiGateway::Resource",
+                json!({"RestApiId": api, "ParentId": root, "PathPart": route.path_part}),
+            );
+            let resource_id = template::reference(&resource.logical_id);
+            let function_arn = cx.output(&route.function, "arn").unwrap_or_default();
+            let uri = integration_uri_in(
+                &template::reference("AWS::Partition"),
+                &cx.aws.region,
+                &function_arn,
+            );
+            let post = CfnResource::part(
+                &self.key,
+                &format!("post {}", route.path_part),
+                "AWS::ApiGateway::Method",
+                json!({
+                    "RestApiId": api,
+                    "ResourceId": resource_id,
+                    "HttpMethod": "POST",
+                    "AuthorizationType": AUTHORIZATION,
+                    "Integration": {
+                        "Type": IntegrationType::AwsProxy.as_str(),
+                        "IntegrationHttpMethod": "POST",
+                        "Uri": uri,
+                    },
+                }),
+            )
+            .skip_check("CKV_AWS_59", OPEN_BY_DESIGN);
+            let method_parameters: BTreeMap<&String, bool> =
+                wanted.cors.keys().map(|k| (k, false)).collect();
+            let options = CfnResource::part(
+                &self.key,
+                &format!("options {}", route.path_part),
+                "AWS::ApiGateway::Method",
+                json!({
+                    "RestApiId": api,
+                    "ResourceId": resource_id,
+                    "HttpMethod": "OPTIONS",
+                    "AuthorizationType": AUTHORIZATION,
+                    "Integration": {
+                        "Type": IntegrationType::Mock.as_str(),
+                        "RequestTemplates": {PREFLIGHT_TEMPLATE.0: PREFLIGHT_TEMPLATE.1},
+                        "IntegrationResponses": [{
+                            "StatusCode": PREFLIGHT_STATUS,
+                            "ResponseParameters": wanted.cors,
+                        }],
+                    },
+                    "MethodResponses": [{
+                        "StatusCode": PREFLIGHT_STATUS,
+                        "ResponseParameters": method_parameters,
+                    }],
+                }),
+            );
+            deployed.push(post.logical_id.clone());
+            deployed.push(options.logical_id.clone());
+            parts.extend([resource, post, options]);
+        }
+        for response_type in GATEWAY_RESPONSES {
+            let response = CfnResource::part(
+                &self.key,
+                &format!("gateway response {}", response_type.to_lowercase()),
+                "AWS::ApiGateway::GatewayResponse",
+                json!({
+                    "RestApiId": api,
+                    "ResponseType": response_type,
+                    "ResponseParameters": wanted.gateway_cors,
+                }),
+            );
+            deployed.push(response.logical_id.clone());
+            parts.push(response);
+        }
+        let digest = wanted.digest();
+        let mut deployment = CfnResource::part(
+            &self.key,
+            &format!("deployment {}", &digest[..12]),
+            "AWS::ApiGateway::Deployment",
+            json!({"RestApiId": api}),
+        );
+        deployment.depends_on.extend(deployed);
+        let (resource_path, http_method) = ALL_METHODS.split_once('/').unwrap_or(("*", "*"));
+        let stage = CfnResource::part(
+            &self.key,
+            "stage",
+            "AWS::ApiGateway::Stage",
+            json!({
+                "RestApiId": api,
+                "StageName": self.stage,
+                "DeploymentId": template::reference(&deployment.logical_id),
+                "MethodSettings": [{
+                    "ResourcePath": format!("/{resource_path}"),
+                    "HttpMethod": http_method,
+                    "ThrottlingRateLimit": self.throttling.rate,
+                    "ThrottlingBurstLimit": self.throttling.burst,
+                }],
+                "Tags": template::tags(cx),
+            }),
+        )
+        .skip_check("CKV_AWS_120", NO_CACHE)
+        .skip_check("CKV_AWS_76", NO_ACCESS_LOG)
+        .skip_check("CKV_AWS_73", NO_TRACING);
+        parts.extend([deployment, stage]);
+        parts
+    }
 }
 
 #[cfg(test)]
@@ -1042,6 +1245,105 @@ mod tests {
             burst: 1,
         };
         assert_eq!(throttling_patch(slow, Some(wanted))[0].value(), Some("0.5"));
+    }
+
+    fn api() -> RestApi {
+        RestApi {
+            key: ResourceKey::new("rest_api", "up"),
+            name: "demo-api".into(),
+            description: "uploads".into(),
+            routes: vec![Route {
+                path_part: "file-upload",
+                function: ResourceKey::new("function", "file_upload"),
+                url_output: "url",
+            }],
+            binary_media_types: vec!["multipart/form-data".into()],
+            stage: "prod".into(),
+            allowed_origin: Box::new(|_| "https://example.org".into()),
+            throttling: Throttling {
+                rate: 10.0,
+                burst: 20,
+            },
+            inputs: vec![],
+        }
+    }
+
+    #[test]
+    fn the_template_proxies_each_route_and_throttles_the_stage() {
+        let cx = crate::systems::tests::context(false);
+        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let api = api();
+        api.known_outputs(&cx);
+        assert_eq!(
+            cx.output(&api.key, "url").unwrap(),
+            format!(
+                "https://{}.execute-api.{}.{}/prod/file-upload",
+                template::reference("RestApiUp"),
+                template::reference("AWS::Region"),
+                template::reference("AWS::URLSuffix")
+            )
+        );
+        let parts = api.cfn_resources(&cx);
+        let by_id = |id: &str| {
+            parts
+                .iter()
+                .find(|r| r.logical_id == id)
+                .unwrap_or_else(|| panic!("{id} in {parts:?}"))
+        };
+        let post = &by_id("RestApiUpPostFileUpload").properties;
+        assert_eq!(post["AuthorizationType"], "NONE");
+        assert_eq!(post["Integration"]["Type"], "AWS_PROXY");
+        assert_eq!(
+            post["Integration"]["Uri"],
+            format!(
+                "arn:{}:apigateway:{}:lambda:path/2015-03-31/functions/{}/invocations",
+                template::reference("AWS::Partition"),
+                template::reference("AWS::Region"),
+                template::reference("FunctionFileUpload.Arn")
+            )
+        );
+        let options = &by_id("RestApiUpOptionsFileUpload").properties;
+        assert_eq!(
+            options["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+                ["method.response.header.Access-Control-Allow-Origin"],
+            "'https://example.org'"
+        );
+        assert_eq!(
+            options["MethodResponses"][0]["ResponseParameters"]
+                ["method.response.header.Access-Control-Allow-Origin"],
+            false
+        );
+        let deployment = parts
+            .iter()
+            .find(|r| r.type_name == "AWS::ApiGateway::Deployment")
+            .unwrap();
+        for method in ["RestApiUpPostFileUpload", "RestApiUpOptionsFileUpload"] {
+            assert!(deployment.depends_on.iter().any(|d| d == method));
+        }
+        assert_eq!(
+            deployment.logical_id,
+            template::pascal(&format!(
+                "rest api up deployment {}",
+                &api.definition(&cx).digest()[..12]
+            ))
+        );
+        let stage = &by_id("RestApiUpStage").properties;
+        assert_eq!(stage["StageName"], "prod");
+        assert_eq!(
+            stage["MethodSettings"],
+            json!([{"ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": 10.0, "ThrottlingBurstLimit": 20}])
+        );
+        assert_eq!(
+            stage["DeploymentId"],
+            template::reference(&deployment.logical_id)
+        );
+        assert_eq!(
+            parts
+                .iter()
+                .filter(|r| r.type_name == "AWS::ApiGateway::GatewayResponse")
+                .count(),
+            GATEWAY_RESPONSES.len()
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::engine::{
     Planned, Resource, ResourceKey,
 };
 use crate::policy;
+use crate::template::{self, CfnResource, Part};
 
 /// The name of the one inline policy the stack manages on each role.
 pub const POLICY_NAME: &str = "provision-least-privilege";
@@ -89,6 +90,11 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The role's description, as both engines write it.
+fn description(cx: &Context) -> String {
+    format!("Managed by provision for stack {}", cx.stack_name())
 }
 
 impl Role {
@@ -237,10 +243,7 @@ impl Resource for Role {
                 .create_role()
                 .role_name(&self.name)
                 .assume_role_policy_document(self.trust(cx).to_string())
-                .description(format!(
-                    "Managed by provision for stack {}",
-                    cx.stack_name()
-                ))
+                .description(description(cx))
                 .set_tags(Some(Self::iam_tags(cx)))
                 .send()
                 .await;
@@ -339,6 +342,25 @@ impl Resource for Role {
             Err(e) => Err(e).step(&self.key, "DeleteRole"),
         }
     }
+
+    /// The trust policy and the one inline policy, both as `apply` writes them; no managed
+    /// policy is attached.
+    fn cloudformation(&self, cx: &Context) -> crate::template::Rendering {
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::IAM::Role",
+            serde_json::json!({
+                "RoleName": self.name,
+                "Description": description(cx),
+                "AssumeRolePolicyDocument": self.trust(cx),
+                "Policies": [{
+                    "PolicyName": POLICY_NAME,
+                    "PolicyDocument": (self.policy)(cx),
+                }],
+                "Tags": template::tags(cx),
+            }),
+        ))])
+    }
 }
 
 #[cfg(test)]
@@ -376,5 +398,41 @@ mod tests {
             "111122223333"
         );
         assert_eq!(statement["Condition"]["ArnLike"]["aws:SourceArn"], queues);
+    }
+
+    #[test]
+    fn the_template_declares_the_same_trust_and_inline_policy() {
+        let cx = crate::systems::tests::context(false);
+        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let role = Role {
+            key: ResourceKey::new("role", "vod-mediaconvert"),
+            name: "demo-vod-mediaconvert".into(),
+            service: "mediaconvert.amazonaws.com",
+            source_arn: Some(Box::new(|cx| {
+                format!(
+                    "arn:aws:mediaconvert:{}:{}:*",
+                    cx.aws.region, cx.aws.account_id
+                )
+            })),
+            inputs: vec![],
+            outlives: vec![],
+            policy: Box::new(|_| serde_json::json!({"Version": "2012-10-17", "Statement": []})),
+        };
+        let parts = role.cloudformation(&cx).unwrap();
+        let [Part::Resource(r)] = parts.as_slice() else {
+            panic!("one resource: {parts:?}")
+        };
+        assert_eq!(r.type_name, "AWS::IAM::Role");
+        let p = &r.properties;
+        assert_eq!(p["RoleName"], "demo-vod-mediaconvert");
+        assert_eq!(p["Policies"][0]["PolicyName"], POLICY_NAME);
+        assert_eq!(p["Policies"][0]["PolicyDocument"], (role.policy)(&cx));
+        assert_eq!(p["AssumeRolePolicyDocument"], role.trust(&cx));
+        let condition = &p["AssumeRolePolicyDocument"]["Statement"][0]["Condition"];
+        assert_eq!(
+            condition["StringEquals"]["aws:SourceAccount"],
+            template::reference("AWS::AccountId")
+        );
+        assert!(p.get("ManagedPolicyArns").is_none());
     }
 }

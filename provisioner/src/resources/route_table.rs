@@ -4,11 +4,17 @@
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, RouteTable as Ec2RouteTable};
 
+use serde_json::json;
+
 use super::ec2;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
+
+/// Every IPv6 address: the destination of the route through the egress-only gateway.
+const IPV6_DEFAULT_ROUTE: &str = "::/0";
 
 pub struct RouteTable {
     pub key: ResourceKey,
@@ -42,7 +48,7 @@ impl RouteTable {
         table
             .routes()
             .iter()
-            .find(|r| r.destination_ipv6_cidr_block() == Some("::/0"))
+            .find(|r| r.destination_ipv6_cidr_block() == Some(IPV6_DEFAULT_ROUTE))
             .and_then(|r| r.egress_only_internet_gateway_id().map(str::to_owned))
     }
 
@@ -133,7 +139,7 @@ impl Resource for RouteTable {
                     ec2::naming_new(|| async {
                         ec2c.replace_route()
                             .route_table_id(&id)
-                            .destination_ipv6_cidr_block("::/0")
+                            .destination_ipv6_cidr_block(IPV6_DEFAULT_ROUTE)
                             .egress_only_internet_gateway_id(&wanted)
                             .send()
                             .await
@@ -145,7 +151,7 @@ impl Resource for RouteTable {
                     ec2::naming_new(|| async {
                         ec2c.create_route()
                             .route_table_id(&id)
-                            .destination_ipv6_cidr_block("::/0")
+                            .destination_ipv6_cidr_block(IPV6_DEFAULT_ROUTE)
                             .egress_only_internet_gateway_id(&wanted)
                             .send()
                             .await
@@ -206,5 +212,49 @@ impl Resource for RouteTable {
             .await
             .step(&self.key, "DeleteRouteTable")?;
         Ok(Deleted::Deleted)
+    }
+
+    /// `AWS::EC2::RouteTable`, its route to `::/0` as an `AWS::EC2::Route` and one
+    /// `AWS::EC2::SubnetRouteTableAssociation` per subnet (CloudFormation's route table
+    /// holds neither).
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        let table = template::reference(&template::logical_id(&self.key));
+        let mut parts = vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::EC2::RouteTable",
+            json!({
+                "VpcId": cx.output(&self.vpc, "id"),
+                "Tags": ec2::cfn_tags(cx, &self.name),
+            }),
+        ))];
+        if let Some(gateway) = &self.ipv6_gateway {
+            let mut route = CfnResource::part(
+                &self.key,
+                "ipv6-default",
+                "AWS::EC2::Route",
+                json!({
+                    "RouteTableId": table,
+                    "DestinationIpv6CidrBlock": IPV6_DEFAULT_ROUTE,
+                    "EgressOnlyInternetGatewayId": cx.output(gateway, "id"),
+                }),
+            );
+            // As in `up`, where the VPC has its IPv6 block before the route is made.
+            route
+                .depends_on
+                .push(super::vpc::ipv6_block_logical_id(&self.vpc));
+            parts.push(Part::Resource(route));
+        }
+        for subnet in &self.subnets {
+            parts.push(Part::Resource(CfnResource::part(
+                &self.key,
+                &template::logical_id(subnet),
+                "AWS::EC2::SubnetRouteTableAssociation",
+                json!({
+                    "RouteTableId": table,
+                    "SubnetId": cx.output(subnet, "id"),
+                }),
+            )));
+        }
+        Ok(parts)
     }
 }

@@ -156,6 +156,13 @@ impl Resource for SchemaMigration {
     async fn delete(&self, _: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
         Ok(Deleted::Absent)
     }
+
+    fn cloudformation(&self, _: &Context) -> crate::template::Rendering {
+        Ok(vec![crate::template::Part::AfterDeploy(
+            "provision invokes db_migrate after the deploy: a schema migration is not a \
+             resource",
+        )])
+    }
 }
 
 #[cfg(test)]

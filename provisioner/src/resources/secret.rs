@@ -11,11 +11,14 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::types::Tag;
 
+use serde_json::json;
+
 use super::{owned_by, tag_diff};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, Planned, Resource,
     ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
 
 pub struct Secret {
     pub key: ResourceKey,
@@ -218,5 +221,27 @@ impl Resource for Secret {
             }
             Err(e) => Err(e).step(&self.key, "DeleteSecret"),
         }
+    }
+
+    /// `AWS::SecretsManager::Secret` without `SecretString` or `GenerateSecretString`: made
+    /// empty, as `up` makes it; `db_migrate` writes the value at run time, so no value is in
+    /// the template.
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        Ok(vec![Part::Resource(
+            CfnResource::new(
+                &self.key,
+                "AWS::SecretsManager::Secret",
+                json!({
+                    "Name": self.name,
+                    "Description": self.description,
+                    "Tags": template::tags(cx),
+                }),
+            )
+            .skip_check(
+                "CKV_AWS_149",
+                "encrypted with Secrets Manager's AWS managed key, as up makes it; a key of the \
+                 stack's stays the operator's choice (docs/security.md)",
+            ),
+        )])
     }
 }

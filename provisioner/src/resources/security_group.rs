@@ -7,12 +7,15 @@ use aws_sdk_ec2::types::{
     UserIdGroupPair,
 };
 
+use serde_json::{json, Map, Value};
+
 use super::ec2::{self, filter};
 use super::tag_diff;
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
 
 /// Where a rule's traffic comes from (ingress) or goes to (egress).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,6 +126,54 @@ pub fn live_rule(r: &SecurityGroupRule) -> Option<(String, Rule)> {
             peer,
         },
     ))
+}
+
+/// A rule's protocol, ports and peer as CloudFormation names them, in a group's
+/// `SecurityGroupIngress`/`SecurityGroupEgress` or in a rule resource of its own.
+fn cfn_rule(rule: &Rule) -> Map<String, Value> {
+    let mut properties = Map::new();
+    properties.insert("IpProtocol".into(), json!(rule.protocol));
+    properties.insert("FromPort".into(), json!(rule.from_port));
+    properties.insert("ToPort".into(), json!(rule.to_port));
+    let (name, value) = match (&rule.peer, rule.egress) {
+        (Peer::Ipv4(c), _) => ("CidrIp", c),
+        (Peer::Ipv6(c), _) => ("CidrIpv6", c),
+        (Peer::Group(g), false) => ("SourceSecurityGroupId", g),
+        (Peer::Group(g), true) => ("DestinationSecurityGroupId", g),
+        (Peer::PrefixList(l), false) => ("SourcePrefixListId", l),
+        (Peer::PrefixList(l), true) => ("DestinationPrefixListId", l),
+    };
+    properties.insert(name.into(), json!(value));
+    properties
+}
+
+/// What a rule lets through, in words: its `Description` in the template (checkov CKV_AWS_23).
+/// `up` sets none and compares none, so neither engine sees the other's as drift.
+fn cfn_description(wanted: &WantedRule) -> String {
+    let traffic = match wanted.port {
+        Some(port) => format!("{} {port}", wanted.protocol),
+        None => "all traffic".to_owned(),
+    };
+    let peer = match &wanted.peer {
+        WantedPeer::Ipv4(cidr) | WantedPeer::Ipv6(cidr) => cidr.clone(),
+        WantedPeer::Group(key) => format!("the {} group", key.name),
+    };
+    let direction = if wanted.egress { "to" } else { "from" };
+    format!("{traffic} {direction} {peer}")
+}
+
+/// The egress of a group that sends nothing, in CloudFormation. A group made there without
+/// egress rules gets AWS's allow-all egress (which `up` revokes), so such a group gets this
+/// one rule instead, which matches no packet: ICMP type 252 code 86 to the limited broadcast
+/// address (the rule the AWS CDK writes for the same purpose).
+fn cfn_no_egress() -> Value {
+    json!({
+        "IpProtocol": "icmp",
+        "FromPort": 252,
+        "ToPort": 86,
+        "CidrIp": "255.255.255.255/32",
+        "Description": "Disallow all traffic",
+    })
 }
 
 /// Rules to authorize and rule ids to revoke so that `live` becomes `wanted`.
@@ -379,6 +430,72 @@ impl Resource for SecurityGroup {
         .await?;
         Ok(Deleted::Deleted)
     }
+
+    /// `AWS::EC2::SecurityGroup` with its address rules; a rule naming another group of the
+    /// stack is an `AWS::EC2::SecurityGroupIngress`/`Egress` of its own, so that two groups
+    /// naming each other make no cycle (CloudFormation's advice).
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        let group_id = cx
+            .output(&self.key, "id")
+            .ok_or_else(|| format!("{} has no id", self.key))?;
+        let mut ingress = Vec::new();
+        let mut egress = Vec::new();
+        let mut parts = Vec::new();
+        for wanted in &self.rules {
+            let rule = wanted
+                .resolve(cx)
+                .ok_or_else(|| format!("a rule of {} names a group with no id", self.key))?;
+            let mut properties = cfn_rule(&rule);
+            properties.insert("Description".into(), json!(cfn_description(wanted)));
+            match &wanted.peer {
+                WantedPeer::Group(peer) => {
+                    let (direction, type_name) = if rule.egress {
+                        ("egress", "AWS::EC2::SecurityGroupEgress")
+                    } else {
+                        ("ingress", "AWS::EC2::SecurityGroupIngress")
+                    };
+                    properties.insert("GroupId".into(), json!(group_id));
+                    let suffix = format!(
+                        "{direction} {} {} {}",
+                        rule.protocol,
+                        rule.from_port,
+                        template::logical_id(peer)
+                    );
+                    parts.push(Part::Resource(CfnResource::part(
+                        &self.key,
+                        &suffix,
+                        type_name,
+                        Value::Object(properties),
+                    )));
+                }
+                _ if rule.egress => egress.push(Value::Object(properties)),
+                _ => ingress.push(Value::Object(properties)),
+            }
+        }
+        // Always given: left out, CloudFormation keeps AWS's allow-all egress.
+        if egress.is_empty() {
+            egress.push(cfn_no_egress());
+        }
+        let mut properties = json!({
+            "GroupName": self.name,
+            "GroupDescription": self.description,
+            "VpcId": cx.output(&self.vpc, "id"),
+            "SecurityGroupEgress": egress,
+            "Tags": ec2::cfn_tags(cx, &self.name),
+        });
+        if !ingress.is_empty() {
+            properties["SecurityGroupIngress"] = Value::Array(ingress);
+        }
+        parts.insert(
+            0,
+            Part::Resource(CfnResource::new(
+                &self.key,
+                "AWS::EC2::SecurityGroup",
+                properties,
+            )),
+        );
+        Ok(parts)
+    }
 }
 
 #[cfg(test)]
@@ -422,6 +539,96 @@ mod tests {
         let live = vec![("r2".to_owned(), b.clone()), ("r1".to_owned(), a.clone())];
         let (missing, extra) = rule_diff(&[a, b], &live);
         assert!(missing.is_empty() && extra.is_empty());
+    }
+
+    /// The stack's network as the template renders it: every output a reference.
+    fn symbolic() -> Context {
+        let stack = crate::systems::tests::context(false).stack.clone();
+        Context::symbolic(stack, vec![template::zone(0), template::zone(1)])
+    }
+
+    fn rendered(cx: &Context, key: &ResourceKey) -> Vec<CfnResource> {
+        let network = cx
+            .stack
+            .stt
+            .network
+            .clone()
+            .expect("the stack has a network");
+        let group = crate::systems::stt::network(cx, &network)
+            .into_iter()
+            .find(|r| r.key() == *key)
+            .expect("the stack has the group");
+        group
+            .cloudformation(cx)
+            .unwrap()
+            .into_iter()
+            .map(|part| match part {
+                Part::Resource(r) => r,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_sending_nothing_gets_an_egress_rule_matching_nothing_not_aws_allow_all() {
+        let cx = symbolic();
+        let parts = rendered(&cx, &crate::systems::stt::DATABASE_SG);
+        let group = &parts[0];
+        assert_eq!(group.type_name, "AWS::EC2::SecurityGroup");
+        assert_eq!(group.properties["GroupName"], "stt-demo-database");
+        assert_eq!(
+            group.properties["SecurityGroupEgress"],
+            json!([cfn_no_egress()])
+        );
+        // MySQL from the functions' group: a rule resource of its own, so no cycle.
+        assert!(group.properties.get("SecurityGroupIngress").is_none());
+        let rule = &parts[1];
+        assert_eq!(rule.type_name, "AWS::EC2::SecurityGroupIngress");
+        assert_eq!(
+            rule.properties["GroupId"],
+            template::reference("SecurityGroupSttDatabase.GroupId")
+        );
+        assert_eq!(
+            rule.properties["SourceSecurityGroupId"],
+            template::reference("SecurityGroupSttFunctions.GroupId")
+        );
+        assert_eq!(
+            (&rule.properties["FromPort"], &rule.properties["ToPort"]),
+            (&json!(3306), &json!(3306))
+        );
+        assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn the_template_declares_exactly_the_rules_up_keeps() {
+        let cx = symbolic();
+        let parts = rendered(&cx, &crate::systems::stt::FUNCTIONS_SG);
+        let egress: Vec<(String, i64, String)> = parts[0].properties["SecurityGroupEgress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let peer = r.get("CidrIp").or(r.get("CidrIpv6")).unwrap();
+                (
+                    r["IpProtocol"].as_str().unwrap().to_owned(),
+                    r["FromPort"].as_i64().unwrap(),
+                    peer.as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            egress,
+            vec![
+                ("tcp".into(), 443, "0.0.0.0/0".into()),
+                ("tcp".into(), 3306, "10.20.0.0/16".into()),
+                ("tcp".into(), 443, "::/0".into()),
+            ]
+        );
+        assert_eq!(
+            parts[0].properties["SecurityGroupEgress"][2]["Description"],
+            "tcp 443 to ::/0"
+        );
+        assert_eq!(parts.len(), 1, "no ingress at all");
     }
 
     #[test]

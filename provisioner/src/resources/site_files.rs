@@ -16,6 +16,7 @@ use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Error, FieldDiff, FromContext, Planned,
     Resource, ResourceKey,
 };
+use crate::template::Part;
 
 pub struct SiteFiles {
     pub key: ResourceKey,
@@ -400,6 +401,16 @@ impl Resource for SiteFiles {
             .collect();
         self.upload_and_invalidate(cx, &files, &changed, planned)
             .await
+    }
+
+    /// CloudFormation puts no objects into buckets: `provision` uploads the files after the
+    /// deploy (the generated ones from the stack's outputs) and invalidates the replaced ones.
+    fn cloudformation(&self, _cx: &Context) -> crate::template::Rendering {
+        Ok(vec![Part::AfterDeploy(
+            "CloudFormation does not upload objects; provision uploads the site files (and the \
+             generated ones, such as config.js) after the deploy and invalidates the replaced \
+             ones in CloudFront",
+        )])
     }
 
     /// Removes the files of the site folder; the bucket removes whatever else the stack put.

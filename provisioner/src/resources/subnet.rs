@@ -6,11 +6,17 @@ use std::net::Ipv6Addr;
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, Subnet as Ec2Subnet, SubnetCidrBlockStateCode};
 
+use serde_json::{json, Value};
+
 use super::ec2::{self, filter};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
+
+/// How many /64s a /56 holds: every index a subnet may take.
+const SUBNETS_PER_BLOCK: u32 = 1 << (64 - 56);
 
 pub struct Subnet {
     pub key: ResourceKey,
@@ -20,6 +26,14 @@ pub struct Subnet {
     pub availability_zone: String,
     /// Which /64 of the VPC's /56 this subnet takes, when IPv6 is on.
     pub ipv6_index: Option<u8>,
+}
+
+/// The `index`-th /64 of the VPC's IPv6 block as CloudFormation computes it: the same block
+/// [`ipv6_subnet`] gives, from a block only known once the VPC's is assigned.
+pub fn cfn_ipv6_subnet(vpc: &ResourceKey, index: u8) -> Value {
+    let vpc_block =
+        json!({"Fn::Select": [0, {"Fn::GetAtt": [template::logical_id(vpc), "Ipv6CidrBlocks"]}]});
+    json!({"Fn::Select": [index, {"Fn::Cidr": [vpc_block, SUBNETS_PER_BLOCK, "64"]}]})
 }
 
 /// The `index`-th /64 inside an IPv6 /56 block.
@@ -200,11 +214,70 @@ impl Resource for Subnet {
         .await?;
         Ok(Deleted::Deleted)
     }
+
+    /// `AWS::EC2::Subnet`; its /64 is computed from the VPC's block in the template, after
+    /// the block is assigned.
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        let mut properties = json!({
+            "VpcId": cx.output(&self.vpc, "id"),
+            "CidrBlock": self.cidr,
+            "AvailabilityZone": self.availability_zone,
+            "Tags": ec2::cfn_tags(cx, &self.name),
+        });
+        let mut after = Vec::new();
+        if let Some(index) = self.ipv6_index {
+            properties["Ipv6CidrBlock"] = cfn_ipv6_subnet(&self.vpc, index);
+            after.push(super::vpc::ipv6_block_logical_id(&self.vpc));
+        }
+        let mut subnet = CfnResource::new(&self.key, "AWS::EC2::Subnet", properties);
+        subnet.depends_on.extend(after);
+        let named_zones = cx
+            .stack
+            .stt
+            .network
+            .as_ref()
+            .is_some_and(|n| n.availability_zones.is_some());
+        if named_zones {
+            subnet = subnet.ignore_lint(
+                "W3010",
+                "stack.yaml names the zones: zone names differ per account, and the operator \
+                 chose these",
+            );
+        }
+        Ok(vec![Part::Resource(subnet)])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_template_gives_a_subnet_the_same_64_after_the_vpc_block_exists() {
+        let stack = crate::systems::tests::context(false).stack.clone();
+        let cx = Context::symbolic(stack, vec![template::zone(0), template::zone(1)]);
+        let subnet = Subnet {
+            key: ResourceKey::named("subnet", format!("stt-{}", template::zone(1))),
+            vpc: crate::systems::stt::VPC,
+            name: format!("stt-demo-{}", template::zone(1)),
+            cidr: "10.20.16.0/20".into(),
+            availability_zone: template::zone(1),
+            ipv6_index: Some(1),
+        };
+        let Part::Resource(r) = subnet.cloudformation(&cx).unwrap().remove(0) else {
+            panic!("a subnet is a resource")
+        };
+        assert_eq!(r.logical_id, "SubnetSttAz1");
+        assert_eq!(r.properties["AvailabilityZone"], template::zone(1));
+        // The second /64 of the VPC's first IPv6 block, as `ipv6_subnet(block, 1)` computes.
+        assert_eq!(
+            r.properties["Ipv6CidrBlock"],
+            json!({"Fn::Select": [1, {"Fn::Cidr": [
+                {"Fn::Select": [0, {"Fn::GetAtt": ["VpcStt", "Ipv6CidrBlocks"]}]}, 256, "64"]}]})
+        );
+        assert_eq!(r.depends_on, vec!["VpcSttIpv6".to_owned()]);
+        assert_eq!(r.properties["VpcId"], template::reference("VpcStt"));
+    }
 
     #[test]
     fn subnets_take_consecutive_64s_of_the_vpc_block() {

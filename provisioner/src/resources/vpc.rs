@@ -8,12 +8,32 @@ use aws_sdk_ec2::types::{
 
 use std::time::Duration;
 
+use serde_json::json;
+
 use super::ec2::{self, filter};
 use crate::engine::wait::{self, Poll, Wait};
 use crate::engine::{
     Action, AwsResultExt, Context, DeleteOptions, Deleted, Diff, Error, FieldDiff, Planned,
     Resource, ResourceKey,
 };
+use crate::template::{self, CfnResource, Part, Rendering};
+
+/// DNS support and DNS hostnames, both on: interface endpoints with private DNS need them.
+const DNS: bool = true;
+
+/// Names the VPC's IPv6 block in the template (`AWS::EC2::VPCCidrBlock`, a resource of its
+/// own in CloudFormation).
+const IPV6_BLOCK: &str = "ipv6";
+
+/// The logical id of the VPC's IPv6 block: what needs the block (a subnet's /64, a route
+/// to `::/0`) is made after it.
+pub fn ipv6_block_logical_id(vpc: &ResourceKey) -> String {
+    format!(
+        "{}{}",
+        template::logical_id(vpc),
+        template::pascal(IPV6_BLOCK)
+    )
+}
 
 pub struct Vpc {
     pub key: ResourceKey,
@@ -81,7 +101,7 @@ impl Vpc {
     }
 
     async fn enable_dns(&self, cx: &Context, id: &str) -> Result<(), Error> {
-        let on = || AttributeBooleanValue::builder().value(true).build();
+        let on = || AttributeBooleanValue::builder().value(DNS).build();
         // One attribute per call, support before hostnames (AWS requires that order).
         ec2::naming_new(|| async {
             cx.aws
@@ -133,13 +153,13 @@ impl Resource for Vpc {
         diff.field("Ipv6CidrBlock", self.ipv6, ipv6_block(&vpc).is_some());
         diff.field(
             "EnableDnsSupport",
-            true,
+            DNS,
             self.attribute(cx, &id, VpcAttributeName::EnableDnsSupport)
                 .await?,
         );
         diff.field(
             "EnableDnsHostnames",
-            true,
+            DNS,
             self.attribute(cx, &id, VpcAttributeName::EnableDnsHostnames)
                 .await?,
         );
@@ -258,5 +278,60 @@ impl Resource for Vpc {
         )
         .await?;
         Ok(Deleted::Deleted)
+    }
+
+    /// `AWS::EC2::VPC`, and the Amazon-provided IPv6 block as `AWS::EC2::VPCCidrBlock`
+    /// (CloudFormation's VPC takes no IPv6 setting of its own).
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        let vpc = CfnResource::new(
+            &self.key,
+            "AWS::EC2::VPC",
+            json!({
+                "CidrBlock": self.cidr,
+                "EnableDnsSupport": DNS,
+                "EnableDnsHostnames": DNS,
+                "Tags": ec2::cfn_tags(cx, &self.name),
+            }),
+        );
+        let mut parts = vec![Part::Resource(vpc)];
+        if self.ipv6 {
+            parts.push(Part::Resource(CfnResource::part(
+                &self.key,
+                IPV6_BLOCK,
+                "AWS::EC2::VPCCidrBlock",
+                json!({
+                    "VpcId": template::reference(&template::logical_id(&self.key)),
+                    "AmazonProvidedIpv6CidrBlock": true,
+                }),
+            )));
+        }
+        Ok(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ipv6_block_is_a_resource_of_its_own_named_as_subnets_expect() {
+        let cx = crate::systems::tests::context(false);
+        let vpc = Vpc {
+            key: crate::systems::stt::VPC,
+            name: "stt-demo-vpc".into(),
+            cidr: "10.20.0.0/16".into(),
+            ipv6: true,
+        };
+        let parts = vpc.cloudformation(&cx).unwrap();
+        let [Part::Resource(v), Part::Resource(block)] = parts.as_slice() else {
+            panic!("{parts:?}")
+        };
+        assert_eq!(v.properties["EnableDnsSupport"], true);
+        assert_eq!(v.properties["EnableDnsHostnames"], true);
+        assert_eq!(block.type_name, "AWS::EC2::VPCCidrBlock");
+        assert_eq!(block.logical_id, ipv6_block_logical_id(&vpc.key));
+        assert_eq!(block.properties["AmazonProvidedIpv6CidrBlock"], true);
+        let no_ipv6 = Vpc { ipv6: false, ..vpc };
+        assert_eq!(no_ipv6.cloudformation(&cx).unwrap().len(), 1);
     }
 }

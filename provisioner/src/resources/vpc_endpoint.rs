@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{ResourceType, State, VpcEndpoint as Ec2Endpoint, VpcEndpointType};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::ec2::{self, filter};
 use crate::engine::{
@@ -20,6 +20,11 @@ use crate::engine::{
     Resource, ResourceKey,
 };
 use crate::policy;
+use crate::template::{CfnResource, Part, Rendering};
+
+/// Interface endpoints answer the services' own names inside the VPC, so the functions' SDKs
+/// reach them without an endpoint setting.
+const PRIVATE_DNS: bool = true;
 
 pub enum Attachment {
     /// Routes in these route tables (S3, DynamoDB).
@@ -178,7 +183,7 @@ impl Resource for VpcEndpoint {
                 if !cx.aws.local {
                     diff.field(
                         "PrivateDnsEnabled",
-                        true,
+                        PRIVATE_DNS,
                         endpoint.private_dns_enabled().unwrap_or(false),
                     );
                 }
@@ -220,7 +225,7 @@ impl Resource for VpcEndpoint {
                         .vpc_endpoint_type(VpcEndpointType::Interface)
                         .set_subnet_ids(Some(Self::ids(cx, subnets)))
                         .set_security_group_ids(Some(Self::ids(cx, security_groups)))
-                        .private_dns_enabled(true),
+                        .private_dns_enabled(PRIVATE_DNS),
                 };
                 request.send().await.step(&self.key, "CreateVpcEndpoint")
             })
@@ -280,7 +285,7 @@ impl Resource for VpcEndpoint {
                 modify = modify
                     .set_add_security_group_ids(Some(add))
                     .set_remove_security_group_ids(Some(remove))
-                    .private_dns_enabled(true);
+                    .private_dns_enabled(PRIVATE_DNS);
             }
         }
         if planned.touches("PolicyDocument") {
@@ -327,6 +332,37 @@ impl Resource for VpcEndpoint {
             });
         }
         Ok(Deleted::Deleted)
+    }
+
+    fn cloudformation(&self, cx: &Context) -> Rendering {
+        let mut properties = json!({
+            "VpcId": cx.output(&self.vpc, "id"),
+            "ServiceName": self.service_name,
+            "Tags": ec2::cfn_tags(cx, &self.name),
+        });
+        match &self.attachment {
+            Attachment::Gateway { route_tables } => {
+                properties["VpcEndpointType"] = json!(VpcEndpointType::Gateway.as_str());
+                properties["RouteTableIds"] = json!(Self::ids(cx, route_tables));
+            }
+            Attachment::Interface {
+                subnets,
+                security_groups,
+            } => {
+                properties["VpcEndpointType"] = json!(VpcEndpointType::Interface.as_str());
+                properties["SubnetIds"] = json!(Self::ids(cx, subnets));
+                properties["SecurityGroupIds"] = json!(Self::ids(cx, security_groups));
+                properties["PrivateDnsEnabled"] = json!(PRIVATE_DNS);
+            }
+        }
+        if let Some(policy) = &self.policy {
+            properties["PolicyDocument"] = policy.clone();
+        }
+        Ok(vec![Part::Resource(CfnResource::new(
+            &self.key,
+            "AWS::EC2::VPCEndpoint",
+            properties,
+        ))])
     }
 }
 
