@@ -43,10 +43,7 @@ pub fn wanted_tags(cx: &Context, name: &str) -> BTreeMap<String, String> {
 
 /// The same tags as [`tag_spec`] gives at creation, as CloudFormation's `Key`/`Value` list.
 pub fn cfn_tags(cx: &Context, name: &str) -> serde_json::Value {
-    wanted_tags(cx, name)
-        .into_iter()
-        .map(|(k, v)| serde_json::json!({"Key": k, "Value": v}))
-        .collect()
+    crate::template::tag_list(wanted_tags(cx, name))
 }
 
 pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {

@@ -193,8 +193,7 @@ mod tests {
 
     #[test]
     fn the_template_sends_failed_events_of_latest_to_the_queue() {
-        let cx = crate::systems::tests::context(false);
-        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let cx = crate::systems::tests::symbolic_context();
         let config = EventInvokeConfig {
             key: ResourceKey::new("event_invoke_config", "save_text"),
             function: ResourceKey::new("function", "save_text"),

@@ -277,8 +277,7 @@ mod tests {
 
     #[test]
     fn the_template_targets_the_function_with_the_same_pattern() {
-        let cx = crate::systems::tests::context(false);
-        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let cx = crate::systems::tests::symbolic_context();
         let rule = EventRule {
             key: ResourceKey::new("event_rule", "done"),
             name: "demo-done".into(),

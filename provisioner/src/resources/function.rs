@@ -809,8 +809,7 @@ mod tests {
     }
 
     fn symbolic() -> Context {
-        let cx = crate::systems::tests::context(false);
-        Context::symbolic(cx.stack.clone(), cx.zones().to_vec())
+        crate::systems::tests::symbolic_context()
     }
 
     #[test]

@@ -283,8 +283,7 @@ mod tests {
 
     #[test]
     fn the_template_grants_the_same_source_and_account() {
-        let cx = crate::systems::tests::context(false);
-        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let cx = crate::systems::tests::symbolic_context();
         let permission = LambdaPermission {
             key: ResourceKey::new("lambda_permission", "s3"),
             function: ResourceKey::new("function", "audio_transcribe"),

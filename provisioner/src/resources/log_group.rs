@@ -369,8 +369,7 @@ mod tests {
 
     #[test]
     fn the_template_keeps_the_name_and_retention() {
-        let cx = crate::systems::tests::context(false);
-        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let cx = crate::systems::tests::symbolic_context();
         let group = LogGroup {
             key: ResourceKey::new("log_group", "save_text"),
             name: lambda_log_group_name("demo-save_text"),

@@ -290,8 +290,7 @@ mod tests {
 
     #[test]
     fn the_template_keeps_messages_fourteen_days_encrypted_and_the_queue_on_delete() {
-        let cx = crate::systems::tests::context(false);
-        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let cx = crate::systems::tests::symbolic_context();
         let queue = Queue {
             key: ResourceKey::new("queue", "failed"),
             name: "demo-failed".into(),

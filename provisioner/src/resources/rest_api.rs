@@ -1270,8 +1270,7 @@ mod tests {
 
     #[test]
     fn the_template_proxies_each_route_and_throttles_the_stage() {
-        let cx = crate::systems::tests::context(false);
-        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let cx = crate::systems::tests::symbolic_context();
         let api = api();
         api.known_outputs(&cx);
         assert_eq!(

@@ -402,8 +402,7 @@ mod tests {
 
     #[test]
     fn the_template_declares_the_same_trust_and_inline_policy() {
-        let cx = crate::systems::tests::context(false);
-        let cx = Context::symbolic(cx.stack.clone(), cx.zones().to_vec());
+        let cx = crate::systems::tests::symbolic_context();
         let role = Role {
             key: ResourceKey::new("role", "vod-mediaconvert"),
             name: "demo-vod-mediaconvert".into(),

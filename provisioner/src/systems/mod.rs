@@ -64,6 +64,12 @@ pub(crate) mod tests {
         .with_zones(vec!["us-east-1a".into(), "us-east-1b".into()])
     }
 
+    /// The repository's stack.yaml on a symbolic context, as `provision template` renders it.
+    pub(crate) fn symbolic_context() -> Context {
+        let cx = context(false);
+        Context::symbolic(cx.stack.clone(), cx.zones().to_vec())
+    }
+
     async fn order(cx: &Context, order: Order) -> Vec<ResourceKey> {
         let graph = graph(cx).expect("the stack's graph is valid");
         let seen = Mutex::new(Vec::new());

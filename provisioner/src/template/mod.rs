@@ -214,21 +214,14 @@ pub enum Part {
 
 /// The stack's tags as CloudFormation's list of `Key`/`Value` pairs.
 pub fn tags(cx: &Context) -> Value {
-    Value::Array(
-        cx.tags()
-            .into_iter()
-            .map(|(k, v)| json!({"Key": k, "Value": v}))
-            .collect(),
-    )
+    tag_list(cx.tags())
 }
 
-/// The stack's tags as a map, for the resource types that take them so (`AWS::SSM`,
-/// `AWS::ApiGateway::...` take lists; a few newer types take maps).
-pub fn tag_map(cx: &Context) -> Value {
-    Value::Object(
-        cx.tags()
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
+/// Tags as CloudFormation's list of `Key`/`Value` pairs.
+pub fn tag_list(tags: BTreeMap<String, String>) -> Value {
+    Value::Array(
+        tags.into_iter()
+            .map(|(k, v)| json!({"Key": k, "Value": v}))
             .collect(),
     )
 }
