@@ -69,10 +69,12 @@ $(REALISM_IAM_STAMP): tests/realism/iam/package.json tests/realism/iam/package-l
 deps: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION) \
 	$(REALISM_VENV)/.requirements $(REALISM_IAM_STAMP) $(SCAN_VENV)/.requirements
 
-# The proxy's own tests start their own ministack, moto and proxies on free ports.
+# The proxy's own tests start their own ministack, moto and proxies on free ports; so do the
+# tests of the CloudFormation types the local target adds to ministack (tests/local).
 realism-test: $(VENV)/.ministack-$(MINISTACK_VERSION) $(MOTO_VENV)/.moto-$(MOTO_VERSION) $(REALISM_VENV)/.requirements \
 	$(REALISM_IAM_STAMP)
 	cd tests/realism && ../../$(REALISM_VENV)/bin/python -m pytest
+	$(REALISM_VENV)/bin/python -m pytest tests/local
 
 # The player's hls.js, from npm (version pinned in site/vod/package-lock.json), copied next to
 # the page so that no CDN is needed at run time.

@@ -30,6 +30,9 @@ case "$EMULATOR" in
     UPSTREAM_PORT="${MINISTACK_UPSTREAM_PORT:-4567}"
     UPSTREAM_HEALTH="http://127.0.0.1:$UPSTREAM_PORT/_ministack/health"
     BIN=.venv/bin/ministack
+    # ministack runs through this launcher: its own entry point with the CloudFormation resource
+    # types ministack lacks registered first (tests/local/ministack_cfn_extensions.py).
+    LAUNCH=(.venv/bin/python tests/local/ministack_with_extensions.py)
     ;;
   moto)
     PORT="${MOTO_PORT:-5000}"
@@ -113,7 +116,7 @@ case "${1:-}" in
         # AWS_ENDPOINT_URL makes the Lambda functions it runs call AWS through the proxy.
         BIND_HOST=127.0.0.1 GATEWAY_PORT="$UPSTREAM_PORT" PERSIST_STATE=1 STATE_DIR="$PWD/$STATE/state" \
           AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" \
-          nohup "$BIN" >"$STATE/$EMULATOR.log" 2>&1 &
+          nohup "${LAUNCH[@]}" >"$STATE/$EMULATOR.log" 2>&1 &
       else
         nohup "$BIN" -H 127.0.0.1 -p "$UPSTREAM_PORT" >"$STATE/$EMULATOR.log" 2>&1 &
       fi

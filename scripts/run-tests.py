@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "target" / "test-logs"
 DURATIONS = LOGS / "durations.json"
 RESULT = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
-PYTEST_RESULT = re.compile(r"(\d+) passed(?:, (\d+) failed)?")
+PYTEST_RESULT = re.compile(r"(\d+) passed(?:, (\d+) failed)?[^\n]* in [\d.]+s")
 
 
 def test_binaries(cargo_args):
@@ -74,9 +74,11 @@ class Board:
             passed += int(m.group(1))
             failed += int(m.group(2))
         if not RESULT.search(text):
-            m = list(PYTEST_RESULT.finditer(text))
-            if m:
-                passed, failed = int(m[-1].group(1)), int(m[-1].group(2) or 0)
+            # One summary line per pytest run ("5 passed, 1 failed in 1.6s"); an --extra
+            # command may run pytest more than once.
+            for m in PYTEST_RESULT.finditer(text):
+                passed += int(m.group(1))
+                failed += int(m.group(2) or 0)
         with self.lock:
             self.done += 1
             self.passed += passed
