@@ -4,6 +4,7 @@
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_apigateway as apigateway;
+use aws_sdk_cloudformation as cloudformation;
 use aws_sdk_cloudfront as cloudfront;
 use aws_sdk_cloudwatchlogs as logs;
 use aws_sdk_ec2 as ec2;
@@ -39,6 +40,8 @@ pub const LOCAL_ENDPOINT: &str = "http://127.0.0.1:4566";
 pub struct Clients {
     pub s3: s3::Client,
     pub cloudfront: cloudfront::Client,
+    /// CloudFormation: only the `--engine cloudformation` commands use it.
+    pub cloudformation: cloudformation::Client,
     pub ec2: ec2::Client,
     pub rds: rds::Client,
     pub iam: iam::Client,
@@ -148,6 +151,7 @@ impl Clients {
         Clients {
             s3,
             cloudfront: client!(cloudfront),
+            cloudformation: client!(cloudformation),
             ec2: client!(ec2),
             rds: client!(rds),
             iam: client!(iam),

@@ -1,12 +1,12 @@
 //! The commands: each runs the resource graph with one step and builds its report.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::aws::{Clients, Target};
 use crate::engine::executor::{Graph, Order, Outcome};
-use crate::engine::{Action, Context, DeleteOptions, Error, Planned, ResourceKey};
+use crate::engine::{Action, Context, DeleteOptions, Deleted, Error, Planned, ResourceKey};
 use crate::output::{Report, ResourceLine, Summary, Timing};
 use crate::spec::Stack;
 use crate::systems;
@@ -31,6 +31,18 @@ impl Session {
         let cx = Arc::new(Context::new(Arc::new(stack), aws, show_progress).with_zones(zones));
         let graph = systems::graph(&cx)?;
         Ok(Session { cx, graph })
+    }
+
+    /// A session over `resources` alone, sharing `cx` (the CloudFormation engine's artifact
+    /// bucket).
+    pub fn over(
+        cx: Arc<Context>,
+        resources: Vec<Arc<dyn crate::engine::Resource>>,
+    ) -> Result<Session, crate::engine::executor::GraphError> {
+        Ok(Session {
+            cx,
+            graph: Graph::new(resources)?,
+        })
     }
 
     fn report(&self, command: &'static str, resources: Vec<ResourceLine>) -> Report {
@@ -61,9 +73,31 @@ impl Session {
         self.report("plan", clock.annotate(lines, &self.graph, Order::Forward))
     }
 
+    pub fn context(&self) -> &Arc<Context> {
+        &self.cx
+    }
+
     /// Converges: each resource is planned and, if needed, applied as soon as its
     /// dependencies are done; then waits for what is still settling.
     pub async fn up(&self, allow_replace: bool) -> Report {
+        self.converge(allow_replace, None).await
+    }
+
+    /// `up` of `only` (what CloudFormation cannot do, after its deploy): every other resource
+    /// is read, never written, so that what it publishes (ids, names, endpoints) is known to
+    /// these. The report holds `only`'s lines.
+    pub async fn up_only(&self, only: &BTreeSet<ResourceKey>) -> Report {
+        self.converge(false, Some(only)).await
+    }
+
+    /// `plan` of everything, reported for `only`.
+    pub async fn plan_only(&self, only: &BTreeSet<ResourceKey>) -> Report {
+        let mut report = self.plan().await;
+        keep_lines(&mut report, only);
+        report
+    }
+
+    async fn converge(&self, allow_replace: bool, only: Option<&BTreeSet<ResourceKey>>) -> Report {
         let clock = Clock::start();
         // Each created or changed resource is waited for (CloudFront deploying) as soon as
         // its own step is done, beside the rest of the graph: nothing waits on it.
@@ -72,8 +106,12 @@ impl Session {
             let cx = self.cx.clone();
             let (clock, settling) = (&clock, &settling);
             let key = r.key();
+            let read_only = only.is_some_and(|only| !only.contains(&key));
             let step = async move {
                 let planned = r.plan(&cx).await?;
+                if read_only {
+                    return Ok(planned);
+                }
                 if planned.action == Action::Replace && !allow_replace {
                     let fields: Vec<&str> = planned.changes.iter().map(|c| c.field.as_str()).collect();
                     return Err(Error::Refused {
@@ -123,7 +161,11 @@ impl Session {
                 line.error = Some(e);
             }
         }
-        self.report("up", clock.annotate(resources, &self.graph, Order::Forward))
+        let mut report = self.report("up", clock.annotate(resources, &self.graph, Order::Forward));
+        if let Some(only) = only {
+            keep_lines(&mut report, only);
+        }
+        report
     }
 
     /// Compares every resource's live settings with `stack.yaml`.
@@ -142,6 +184,16 @@ impl Session {
     /// Deletes what the stack owns, dependents first; nothing at all if a resource refuses
     /// to be deleted with these options (a protected database).
     pub async fn down(&self, options: DeleteOptions) -> Report {
+        self.delete(options, None).await
+    }
+
+    /// `down` of `only` (the CloudFormation engine's: what it did after the deploy, and what
+    /// the template keeps when its stack is deleted); the other resources are left alone.
+    pub async fn down_only(&self, options: DeleteOptions, only: &BTreeSet<ResourceKey>) -> Report {
+        self.delete(options, Some(only)).await
+    }
+
+    async fn delete(&self, options: DeleteOptions, only: Option<&BTreeSet<ResourceKey>>) -> Report {
         let checks = self.graph.resources().iter().map(|r| {
             let cx = self.cx.clone();
             let r = r.clone();
@@ -164,7 +216,11 @@ impl Session {
             .graph
             .run(Order::Reverse, PARALLELISM, |r| {
                 let cx = self.cx.clone();
+                let left_alone = only.is_some_and(|only| !only.contains(&r.key()));
                 clock.time(r.key(), async move {
+                    if left_alone {
+                        return Ok(Deleted::Absent);
+                    }
                     let deleted = r.delete(&cx, &options).await?;
                     eprintln!("{:<13} {}", format!("{deleted:?}").to_lowercase(), r.key());
                     Ok(deleted)
@@ -172,8 +228,22 @@ impl Session {
             })
             .await;
         let lines = self.lines(outcomes, ResourceLine::deleted);
-        self.report("down", clock.annotate(lines, &self.graph, Order::Reverse))
+        let mut report = self.report("down", clock.annotate(lines, &self.graph, Order::Reverse));
+        if let Some(only) = only {
+            keep_lines(&mut report, only);
+        }
+        report
     }
+}
+
+/// Drops the lines of resources outside `only` (unless they failed: what `only` needed from
+/// them is then missing), and counts again.
+fn keep_lines(report: &mut Report, only: &BTreeSet<ResourceKey>) {
+    let names: BTreeSet<String> = only.iter().map(ToString::to_string).collect();
+    report
+        .resources
+        .retain(|l| names.contains(&l.resource) || l.result == "failed");
+    report.summary = Summary::count(&report.resources);
 }
 
 /// One line per finished resource on stderr, so long runs show where they are.

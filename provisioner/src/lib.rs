@@ -2,6 +2,7 @@
 //! console, as idempotent AWS SDK calls.
 
 pub mod aws;
+pub mod cloudformation;
 pub mod commands;
 pub mod engine;
 pub mod output;

@@ -3,9 +3,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use provisioner::aws::Target;
+use provisioner::cloudformation::Engine as CloudFormation;
 use provisioner::commands::Session;
 use provisioner::engine::DeleteOptions;
-use provisioner::output::{self, Format};
+use provisioner::output::{self, Format, Report};
 use provisioner::spec::Stack;
 
 /// Builds, checks and tears down the stack described in stack.yaml.
@@ -35,6 +36,10 @@ struct Cli {
     /// Act on one system of the stack only; the other is left as it is.
     #[arg(long, global = true, value_enum)]
     only: Option<System>,
+    /// Who makes the changes: provision's own AWS SDK calls, or CloudFormation (each system
+    /// one CloudFormation stack, from the template `provision template` prints).
+    #[arg(long, global = true, value_enum, default_value_t = Engine::Sdk, env = "PROVISION_ENGINE")]
+    engine: Engine,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +50,15 @@ enum System {
     Stt,
     /// The video-on-demand service (vod: in stack.yaml).
     Vod,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    /// provision's own AWS SDK calls, resource by resource.
+    Sdk,
+    /// CloudFormation change sets (plan: described, not executed), stack events as progress,
+    /// CloudFormation's drift detection.
+    Cloudformation,
 }
 
 #[derive(Subcommand)]
@@ -146,6 +160,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         local: cli.local,
         profile: cli.profile,
     };
+    if cli.engine == Engine::Cloudformation {
+        return with_cloudformation(cli.command, cli.output, stack, &target).await;
+    }
     let session = Session::open(stack, &target, cli.output == Format::Text).await?;
     let report = match cli.command {
         Command::Plan => session.plan().await,
@@ -167,7 +184,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Template { .. } => unreachable!("handled before connecting"),
         Command::Outputs => {
             let report = session.plan().await;
-            output::print(cli.output, &OutputsOnly(&report.outputs));
+            let outputs = report
+                .outputs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            output::print(cli.output, &OutputsOnly(&outputs));
             return Ok(if report.failed() {
                 ExitCode::FAILURE
             } else {
@@ -175,18 +197,56 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
         }
     };
-    output::print(cli.output, &report);
-    Ok(if report.failed() {
+    Ok(finish(cli.output, &report))
+}
+
+/// Prints the report; the exit code follows it.
+fn finish(format: Format, report: &Report) -> ExitCode {
+    output::print(format, report);
+    if report.failed() {
         ExitCode::FAILURE
     } else if report.drifted == Some(true) {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    }
+}
+
+async fn with_cloudformation(
+    command: Command,
+    format: Format,
+    stack: Stack,
+    target: &Target,
+) -> anyhow::Result<ExitCode> {
+    let engine = CloudFormation::open(stack, target, format == Format::Text).await?;
+    let report = match command {
+        Command::Plan => engine.plan().await,
+        Command::Up { allow_replace } => engine.up(allow_replace).await,
+        Command::Down {
+            delete_data,
+            skip_final_snapshot,
+            disable_deletion_protection,
+        } => {
+            engine
+                .down(DeleteOptions {
+                    delete_data,
+                    skip_final_snapshot,
+                    disable_deletion_protection,
+                })
+                .await
+        }
+        Command::Drift => engine.drift().await,
+        Command::Outputs => {
+            output::print(format, &OutputsOnly(&engine.outputs().await?));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Template { .. } => unreachable!("handled before connecting"),
+    };
+    Ok(finish(format, &report))
 }
 
 #[derive(serde::Serialize)]
-struct OutputsOnly<'a>(&'a std::collections::BTreeMap<&'static str, String>);
+struct OutputsOnly<'a>(&'a std::collections::BTreeMap<String, String>);
 
 impl std::fmt::Display for OutputsOnly<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -50,9 +50,9 @@ pub struct Timing {
 }
 
 impl ResourceLine {
-    fn new(resource: &ResourceKey, result: &str) -> Self {
+    fn new(resource: String, result: &str) -> Self {
         ResourceLine {
-            resource: resource.to_string(),
+            resource,
             physical_id: None,
             result: result.into(),
             changes: vec![],
@@ -61,6 +61,11 @@ impl ResourceLine {
             waited_for: vec![],
             timing: None,
         }
+    }
+    /// A line for something that is not one of the SDK engine's resources (a CloudFormation
+    /// stack or one of its resources).
+    pub fn named(resource: String, result: &str) -> Self {
+        Self::new(resource, result)
     }
     pub fn planned(
         resource: &ResourceKey,
@@ -77,7 +82,7 @@ impl ResourceLine {
         ResourceLine {
             physical_id,
             changes,
-            ..Self::new(resource, result)
+            ..Self::new(resource.to_string(), result)
         }
     }
     pub fn deleted(resource: &ResourceKey, deleted: Deleted) -> Self {
@@ -85,18 +90,18 @@ impl ResourceLine {
             Deleted::Deleted => "delete",
             Deleted::Absent => "absent",
         };
-        Self::new(resource, result)
+        Self::new(resource.to_string(), result)
     }
     pub fn failed(resource: &ResourceKey, error: String) -> Self {
         ResourceLine {
             error: Some(error),
-            ..Self::new(resource, "failed")
+            ..Self::new(resource.to_string(), "failed")
         }
     }
     pub fn skipped(resource: &ResourceKey, because_of: &ResourceKey) -> Self {
         ResourceLine {
             error: Some(format!("not attempted because {because_of} failed")),
-            ..Self::new(resource, "skipped")
+            ..Self::new(resource.to_string(), "skipped")
         }
     }
 }

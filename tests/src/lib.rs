@@ -274,6 +274,27 @@ fn command(file: &Path, args: &[&str], env: &[(&str, &str)], local: bool) -> Com
     cmd
 }
 
+/// The repository's `stack.yaml` from `stt:` on, with absolute paths, and a database, a VPC
+/// range and a sender of the test's own (a stack deletes the SES identity it made, and the
+/// other system tests run beside it).
+pub fn repository_sections(database: &str, cidr: &str, sender: &str) -> String {
+    let yaml = std::fs::read_to_string(root().join("stack.yaml")).unwrap();
+    let start = yaml.find("\nstt:").expect("stack.yaml has an stt: section");
+    let root = root();
+    yaml[start + 1..]
+        .replace(
+            "source_dir: site/",
+            &format!("source_dir: {}/site/", root.display()),
+        )
+        .replace(
+            "zips_dir: target/lambda",
+            &format!("zips_dir: {}/target/lambda", root.display()),
+        )
+        .replace("cidr: 10.20.0.0/16", &format!("cidr: {cidr}"))
+        .replace("database_name: stt", &format!("database_name: {database}"))
+        .replace("transcripts@example.com", sender)
+}
+
 pub fn run_provision(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let output = command(file, args, env, true)
         .output()
@@ -325,6 +346,7 @@ impl Run {
 /// SDK clients pointed at an emulator, to look at and tamper with what `provision` built.
 pub struct Aws {
     pub s3: aws_sdk_s3::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
     pub cloudfront: aws_sdk_cloudfront::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub rds: aws_sdk_rds::Client,
@@ -359,6 +381,7 @@ impl Aws {
         );
         Aws {
             s3,
+            cloudformation: aws_sdk_cloudformation::Client::new(&config),
             cloudfront: aws_sdk_cloudfront::Client::new(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),

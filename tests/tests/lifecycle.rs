@@ -4,30 +4,12 @@
 //! stack owned. The seed of the layer is printed, so a failure can be replayed
 //! (`REALISM_SEED=N make test`). Needs the zips and the player (`make zips web`).
 
-use system_tests::{mysql_drop_database, root, Aws, Emulator, Realism, TestStack};
+use system_tests::{
+    mysql_drop_database, repository_sections, root, Aws, Emulator, Realism, TestStack,
+};
 
 /// The repository's stack.yaml below its `stack:` section, with folders made absolute and a
 /// network and database of this test's own.
-fn repository_sections() -> String {
-    let yaml = std::fs::read_to_string(root().join("stack.yaml")).unwrap();
-    let start = yaml.find("\nstt:").expect("stack.yaml has an stt: section");
-    let root = root();
-    yaml[start + 1..]
-        .replace(
-            "source_dir: site/",
-            &format!("source_dir: {}/site/", root.display()),
-        )
-        .replace(
-            "zips_dir: target/lambda",
-            &format!("zips_dir: {}/target/lambda", root.display()),
-        )
-        .replace("cidr: 10.20.0.0/16", "cidr: 10.60.0.0/16")
-        .replace("database_name: stt", "database_name: t_lifecycle")
-        // A sender of its own: a stack deletes the SES identity it made, and the other
-        // system tests run beside this one.
-        .replace("transcripts@example.com", "lifecycle@example.com")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn both_systems_up_again_drift_and_down_through_the_realism_layer() {
     for zip in ["db_migrate", "vod_convert"] {
@@ -46,7 +28,11 @@ async fn both_systems_up_again_drift_and_down_through_the_realism_layer() {
     );
     mysql_drop_database("t_lifecycle");
     let name = "t-lifecycle";
-    let stack = TestStack::with_sections(name, Emulator::Ministack, &repository_sections());
+    let stack = TestStack::with_sections(
+        name,
+        Emulator::Ministack,
+        &repository_sections("t_lifecycle", "10.60.0.0/16", "lifecycle@example.com"),
+    );
 
     let first = stack.run(&["--output", "json", "up"]).expect(0).json();
     assert_eq!(first["summary"]["failed"], 0, "{first:#}");

@@ -529,6 +529,11 @@ impl Spinner {
     pub fn set_message(&self, message: String) {
         self.0.set_message(message);
     }
+
+    /// Prints with the spinner out of the way.
+    pub fn suspend<R>(&self, print: impl FnOnce() -> R) -> R {
+        self.0.suspend(print)
+    }
 }
 
 impl Drop for Spinner {

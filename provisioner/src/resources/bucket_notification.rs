@@ -76,7 +76,29 @@ pub fn live_rules(configs: &[LambdaFunctionConfiguration]) -> BTreeMap<String, R
         .collect()
 }
 
-/// One diff per rule that is missing, different or not ours.
+/// For each wanted rule no live rule has the id of, the id of a live rule with the same
+/// content that no wanted rule claims by id. CloudFormation's `LambdaConfiguration` has no
+/// `Id`: S3 generates one, so a rule CloudFormation put is found by what it does.
+pub fn matched_by_content<'a>(
+    wanted: &'a BTreeMap<String, RuleState>,
+    live: &'a BTreeMap<String, RuleState>,
+) -> BTreeMap<&'a str, &'a str> {
+    let mut matched = BTreeMap::new();
+    let mut unclaimed: Vec<(&String, &RuleState)> = live
+        .iter()
+        .filter(|(id, _)| !wanted.contains_key(*id))
+        .collect();
+    for (id, rule) in wanted.iter().filter(|(id, _)| !live.contains_key(*id)) {
+        if let Some(i) = unclaimed.iter().position(|(_, r)| *r == rule) {
+            let (live_id, _) = unclaimed.remove(i);
+            matched.insert(id.as_str(), live_id.as_str());
+        }
+    }
+    matched
+}
+
+/// One diff per rule that is missing, different or not ours (a live rule matching no wanted
+/// one, by id or by content).
 pub fn rule_diffs(
     wanted: &BTreeMap<String, RuleState>,
     live: &BTreeMap<String, RuleState>,
@@ -88,9 +110,14 @@ pub fn rule_diffs(
         }
         None => "(missing)".to_owned(),
     };
+    let matched = matched_by_content(wanted, live);
+    let in_sync: std::collections::BTreeSet<&str> = matched
+        .iter()
+        .flat_map(|(wanted_id, live_id)| [*wanted_id, *live_id])
+        .collect();
     let ids: std::collections::BTreeSet<&String> = wanted.keys().chain(live.keys()).collect();
     ids.into_iter()
-        .filter(|id| wanted.get(*id) != live.get(*id))
+        .filter(|id| !in_sync.contains(id.as_str()) && wanted.get(*id) != live.get(*id))
         .map(|id| {
             FieldDiff::new(
                 format!("LambdaFunctionConfigurations.{id}"),
@@ -180,6 +207,22 @@ impl BucketNotification {
             .collect()
     }
 
+    /// The whole configuration `apply` puts: the wanted rules under their own ids. The put
+    /// replaces the bucket's configuration, so a wanted rule S3 holds under another id (one
+    /// CloudFormation put) is replaced, not duplicated: S3 refuses two rules whose events and
+    /// filters overlap ("Configurations overlap").
+    fn configurations(&self, cx: &Context) -> Result<Vec<LambdaFunctionConfiguration>, Error> {
+        self.rules
+            .iter()
+            .map(|r| {
+                Ok(lambda_configuration(
+                    r,
+                    cx.require(&self.key, &r.function, "arn")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn put(
         &self,
         cx: &Context,
@@ -243,17 +286,7 @@ impl Resource for BucketNotification {
     }
 
     async fn apply(&self, cx: &Context, _: &Planned) -> Result<(), Error> {
-        let configs = self
-            .rules
-            .iter()
-            .map(|r| {
-                Ok(lambda_configuration(
-                    r,
-                    cx.require(&self.key, &r.function, "arn")?,
-                ))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        self.put(cx, configs).await
+        self.put(cx, self.configurations(cx)?).await
     }
 
     /// Notifications are a property of `AWS::S3::Bucket` in CloudFormation: merged into the
@@ -485,5 +518,122 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_rule_s3_named_itself_is_matched_by_content() {
+        // As CloudFormation leaves it: no Id in the template, S3 generated one.
+        let convert = "arn:aws:lambda:us-east-1:1:function:eqv-vod_convert";
+        let email = "arn:aws:lambda:us-east-1:1:function:eqv-send_email";
+        let wanted: BTreeMap<String, RuleState> = [
+            ("convert-uploads".to_owned(), rule(convert, "", "")),
+            ("email-txt".to_owned(), rule(email, "output_text/", ".txt")),
+        ]
+        .into();
+        let mut live: BTreeMap<String, RuleState> = [
+            ("NjQ5ZjE4YzQtZjY2Ny00".to_owned(), rule(convert, "", "")),
+            (
+                "MzE0YjBiYjctNjQ4Zi00".to_owned(),
+                rule(email, "output_text/", ".txt"),
+            ),
+        ]
+        .into();
+        assert!(rule_diffs(&wanted, &live).is_empty());
+        // A live rule matching nothing wanted is still not ours; a wanted rule whose id is
+        // live is compared by id, not matched elsewhere.
+        live.insert("by-hand".into(), rule(convert, "input/", ""));
+        live.insert("email-txt".into(), rule(email, "output_text/", ".md"));
+        let fields: Vec<(String, String, String)> = rule_diffs(&wanted, &live)
+            .into_iter()
+            .map(|d| (d.field, d.expected, d.actual))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                (
+                    "LambdaFunctionConfigurations.MzE0YjBiYjctNjQ4Zi00".to_owned(),
+                    "(missing)".to_owned(),
+                    "s3:ObjectCreated:* output_text/*.txt -> eqv-send_email".to_owned()
+                ),
+                (
+                    "LambdaFunctionConfigurations.by-hand".to_owned(),
+                    "(missing)".to_owned(),
+                    "s3:ObjectCreated:* input/* -> eqv-vod_convert".to_owned()
+                ),
+                (
+                    "LambdaFunctionConfigurations.email-txt".to_owned(),
+                    "s3:ObjectCreated:* output_text/*.txt -> eqv-send_email".to_owned(),
+                    "s3:ObjectCreated:* output_text/*.md -> eqv-send_email".to_owned()
+                ),
+            ]
+        );
+        // A live rule differing in content under another id is no match.
+        let other: BTreeMap<String, RuleState> = [
+            ("NjQ5ZjE4YzQtZjY2Ny00".to_owned(), rule(convert, "", ".mp4")),
+            (
+                "MzE0YjBiYjctNjQ4Zi00".to_owned(),
+                rule(email, "output_text/", ".txt"),
+            ),
+        ]
+        .into();
+        assert_eq!(
+            rule_diffs(&wanted, &other)
+                .iter()
+                .map(|d| d.field.as_str())
+                .collect::<Vec<_>>(),
+            vec![
+                "LambdaFunctionConfigurations.NjQ5ZjE4YzQtZjY2Ny00",
+                "LambdaFunctionConfigurations.convert-uploads"
+            ]
+        );
+    }
+
+    #[test]
+    fn apply_puts_a_rule_s3_holds_under_another_id_once() {
+        let cx = crate::systems::tests::context(false);
+        let convert = ResourceKey::new("function", "vod-vod_convert");
+        let email = ResourceKey::new("function", "vod-send_email");
+        let convert_arn = "arn:aws:lambda:us-east-1:111122223333:function:eqv-vod_convert";
+        let email_arn = "arn:aws:lambda:us-east-1:111122223333:function:eqv-send_email";
+        cx.publish(&convert, "arn", convert_arn);
+        cx.publish(&email, "arn", email_arn);
+        let notification = BucketNotification {
+            key: ResourceKey::new("bucket_notification", "vod"),
+            bucket: ResourceKey::new("bucket", "vod"),
+            bucket_name: "eqv-vod".into(),
+            rules: vec![
+                Rule {
+                    id: "convert-uploads".into(),
+                    function: convert,
+                    prefix: String::new(),
+                    suffix: String::new(),
+                },
+                Rule {
+                    id: "email-txt".into(),
+                    function: email,
+                    prefix: "output_text/".into(),
+                    suffix: ".txt".into(),
+                },
+            ],
+            permissions: vec![],
+        };
+        // Live: the convert rule under S3's id, the email rule changed: an update.
+        let wanted = notification.wanted(&cx);
+        let live: BTreeMap<String, RuleState> = [
+            ("NjQ5ZjE4YzQtZjY2Ny00".to_owned(), rule(convert_arn, "", "")),
+            (
+                "email-txt".to_owned(),
+                rule(email_arn, "output_text/", ".md"),
+            ),
+        ]
+        .into();
+        assert_eq!(rule_diffs(&wanted, &live).len(), 1);
+        // The put replaces the whole configuration: each rule once, under its own id.
+        let put = notification.configurations(&cx).unwrap();
+        let ids: Vec<&str> = put.iter().map(|c| c.id().unwrap()).collect();
+        assert_eq!(ids, vec!["convert-uploads", "email-txt"]);
+        let read_back = live_rules(&put);
+        assert_eq!(read_back, wanted);
+        assert!(rule_diffs(&wanted, &read_back).is_empty());
     }
 }

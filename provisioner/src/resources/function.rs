@@ -691,7 +691,11 @@ impl Resource for Function {
                  the reserved upstream functions, private buckets)",
             );
         }
-        Ok(vec![Part::Resource(function)])
+        let code = Part::Artifact {
+            key: artifact_key(&self.name, &zip),
+            path: self.zip.clone(),
+        };
+        Ok(vec![Part::Resource(function), code])
     }
 }
 
@@ -824,12 +828,16 @@ mod tests {
             ipv6: true,
         };
         let cx = symbolic();
-        let parts = function(zip, Some(network), Some(5))
+        let parts = function(zip.clone(), Some(network), Some(5))
             .cloudformation(&cx)
             .unwrap();
-        let [Part::Resource(r)] = parts.as_slice() else {
-            panic!("one resource: {parts:?}")
+        let [Part::Resource(r), Part::Artifact { key, path }] = parts.as_slice() else {
+            panic!("the function and its zip: {parts:?}")
         };
+        assert_eq!(
+            (key.as_str(), path),
+            (r.properties["Code"]["S3Key"].as_str().unwrap(), &zip)
+        );
         let p = &r.properties;
         assert_eq!(r.type_name, "AWS::Lambda::Function");
         assert_eq!(
@@ -872,8 +880,8 @@ mod tests {
             .cloudformation(&cx)
             .unwrap();
         std::fs::remove_file(&zip).unwrap();
-        let [Part::Resource(r)] = parts.as_slice() else {
-            panic!("one resource: {parts:?}")
+        let [Part::Resource(r), Part::Artifact { .. }] = parts.as_slice() else {
+            panic!("the function and its zip: {parts:?}")
         };
         assert!(r.properties.get("VpcConfig").is_none());
         assert!(r.properties.get("ReservedConcurrentExecutions").is_none());

@@ -1,6 +1,7 @@
 //! A statement of a Lambda function's resource policy letting one AWS service invoke it from
 //! one source (console steps S13, S24, S26, S28, V6): API Gateway from this API's method, S3
-//! from this bucket, EventBridge from this rule. Found by statement id in `GetPolicy`.
+//! from this bucket, EventBridge from this rule. Found by statement id in `GetPolicy`, or,
+//! without it, by what the statement grants (CloudFormation names its statements itself).
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -46,16 +47,54 @@ pub fn grant_in_policy(policy: &str, sid: &str) -> Option<Grant> {
         .as_array()?
         .iter()
         .find(|s| s["Sid"] == sid)?;
+    Some(statement_grant(statement))
+}
+
+/// The parts of one policy statement a [`Grant`] holds.
+fn statement_grant(statement: &Value) -> Grant {
     let text = |v: &Value| v.as_str().map(str::to_owned);
     let condition = &statement["Condition"];
-    Some(Grant {
+    Grant {
         principal: text(&statement["Principal"]["Service"])
             .or_else(|| text(&statement["Principal"])),
         action: text(&statement["Action"]),
         source_arn: text(&condition["ArnLike"]["AWS:SourceArn"])
             .or_else(|| text(&condition["ArnEquals"]["AWS:SourceArn"])),
         source_account: text(&condition["StringEquals"]["AWS:SourceAccount"]),
-    })
+    }
+}
+
+/// The id of a statement allowing exactly `wanted` on the (unqualified) function
+/// `function_arn`, whatever its id: what `AddPermission` writes, an `Allow` of the function
+/// ARN whose only conditions are the source ARN and account [`statement_grant`] reads (any
+/// other condition, e.g. `aws:PrincipalOrgID`, grants less).
+pub fn equivalent_statement(policy: &str, wanted: &Grant, function_arn: &str) -> Option<String> {
+    let doc: Value = serde_json::from_str(policy).ok()?;
+    let only_source_conditions = |condition: &Value| match condition {
+        Value::Null => true,
+        Value::Object(operators) => operators.iter().all(|(operator, keys)| {
+            keys.as_object().is_some_and(|keys| {
+                keys.keys().all(|key| {
+                    matches!(
+                        (operator.as_str(), key.as_str()),
+                        ("ArnLike" | "ArnEquals", "AWS:SourceArn")
+                            | ("StringEquals", "AWS:SourceAccount")
+                    )
+                })
+            })
+        }),
+        _ => false,
+    };
+    doc["Statement"]
+        .as_array()?
+        .iter()
+        .find(|s| {
+            s["Effect"] == "Allow"
+                && s["Resource"] == function_arn
+                && only_source_conditions(&s["Condition"])
+                && statement_grant(s) == *wanted
+        })
+        .and_then(|s| s["Sid"].as_str().map(str::to_owned))
 }
 
 impl LambdaPermission {
@@ -68,7 +107,8 @@ impl LambdaPermission {
         }
     }
 
-    async fn live(&self, cx: &Context) -> Result<Option<Grant>, Error> {
+    /// The function's policy document; `None` without a function or a policy.
+    async fn policy(&self, cx: &Context) -> Result<Option<String>, Error> {
         match cx
             .aws
             .lambda
@@ -77,9 +117,7 @@ impl LambdaPermission {
             .send()
             .await
         {
-            Ok(out) => Ok(out
-                .policy()
-                .and_then(|p| grant_in_policy(p, &self.statement_id))),
+            Ok(out) => Ok(out.policy().map(str::to_owned)),
             // No function or no policy yet.
             Err(e)
                 if e.as_service_error()
@@ -89,6 +127,13 @@ impl LambdaPermission {
             }
             Err(e) => Err(e).step(&self.key, "GetPolicy"),
         }
+    }
+
+    async fn live(&self, cx: &Context) -> Result<Option<Grant>, Error> {
+        Ok(self
+            .policy(cx)
+            .await?
+            .and_then(|p| grant_in_policy(&p, &self.statement_id)))
     }
 
     async fn remove(&self, cx: &Context) -> Result<Deleted, Error> {
@@ -149,10 +194,24 @@ impl Resource for LambdaPermission {
 
     async fn plan(&self, cx: &Context) -> Result<Planned, Error> {
         let id = format!("{}#{}", self.function_name, self.statement_id);
-        let Some(live) = self.live(cx).await? else {
+        let Some(policy) = self.policy(cx).await? else {
             return Ok(Planned::create(self.key.clone(), id));
         };
         let wanted = self.wanted(cx);
+        let Some(live) = grant_in_policy(&policy, &self.statement_id) else {
+            // CloudFormation (`AWS::Lambda::Permission`) and other tools choose their own
+            // statement ids: the same grant under another id is this permission. Only with a
+            // known source, the condition every statement of ours has.
+            let function_arn = cx.output(&self.function, "arn");
+            if let Some(sid) = function_arn
+                .filter(|_| wanted.source_arn.is_some())
+                .and_then(|arn| equivalent_statement(&policy, &wanted, &arn))
+            {
+                let found = format!("{}#{sid}", self.function_name);
+                return Ok(Planned::from_diff(self.key.clone(), found, vec![]));
+            }
+            return Ok(Planned::create(self.key.clone(), id));
+        };
         let mut diff = Diff::default();
         diff.field("Principal", wanted.principal, live.principal);
         diff.field("Action", wanted.action, live.action);
@@ -212,6 +271,8 @@ impl Resource for LambdaPermission {
         .await
     }
 
+    /// Removes this engine's statement only: an equivalent one under another id belongs to
+    /// whoever made it (CloudFormation deletes its own stacks).
     async fn delete(&self, cx: &Context, _: &DeleteOptions) -> Result<Deleted, Error> {
         let _one_at_a_time = cx
             .exclusive(format!("lambda-policy:{}", self.function_name))
@@ -332,5 +393,81 @@ mod tests {
         assert_eq!(other.source_arn, None);
         assert_eq!(grant_in_policy(policy, "missing"), None);
         assert_eq!(grant_in_policy("not json", "s3-invoke"), None);
+    }
+
+    #[test]
+    fn the_same_grant_under_another_statement_id_is_found() {
+        // As CloudFormation's AWS::Lambda::Permission leaves it: its own Sid, same content.
+        let function = "arn:aws:lambda:us-east-1:111122223333:function:eqv-vod_convert";
+        let policy = |source_arn: &str| {
+            serde_json::json!({"Version": "2012-10-17", "Id": "default", "Statement": [
+                {"Sid": "other", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                 "Action": ACTION, "Resource": function,
+                 "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:events:us-east-1:111122223333:rule/r"}}},
+                {"Sid": "eqv-vod-LambdaPermissionVodS3VodConvert-a0bda437", "Effect": "Allow",
+                 "Principal": {"Service": "s3.amazonaws.com"}, "Action": ACTION, "Resource": function,
+                 "Condition": {"StringEquals": {"AWS:SourceAccount": "111122223333"},
+                               "ArnLike": {"AWS:SourceArn": source_arn}}}]})
+            .to_string()
+        };
+        let wanted = Grant {
+            principal: Some("s3.amazonaws.com".into()),
+            action: Some(ACTION.into()),
+            source_arn: Some("arn:aws:s3:::eqv-vod".into()),
+            source_account: Some("111122223333".into()),
+        };
+        let same = policy("arn:aws:s3:::eqv-vod");
+        assert_eq!(grant_in_policy(&same, "eqv-vod_convert#s3-vod"), None);
+        assert_eq!(
+            equivalent_statement(&same, &wanted, function).as_deref(),
+            Some("eqv-vod-LambdaPermissionVodS3VodConvert-a0bda437")
+        );
+        // Another source is another grant.
+        let other_source = policy("arn:aws:s3:::another-bucket");
+        assert_eq!(equivalent_statement(&other_source, &wanted, function), None);
+        // So is a statement on an alias, or a missing account condition.
+        assert_eq!(
+            equivalent_statement(&same, &wanted, &format!("{function}:live")),
+            None
+        );
+        let no_account = Grant {
+            source_account: None,
+            ..wanted.clone()
+        };
+        assert_eq!(equivalent_statement(&same, &no_account, function), None);
+    }
+
+    #[test]
+    fn a_statement_with_more_conditions_or_denying_is_not_the_same_grant() {
+        let function = "arn:aws:lambda:us-east-1:111122223333:function:f";
+        let wanted = Grant {
+            principal: Some("apigateway.amazonaws.com".into()),
+            action: Some(ACTION.into()),
+            source_arn: Some("arn:aws:execute-api:us-east-1:111122223333:abc/*/POST/upload".into()),
+            source_account: None,
+        };
+        let policy = |effect: &str, condition: Value| {
+            serde_json::json!({"Statement": [{"Sid": "cfn", "Effect": effect,
+                "Principal": {"Service": "apigateway.amazonaws.com"}, "Action": ACTION,
+                "Resource": function, "Condition": condition}]})
+            .to_string()
+        };
+        let source = serde_json::json!({"ArnLike": {"AWS:SourceArn": wanted.source_arn}});
+        assert_eq!(
+            equivalent_statement(&policy("Allow", source.clone()), &wanted, function).as_deref(),
+            Some("cfn")
+        );
+        assert_eq!(
+            equivalent_statement(&policy("Deny", source), &wanted, function),
+            None
+        );
+        let narrower = serde_json::json!({
+            "ArnLike": {"AWS:SourceArn": wanted.source_arn},
+            "StringEquals": {"aws:PrincipalOrgID": "o-1"}
+        });
+        assert_eq!(
+            equivalent_statement(&policy("Allow", narrower), &wanted, function),
+            None
+        );
     }
 }

@@ -34,6 +34,11 @@ use crate::template::{self, CfnResource, Part};
 
 /// Written into deployment descriptions, before the definition's digest.
 const DEPLOYMENT_MARK: &str = "provision definition sha256:";
+/// The description of a deployment the template makes. Its digest is of the definition with
+/// references where `up` has ARNs, so it cannot be compared with `up`'s; CloudFormation makes
+/// a new deployment whenever the definition changes (its logical id ends with the digest),
+/// and the definition itself is compared field by field.
+const TEMPLATE_DEPLOYMENT_MARK: &str = "provision template definition sha256:";
 
 /// The API's endpoint type: served from its region (no edge-optimized CloudFront in front,
 /// the site has its own distribution).
@@ -489,7 +494,8 @@ impl RestApi {
         }
     }
 
-    /// The digest in the description of the deployment the stage serves, if any.
+    /// The digest in the description of the deployment the stage serves, if any;
+    /// [`TEMPLATE_DEPLOYMENT_MARK`] itself for a deployment the template made.
     async fn deployed_digest(
         &self,
         cx: &Context,
@@ -508,10 +514,12 @@ impl RestApi {
             .send()
             .await
             .step(&self.key, "GetDeployment")?;
-        Ok(deployment
-            .description()
-            .and_then(|d| d.strip_prefix(DEPLOYMENT_MARK))
-            .map(str::to_owned))
+        Ok(deployment.description().and_then(|d| {
+            if d.starts_with(TEMPLATE_DEPLOYMENT_MARK) {
+                return Some(TEMPLATE_DEPLOYMENT_MARK.to_owned());
+            }
+            d.strip_prefix(DEPLOYMENT_MARK).map(str::to_owned)
+        }))
     }
 
     async fn create_api(&self, cx: &Context) -> Result<String, Error> {
@@ -774,11 +782,13 @@ impl Resource for RestApi {
         let digest = wanted.digest();
         let stage = self.live_stage(cx, &api_id).await?;
         let deployed = self.deployed_digest(cx, &api_id, stage.as_ref()).await?;
-        diff.field(
-            &format!("Stages.{}.Definition", self.stage),
-            Some(digest),
-            deployed,
-        );
+        if deployed.as_deref() != Some(TEMPLATE_DEPLOYMENT_MARK) {
+            diff.field(
+                &format!("Stages.{}.Definition", self.stage),
+                Some(digest),
+                deployed,
+            );
+        }
         diff.extend(throttling_diffs(
             &self.stage,
             self.throttling,
@@ -1061,7 +1071,10 @@ impl RestApi {
             &self.key,
             &format!("deployment {}", &digest[..12]),
             "AWS::ApiGateway::Deployment",
-            json!({"RestApiId": api}),
+            json!({
+                "RestApiId": api,
+                "Description": format!("{TEMPLATE_DEPLOYMENT_MARK}{digest}"),
+            }),
         );
         deployment.depends_on.extend(deployed);
         let (resource_path, http_method) = ALL_METHODS.split_once('/').unwrap_or(("*", "*"));
@@ -1326,6 +1339,11 @@ mod tests {
                 &api.definition(&cx).digest()[..12]
             ))
         );
+        // Marked as the template's: `up`'s drift does not take it for a stale deployment.
+        assert!(deployment.properties["Description"]
+            .as_str()
+            .unwrap()
+            .starts_with(TEMPLATE_DEPLOYMENT_MARK));
         let stage = &by_id("RestApiUpStage").properties;
         assert_eq!(stage["StageName"], "prod");
         assert_eq!(

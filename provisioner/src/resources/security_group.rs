@@ -167,16 +167,24 @@ fn cfn_description(wanted: &WantedRule) -> String {
 /// one rule instead, which matches no packet: ICMP type 252 code 86 to the limited broadcast
 /// address (the rule the AWS CDK writes for the same purpose).
 fn cfn_no_egress() -> Value {
-    json!({
-        "IpProtocol": "icmp",
-        "FromPort": 252,
-        "ToPort": 86,
-        "CidrIp": "255.255.255.255/32",
-        "Description": "Disallow all traffic",
-    })
+    let mut rule = cfn_rule(&no_traffic());
+    rule.insert("Description".into(), json!("Disallow all traffic"));
+    Value::Object(rule)
 }
 
-/// Rules to authorize and rule ids to revoke so that `live` becomes `wanted`.
+fn no_traffic() -> Rule {
+    Rule {
+        egress: true,
+        protocol: "icmp".into(),
+        from_port: 252,
+        to_port: 86,
+        peer: Peer::Ipv4("255.255.255.255/32".into()),
+    }
+}
+
+/// Rules to authorize and rule ids to revoke so that `live` becomes `wanted`. The rule that
+/// matches no traffic (on a group CloudFormation made, see [`cfn_no_egress`]) is neither: it
+/// lets nothing out, as no rule does.
 pub fn rule_diff(wanted: &[Rule], live: &[(String, Rule)]) -> (Vec<Rule>, Vec<(String, Rule)>) {
     let missing = wanted
         .iter()
@@ -185,7 +193,7 @@ pub fn rule_diff(wanted: &[Rule], live: &[(String, Rule)]) -> (Vec<Rule>, Vec<(S
         .collect();
     let extra = live
         .iter()
-        .filter(|(_, l)| !wanted.contains(l))
+        .filter(|(_, l)| !wanted.contains(l) && *l != no_traffic())
         .cloned()
         .collect();
     (missing, extra)
@@ -629,6 +637,16 @@ mod tests {
             "tcp 443 to ::/0"
         );
         assert_eq!(parts.len(), 1, "no ingress at all");
+    }
+
+    #[test]
+    fn the_rule_matching_nothing_is_not_drift() {
+        let (missing, extra) = rule_diff(&[], &[("sgr-cfn".to_owned(), no_traffic())]);
+        assert!(missing.is_empty() && extra.is_empty());
+        assert_eq!(
+            no_traffic().to_string(),
+            "Egress[icmp 252-86 to 255.255.255.255/32]"
+        );
     }
 
     #[test]

@@ -226,7 +226,7 @@ pub fn site_url(domain: &str, local_endpoint: Option<&str>) -> String {
     match local_endpoint {
         None => format!("https://{domain}/"),
         Some(endpoint) => {
-            let label = domain.split('.').next().unwrap_or(domain);
+            let label = crate::template::first_label(domain);
             let port = endpoint
                 .rsplit(':')
                 .next()

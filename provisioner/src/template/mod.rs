@@ -25,6 +25,18 @@ pub fn reference(expr: &str) -> String {
     format!("{OPEN}{expr}{CLOSE}")
 }
 
+/// The first dot-separated label of `domain` (`d111` of `d111.cloudfront.net`), also when the
+/// domain is a reference (then `Fn::Select` of `Fn::Split`).
+pub fn first_label(domain: &str) -> String {
+    match domain
+        .strip_prefix(OPEN)
+        .and_then(|d| d.strip_suffix(CLOSE))
+    {
+        Some(expr) if !expr.contains(OPEN) => reference(&format!("label:{expr}")),
+        _ => domain.split('.').next().unwrap_or(domain).to_owned(),
+    }
+}
+
 /// The N-th availability zone of the region the template is deployed in.
 pub fn zone(index: usize) -> String {
     reference(&format!("az:{index}"))
@@ -210,6 +222,12 @@ pub enum Part {
     },
     /// CloudFormation cannot do it; `provision` does it after the deploy (why).
     AfterDeploy(&'static str),
+    /// A file the template points at in the artifact bucket (a function's zip), which
+    /// `provision` uploads under `key` before the deploy.
+    Artifact {
+        key: String,
+        path: std::path::PathBuf,
+    },
 }
 
 /// The stack's tags as CloudFormation's list of `Key`/`Value` pairs.
@@ -247,6 +265,11 @@ pub enum TemplateError {
 pub struct Template {
     pub body: Value,
     pub after_deploy: Vec<(ResourceKey, &'static str)>,
+    /// What deleting the stack leaves behind (`DeletionPolicy: Retain`: data buckets,
+    /// failed-events queues), for `provision` to delete as the SDK engine's `down` would.
+    pub retained: Vec<ResourceKey>,
+    /// What the template points at in the artifact bucket: key and local file.
+    pub artifacts: Vec<(String, std::path::PathBuf)>,
 }
 
 /// The stack described by `stack` as a template; no AWS call is made. The zones are those
@@ -261,7 +284,22 @@ pub fn for_stack(stack: crate::spec::Stack) -> anyhow::Result<Template> {
         Some(zones) => zones,
         None => (0..crate::systems::zones::ZONES).map(zone).collect(),
     };
-    let cx = Context::symbolic(std::sync::Arc::new(stack), zones);
+    for_stack_in(stack, zones, false, None)
+}
+
+/// The template with the network in these zones (those `up` chose, for the CloudFormation
+/// engine: both engines then make the same subnets), and on the `local` target at `endpoint`
+/// made as `up` makes it there (no IPv6, no TLS-only statements: the emulator speaks plain
+/// HTTP; the functions and pages told the emulator's address).
+pub fn for_stack_in(
+    stack: crate::spec::Stack,
+    zones: Vec<String>,
+    local: bool,
+    endpoint: Option<String>,
+) -> anyhow::Result<Template> {
+    let mut cx = Context::symbolic(std::sync::Arc::new(stack), zones);
+    cx.aws.local = local;
+    cx.aws.endpoint = endpoint;
     let graph = crate::systems::graph(&cx)?;
     let description = format!(
         "{}: the speech-to-text and video-on-demand systems (rendered by `provision template`; \
@@ -283,6 +321,8 @@ pub fn render(cx: &Context, graph: &Graph, description: &str) -> Result<Template
     let mut resources: BTreeMap<String, CfnResource> = BTreeMap::new();
     let mut merges = Vec::new();
     let mut after_deploy = Vec::new();
+    let mut retained = Vec::new();
+    let mut artifacts = Vec::new();
     for resource in graph.resources() {
         let key = resource.key();
         let parts = resource
@@ -291,6 +331,9 @@ pub fn render(cx: &Context, graph: &Graph, description: &str) -> Result<Template
         for part in parts {
             match part {
                 Part::Resource(r) => {
+                    if r.keep == Some("Retain") && r.logical_id == logical_id(&key) {
+                        retained.push(key.clone());
+                    }
                     resources.insert(r.logical_id.clone(), r);
                 }
                 Part::Properties {
@@ -299,6 +342,7 @@ pub fn render(cx: &Context, graph: &Graph, description: &str) -> Result<Template
                     depends_on,
                 } => merges.push((key.clone(), of, properties, depends_on)),
                 Part::AfterDeploy(why) => after_deploy.push((key.clone(), why)),
+                Part::Artifact { key, path } => artifacts.push((key, path)),
             }
         }
     }
@@ -409,6 +453,8 @@ pub fn render(cx: &Context, graph: &Graph, description: &str) -> Result<Template
     Ok(Template {
         body: Value::Object(body),
         after_deploy,
+        retained,
+        artifacts,
     })
 }
 
@@ -436,6 +482,9 @@ fn resolve(value: &Value, refs: &mut BTreeSet<String>) -> Result<Value, String> 
 fn intrinsic(expr: &str, refs: &mut BTreeSet<String>) -> Result<Value, String> {
     if let Some(what) = expr.strip_prefix("unknown:") {
         return Err(what.to_owned());
+    }
+    if let Some(domain) = expr.strip_prefix("label:") {
+        return Ok(json!({"Fn::Select": [0, {"Fn::Split": [".", intrinsic(domain, refs)?]}]}));
     }
     if let Some(index) = expr.strip_prefix("az:") {
         let index: u64 = index.parse().map_err(|_| expr.to_owned())?;
@@ -475,7 +524,10 @@ fn resolve_string(s: &str, refs: &mut BTreeSet<String>) -> Result<Value, String>
         let after = &rest[start + OPEN.len_utf8()..];
         let end = after.find(CLOSE).ok_or_else(|| s.to_owned())?;
         let expr = &after[..end];
-        if expr.starts_with("az:") || expr.starts_with("unknown:") {
+        if ["az:", "label:", "unknown:"]
+            .iter()
+            .any(|p| expr.starts_with(p))
+        {
             let name = pascal(expr);
             variables.insert(name.clone(), intrinsic(expr, refs)?);
             text.push_str(&format!("${{{name}}}"));

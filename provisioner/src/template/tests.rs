@@ -76,6 +76,27 @@ fn a_whole_reference_is_an_intrinsic_and_a_mixed_string_a_sub() {
 }
 
 #[test]
+fn the_first_label_of_a_referenced_domain_is_a_select_of_a_split() {
+    assert_eq!(first_label("d111.cloudfront.net"), "d111");
+    let domain = reference("DistributionSttSite.DomainName");
+    let mut refs = BTreeSet::new();
+    let url = format!("http://{}.cloudfront.localhost:4566", first_label(&domain));
+    assert_eq!(
+        resolve_string(&url, &mut refs).unwrap(),
+        json!({"Fn::Sub": [
+            "http://${LabelDistributionSttSiteDomainName}.cloudfront.localhost:4566",
+            {"LabelDistributionSttSiteDomainName": {"Fn::Select": [0, {"Fn::Split": [
+                ".", {"Fn::GetAtt": ["DistributionSttSite", "DomainName"]}
+            ]}]}}
+        ]})
+    );
+    assert_eq!(
+        refs.into_iter().collect::<Vec<_>>(),
+        vec!["DistributionSttSite"]
+    );
+}
+
+#[test]
 fn an_output_unknown_before_the_deploy_is_an_error_where_it_is_used() {
     let key = ResourceKey::new("distribution", "stt-site");
     let pending = output_reference(&key, "pending_invalidation");
