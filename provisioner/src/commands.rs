@@ -170,15 +170,7 @@ impl Session {
 
     /// Compares every resource's live settings with `stack.yaml`.
     pub async fn drift(&self) -> Report {
-        let mut report = self.plan().await;
-        report.command = "drift";
-        report.drifted = Some(
-            report
-                .resources
-                .iter()
-                .any(|l| matches!(l.result.as_str(), "create" | "update" | "replace")),
-        );
-        report
+        self.plan().await.into_drift()
     }
 
     /// Deletes what the stack owns, dependents first; nothing at all if a resource refuses

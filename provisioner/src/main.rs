@@ -73,19 +73,7 @@ enum Command {
         allow_replace: bool,
     },
     /// Delete everything the stack owns, in reverse dependency order.
-    Down {
-        /// Also delete objects in the stack's buckets that the stack did not put there.
-        #[arg(long)]
-        delete_data: bool,
-        /// Delete the database without taking a final snapshot (its data is lost).
-        #[arg(long)]
-        skip_final_snapshot: bool,
-        /// Turn off the database's deletion protection (on by default on AWS) so it can be
-        /// deleted. Without it, `down` refuses to delete a protected database. The final
-        /// snapshot is still taken unless --skip-final-snapshot is given too.
-        #[arg(long)]
-        disable_deletion_protection: bool,
-    },
+    Down(DownFlags),
     /// Compare live settings with stack.yaml; exit 2 when anything differs.
     Drift,
     /// Print the stack's outputs (URLs, names, ids).
@@ -97,6 +85,31 @@ enum Command {
         #[arg(long, value_enum, default_value_t = TemplateFormat::Yaml)]
         format: TemplateFormat,
     },
+}
+
+#[derive(clap::Args)]
+struct DownFlags {
+    /// Also delete objects in the stack's buckets that the stack did not put there.
+    #[arg(long)]
+    delete_data: bool,
+    /// Delete the database without taking a final snapshot (its data is lost).
+    #[arg(long)]
+    skip_final_snapshot: bool,
+    /// Turn off the database's deletion protection (on by default on AWS) so it can be
+    /// deleted. Without it, `down` refuses to delete a protected database. The final
+    /// snapshot is still taken unless --skip-final-snapshot is given too.
+    #[arg(long)]
+    disable_deletion_protection: bool,
+}
+
+impl From<DownFlags> for DeleteOptions {
+    fn from(flags: DownFlags) -> DeleteOptions {
+        DeleteOptions {
+            delete_data: flags.delete_data,
+            skip_final_snapshot: flags.skip_final_snapshot,
+            disable_deletion_protection: flags.disable_deletion_protection,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -167,19 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let report = match cli.command {
         Command::Plan => session.plan().await,
         Command::Up { allow_replace } => session.up(allow_replace).await,
-        Command::Down {
-            delete_data,
-            skip_final_snapshot,
-            disable_deletion_protection,
-        } => {
-            session
-                .down(DeleteOptions {
-                    delete_data,
-                    skip_final_snapshot,
-                    disable_deletion_protection,
-                })
-                .await
-        }
+        Command::Down(flags) => session.down(flags.into()).await,
         Command::Drift => session.drift().await,
         Command::Template { .. } => unreachable!("handled before connecting"),
         Command::Outputs => {
@@ -222,19 +223,7 @@ async fn with_cloudformation(
     let report = match command {
         Command::Plan => engine.plan().await,
         Command::Up { allow_replace } => engine.up(allow_replace).await,
-        Command::Down {
-            delete_data,
-            skip_final_snapshot,
-            disable_deletion_protection,
-        } => {
-            engine
-                .down(DeleteOptions {
-                    delete_data,
-                    skip_final_snapshot,
-                    disable_deletion_protection,
-                })
-                .await
-        }
+        Command::Down(flags) => engine.down(flags.into()).await,
         Command::Drift => engine.drift().await,
         Command::Outputs => {
             output::print(format, &OutputsOnly(&engine.outputs().await?));

@@ -152,6 +152,17 @@ impl Report {
     pub fn failed(&self) -> bool {
         self.summary.failed > 0
     }
+
+    /// A `drift` report: anything missing or differing is drift.
+    pub fn into_drift(mut self) -> Report {
+        self.command = "drift";
+        self.drifted = Some(
+            self.resources
+                .iter()
+                .any(|l| matches!(l.result.as_str(), "create" | "update" | "replace")),
+        );
+        self
+    }
 }
 
 impl fmt::Display for Report {

@@ -274,6 +274,18 @@ fn command(file: &Path, args: &[&str], env: &[(&str, &str)], local: bool) -> Com
     cmd
 }
 
+/// Fails the test, saying what to run, unless these handlers' zips are built.
+pub fn require_zips(handlers: &[&str]) {
+    for handler in handlers {
+        assert!(
+            root()
+                .join(format!("target/lambda/{handler}/bootstrap.zip"))
+                .exists(),
+            "build the zips first: make zips"
+        );
+    }
+}
+
 /// The repository's `stack.yaml` from `stt:` on, with absolute paths, and a database, a VPC
 /// range and a sender of the test's own (a stack deletes the SES identity it made, and the
 /// other system tests run beside it).

@@ -9,7 +9,7 @@
 //! Needs the zips (`make zips`) and the player's hls.js (`make web`); `make test` does both.
 
 use system_tests::{
-    line, mysql_drop_database, repository_sections, root, Aws, Emulator, TestStack,
+    line, mysql_drop_database, repository_sections, require_zips, root, Aws, Emulator, TestStack,
 };
 
 const CFN: [&str; 2] = ["--engine", "cloudformation"];
@@ -69,11 +69,8 @@ async fn stack_exists(aws: &Aws, stack: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cloudformation_deploys_the_video_system_with_the_same_promises() {
+    require_zips(&["vod_convert"]);
     let zips = root().join("target/lambda");
-    assert!(
-        zips.join("vod_convert/bootstrap.zip").exists(),
-        "build the zips first: make zips"
-    );
     let name = "t-cfn-vod";
     let sections = format!(
         "vod:\n  player:\n    source_dir: {}\n  function:\n    zips_dir: {}\n",
@@ -295,14 +292,7 @@ async fn cloudformation_deploys_the_video_system_with_the_same_promises() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cloudformation_deploys_both_systems_and_the_sdk_engine_agrees() {
-    for zip in ["db_migrate", "vod_convert"] {
-        assert!(
-            root()
-                .join(format!("target/lambda/{zip}/bootstrap.zip"))
-                .exists(),
-            "build the zips first: make zips"
-        );
-    }
+    require_zips(&["db_migrate", "vod_convert"]);
     let name = "t-cfn-all";
     mysql_drop_database("t_cfn");
     let stack = TestStack::with_sections(

@@ -5,21 +5,12 @@
 //! (`REALISM_SEED=N make test`). Needs the zips and the player (`make zips web`).
 
 use system_tests::{
-    mysql_drop_database, repository_sections, root, Aws, Emulator, Realism, TestStack,
+    mysql_drop_database, repository_sections, require_zips, Aws, Emulator, Realism, TestStack,
 };
 
-/// The repository's stack.yaml below its `stack:` section, with folders made absolute and a
-/// network and database of this test's own.
 #[tokio::test(flavor = "multi_thread")]
 async fn both_systems_up_again_drift_and_down_through_the_realism_layer() {
-    for zip in ["db_migrate", "vod_convert"] {
-        assert!(
-            root()
-                .join(format!("target/lambda/{zip}/bootstrap.zip"))
-                .exists(),
-            "build the zips first: make zips"
-        );
-    }
+    require_zips(&["db_migrate", "vod_convert"]);
     let realism = Realism::on(Emulator::Ministack);
     let config = realism.config();
     eprintln!(

@@ -104,10 +104,10 @@ pub async fn upload(
         if uploaded > 0 { "update" } else { "noop" },
     );
     line.physical_id = Some(bucket);
-    line.notes.push(match files.len() - uploaded {
-        0 => format!("{uploaded} files uploaded"),
-        there => format!("{uploaded} files uploaded; {there} were there already"),
-    });
+    line.notes.push(format!(
+        "{uploaded} of {} files uploaded; the others were there already",
+        files.len()
+    ));
     Ok(line)
 }
 

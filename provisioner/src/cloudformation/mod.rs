@@ -369,14 +369,7 @@ impl Engine {
             lines.extend(checked.unwrap_or_else(|e| vec![stack_failed(&s.name, e)]));
         }
         lines.extend(self.session.plan_only(&self.after_deploy()).await.resources);
-        let mut report = self.report("drift", lines);
-        report.drifted = Some(
-            report
-                .resources
-                .iter()
-                .any(|l| matches!(l.result.as_str(), "create" | "update" | "replace")),
-        );
-        report
+        self.report("drift", lines).into_drift()
     }
 
     /// Deletes each stack with the SDK engine's promises: nothing is deleted if anything
@@ -581,7 +574,9 @@ async fn lift_database_protection(cx: &Context, stack_id: &str) -> Result<(), St
         match lifted {
             Ok(_) => {}
             // Deleted outside CloudFormation: nothing to lift, and DeleteStack will find it gone.
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_db_instance_not_found_fault()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_db_instance_not_found_fault()) => {}
             Err(e) => return Err(stack::aws_error(stack_id, "ModifyDBInstance")(e)),
         }
     }
