@@ -8,7 +8,7 @@ use aws_sdk_cloudformation::types::{
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::stack::{aws_error, poll_interval, StackError};
+use super::stack::{self, aws_error, poll_interval, StackError};
 use crate::engine::{Context, FieldDiff};
 use crate::output::ResourceLine;
 
@@ -16,7 +16,6 @@ use crate::output::ResourceLine;
 pub struct ChangeSet {
     /// Its ARN.
     pub id: String,
-    /// The idempotency token of its execution.
     pub name: String,
     /// The stack's ARN (a `CREATE` change set makes the stack, in `REVIEW_IN_PROGRESS`).
     pub stack_id: String,
@@ -66,7 +65,9 @@ pub async fn prepare(cx: &Context, request: &Request<'_>) -> Result<Prepared, St
         .capabilities(Capability::CapabilityNamedIam)
         .set_tags(Some(request.tags.clone()))
         .description(request.description)
-        .client_token(&name)
+        // No ClientToken: a retried call finds the change set by its name
+        // (AlreadyExistsException below), and a token derived from the name would be the same
+        // for the same template on a stack of the same name made again later.
         .send()
         .await;
     match created {
@@ -112,9 +113,19 @@ pub async fn prepare(cx: &Context, request: &Request<'_>) -> Result<Prepared, St
                     delete(cx, request.stack, &name).await?;
                     return Ok(Prepared::NoChanges);
                 }
+                // Early validation (a name taken) fails the change set itself; its reason
+                // only points at DescribeEvents, which says what failed.
+                let cause = match out.change_set_id() {
+                    Some(arn) => stack::validation_failure(cx, stack::Of::ChangeSet(arn)).await?,
+                    None => None,
+                };
+                let message = match cause {
+                    Some(cause) => format!("change set {name} failed: {cause} ({reason})"),
+                    None => format!("change set {name} failed: {reason}"),
+                };
                 return Err(StackError::Failed {
                     stack: request.stack.to_owned(),
-                    message: format!("change set {name} failed: {reason}"),
+                    message,
                 });
             }
             _ if began.elapsed() > CREATE_TIMEOUT => {
@@ -177,13 +188,15 @@ pub async fn delete(cx: &Context, stack: &str, change_set: &str) -> Result<(), S
     }
 }
 
-/// Executes it; its name is the idempotency token, so a retried call executes it once.
+/// Executes it, with the unique part of its ARN as the idempotency token: a retried call
+/// executes it once, and no other change set ever has the same token.
 pub async fn execute(cx: &Context, stack: &str, change_set: &ChangeSet) -> Result<(), StackError> {
+    let token = change_set.id.rsplit('/').next().unwrap_or(&change_set.name);
     cx.aws
         .cloudformation
         .execute_change_set()
         .change_set_name(&change_set.id)
-        .client_request_token(&change_set.name)
+        .client_request_token(token)
         .send()
         .await
         .map_err(aws_error(stack, "ExecuteChangeSet"))?;
@@ -196,10 +209,19 @@ fn line(stack: &str, change: &Change) -> Option<ResourceLine> {
     let rc = change.resource_change()?;
     let action = rc.action().map(|a| a.as_str()).unwrap_or_default();
     let replacement = rc.replacement().map(|r| r.as_str()).unwrap_or_default();
+    // "Conditional": a property that forces replacement changes to a value known only during
+    // the deploy (RequiresRecreation Always, Evaluation Dynamic): it may replace, so it counts
+    // as a replacement (`up` refuses it without --allow-replace).
+    let may_recreate = rc.details().iter().any(|d| {
+        d.target()
+            .and_then(|t| t.requires_recreation())
+            .is_some_and(|r| *r != RequiresRecreation::Never)
+    });
     let result = match (action, replacement) {
         ("Add", _) => "create",
         ("Remove", _) => "delete",
         ("Modify", "True") => "replace",
+        ("Modify", "Conditional") if may_recreate => "replace",
         _ => "update",
     };
     let resource = format!(
@@ -299,8 +321,19 @@ mod tests {
             &change(ChangeAction::Modify, Some(Replacement::Conditional)),
         )
         .unwrap();
-        assert_eq!(l.result, "update");
+        assert_eq!(
+            l.result, "update",
+            "no property that forces replacement changes"
+        );
         assert_eq!(l.notes.len(), 1);
+        let mut recreating = change(ChangeAction::Modify, Some(Replacement::Conditional));
+        let rc = recreating.resource_change.as_mut().unwrap();
+        rc.details.as_mut().unwrap()[0]
+            .target
+            .as_mut()
+            .unwrap()
+            .requires_recreation = Some(RequiresRecreation::Always);
+        assert_eq!(line("s", &recreating).unwrap().result, "replace");
         assert_eq!(
             line("s", &change(ChangeAction::Add, None)).unwrap().result,
             "create"

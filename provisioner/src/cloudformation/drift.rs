@@ -76,8 +76,37 @@ pub async fn detect(cx: &Context, stack: &str) -> Result<Vec<ResourceLine>, Stac
             break;
         }
     }
-    drifts.sort_by(|a, b| a.logical_resource_id().cmp(&b.logical_resource_id()));
     let mut lines: Vec<ResourceLine> = drifts.iter().map(|d| line(stack, d)).collect();
+    // DescribeStackResourceDrifts leaves out the resources CloudFormation does not check
+    // (types without drift support): listed too, so the report has every resource.
+    let resources: Vec<_> = cfn
+        .list_stack_resources()
+        .stack_name(stack)
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(aws_error(stack, "ListStackResources"))?;
+    for r in resources.iter().flat_map(|p| p.stack_resource_summaries()) {
+        let id = r.logical_resource_id().unwrap_or_default();
+        if drifts.iter().any(|d| d.logical_resource_id() == Some(id)) {
+            continue;
+        }
+        let mut unchecked = ResourceLine::named(
+            format!("{stack}/{id} ({})", r.resource_type().unwrap_or_default()),
+            "unchecked",
+        );
+        unchecked.physical_id = r.physical_resource_id().map(str::to_owned);
+        let status = r
+            .drift_information()
+            .and_then(|d| d.stack_resource_drift_status())
+            .map_or("no status", |s| s.as_str());
+        unchecked
+            .notes
+            .push(format!("not checked by CloudFormation ({status})"));
+        lines.push(unchecked);
+    }
+    lines.sort_by(|a, b| a.resource.cmp(&b.resource));
     if let Some(reason) = partial {
         let mut stack_line = ResourceLine::named(format!("cloudformation/{stack}"), "noop");
         stack_line
@@ -89,7 +118,7 @@ pub async fn detect(cx: &Context, stack: &str) -> Result<Vec<ResourceLine>, Stac
 }
 
 /// `update` (drifted) with the differing properties, `create` (missing: deleted by hand),
-/// or `noop` (in sync, or not checked: CloudFormation checks only some types).
+/// `noop` (in sync), or `unchecked` (CloudFormation checks only some types).
 fn line(stack: &str, drift: &StackResourceDrift) -> ResourceLine {
     let resource = format!(
         "{stack}/{} ({})",
@@ -100,7 +129,8 @@ fn line(stack: &str, drift: &StackResourceDrift) -> ResourceLine {
     let result = match status {
         Some(StackResourceDriftStatus::Modified) => "update",
         Some(StackResourceDriftStatus::Deleted) => "create",
-        _ => "noop",
+        Some(StackResourceDriftStatus::InSync) => "noop",
+        _ => "unchecked",
     };
     let mut line = ResourceLine::named(resource, result);
     line.physical_id = drift.physical_resource_id().map(str::to_owned);
@@ -201,7 +231,7 @@ mod tests {
             "create"
         );
         let unchecked = line("s", &drift(StackResourceDriftStatus::NotChecked));
-        assert_eq!(unchecked.result, "noop");
+        assert_eq!(unchecked.result, "unchecked");
         assert_eq!(
             unchecked.notes,
             vec!["not checked by CloudFormation (NOT_CHECKED)"]

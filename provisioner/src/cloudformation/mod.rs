@@ -219,7 +219,32 @@ impl Engine {
                 ),
             });
         }
-        match change_set::prepare(cx, &self.request(s, existing.as_ref())).await? {
+        if let Some(e) = existing.as_ref() {
+            if let Some(message) = stuck(&s.name, &e.status) {
+                return Err(StackError::Failed {
+                    stack: s.name.clone(),
+                    message,
+                });
+            }
+            if failed_creation(&e.status) {
+                let note = format!(
+                    "its failed creation ({}) can only be deleted: `up` deletes it, then creates \
+                     the stack from the template",
+                    e.status
+                );
+                return Ok(vec![stack_line(s, "replace", &note)]);
+            }
+        }
+        let planned = change_set::prepare(cx, &self.request(s, existing.as_ref())).await;
+        if create && planned.is_err() {
+            // A CREATE change set that failed leaves its empty REVIEW_IN_PROGRESS stack.
+            if let Ok(Some(left)) = stack::describe(cx, &s.name).await {
+                if stack::status(&left) == "REVIEW_IN_PROGRESS" {
+                    delete_stack(cx, left.stack_id().unwrap_or(&s.name)).await?;
+                }
+            }
+        }
+        match planned? {
             Prepared::NoChanges => Ok(vec![stack_line(s, "noop", "no changes")]),
             Prepared::Ready(cs) => {
                 change_set::delete(cx, &s.name, &cs.id).await?;
@@ -278,20 +303,27 @@ impl Engine {
             stack::follow(cx, &s.name, &e.id, since, self.show_progress).await?;
             existing = self.existing(s).await?;
         }
-        if let Some(e) = existing
-            .as_ref()
-            .filter(|e| e.status == "ROLLBACK_COMPLETE")
-        {
+        if let Some(message) = existing.as_ref().and_then(|e| stuck(&s.name, &e.status)) {
+            return Err(StackError::Failed {
+                stack: s.name.clone(),
+                message,
+            });
+        }
+        if let Some(e) = existing.as_ref().filter(|e| failed_creation(&e.status)) {
             // A failed creation leaves a stack CloudFormation can only delete.
+            let since = stack::latest_event(cx, &e.id).await?;
             delete_stack(cx, &e.id).await?;
-            let ended = stack::follow(cx, &s.name, &e.id, None, self.show_progress).await?;
+            let ended = stack::follow(cx, &s.name, &e.id, since, self.show_progress).await?;
             if !ended.succeeded() {
                 return Err(StackError::Failed {
                     stack: s.name.clone(),
                     message: ended.failure(),
                 });
             }
-            notes.push("its failed creation (ROLLBACK_COMPLETE) was deleted first".to_owned());
+            notes.push(format!(
+                "its failed creation ({}) was deleted first",
+                e.status
+            ));
             // The rollback kept what the template retains; empty, it would only stand in the
             // way of the new creation ("already exists"). Deleted as `down` would: anything
             // holding data is kept, and the creation then says why it fails.
@@ -440,15 +472,6 @@ impl Engine {
         if !ended.succeeded() {
             line.result = "failed".into();
             line.error = Some(ended.failure());
-        } else if self.snapshots_database()
-            && s.template.body["Resources"]
-                .as_object()
-                .is_some_and(|r| r.values().any(|r| r["Type"] == "AWS::RDS::DBInstance"))
-        {
-            line.notes.push(
-                "CloudFormation took a final snapshot of the database (DeletionPolicy: Snapshot)"
-                    .into(),
-            );
         }
         Ok(line)
     }
@@ -583,6 +606,28 @@ async fn lift_database_protection(cx: &Context, stack_id: &str) -> Result<(), St
     Ok(())
 }
 
+/// A creation that failed: CloudFormation can only delete such a stack.
+fn failed_creation(status: &str) -> bool {
+    matches!(status, "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED")
+}
+
+/// States no change set can leave, and what the user does about them.
+fn stuck(stack: &str, status: &str) -> Option<String> {
+    match status {
+        "UPDATE_ROLLBACK_FAILED" => Some(format!(
+            "CloudFormation could not roll back the last update (UPDATE_ROLLBACK_FAILED). Fix \
+             what its events name, run `aws cloudformation continue-update-rollback \
+             --stack-name {stack}`, then `up` again"
+        )),
+        "DELETE_FAILED" => Some(
+            "a deletion failed (DELETE_FAILED): run `provision --engine cloudformation down` \
+             again once what its events name is fixed"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
 fn stack_line(s: &SystemStack, result: &str, note: &str) -> ResourceLine {
     let mut line = ResourceLine::named(format!("cloudformation/{}", s.name), result);
     if !note.is_empty() {
@@ -600,7 +645,12 @@ fn stack_failed(name: &str, error: StackError) -> ResourceLine {
 /// The same template on the same state of the stack (its id and last change) gives the same
 /// name; anything else, another.
 fn change_set_name(template_digest: &str, existing: Option<&Existing>) -> String {
-    let state = existing.map_or("new".to_owned(), |e| format!("{}@{}", e.id, e.updated));
+    // A stack in REVIEW_IN_PROGRESS is the one an interrupted run's CREATE change set made:
+    // the same name finds that change set again.
+    let state = match existing {
+        Some(e) if e.status != "REVIEW_IN_PROGRESS" => format!("{}@{}", e.id, e.updated),
+        _ => "new".to_owned(),
+    };
     hex(&Sha256::digest(
         format!("{template_digest}\n{state}").as_bytes(),
     ))[..16]
@@ -645,6 +695,23 @@ mod tests {
         assert_ne!(name, change_set_name("abd", Some(&stack("t1"))));
         assert_ne!(name, change_set_name("abc", Some(&stack("t2"))));
         assert_ne!(name, change_set_name("abc", None));
+        let mut review = stack("t1");
+        review.status = "REVIEW_IN_PROGRESS".into();
+        assert_eq!(
+            change_set_name("abc", Some(&review)),
+            change_set_name("abc", None)
+        );
+    }
+
+    #[test]
+    fn failed_states_are_told_apart() {
+        assert!(failed_creation("ROLLBACK_COMPLETE") && failed_creation("ROLLBACK_FAILED"));
+        assert!(!failed_creation("UPDATE_ROLLBACK_COMPLETE"));
+        assert!(stuck("demo-stt", "UPDATE_ROLLBACK_FAILED")
+            .unwrap()
+            .contains("continue-update-rollback --stack-name demo-stt"));
+        assert!(stuck("demo-stt", "DELETE_FAILED").is_some());
+        assert!(stuck("demo-stt", "UPDATE_ROLLBACK_COMPLETE").is_none());
     }
 
     #[test]

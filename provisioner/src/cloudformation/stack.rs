@@ -102,6 +102,12 @@ pub async fn latest_event(cx: &Context, stack_id: &str) -> Result<Option<String>
         .map(str::to_owned))
 }
 
+/// What [`validation_failure`] looks at.
+pub enum Of<'a> {
+    Stack(&'a str),
+    ChangeSet(&'a str),
+}
+
 /// How an operation ended.
 pub struct Ended {
     pub status: String,
@@ -140,6 +146,11 @@ pub async fn follow(
 ) -> Result<Ended, StackError> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut first_failure = None;
+    // DescribeStacks is eventually consistent: right after ExecuteChangeSet or DeleteStack it
+    // may still answer the status from before (UPDATE_COMPLETE, say). A status at rest counts
+    // only once the operation is seen under way (an in-progress status, or a stack event of
+    // its own after `since`).
+    let mut under_way = false;
     let spinner = cx.spinner(format!("{label}: waiting for CloudFormation"));
     loop {
         let stack = cx
@@ -155,7 +166,9 @@ pub async fn follow(
             .first()
             .map(|s| status(s).to_owned())
             .unwrap_or_default();
+        under_way |= in_progress(&status);
         for event in new_events(cx, stack_id, since.as_deref(), &mut seen).await? {
+            under_way |= event.resource_type() == Some("AWS::CloudFormation::Stack");
             let line = describe_event(&event);
             if first_failure.is_none() && is_cause(&event) {
                 first_failure = Some(line.clone());
@@ -165,13 +178,13 @@ pub async fn follow(
             }
         }
         spinner.set_message(format!("{label}: {status}"));
-        if !in_progress(&status) {
+        if under_way && !in_progress(&status) {
             let mut ended = Ended {
                 status,
                 first_failure,
             };
             if !ended.succeeded() && ended.first_failure.is_none() {
-                ended.first_failure = validation_failure(cx, stack_id).await?;
+                ended.first_failure = validation_failure(cx, Of::Stack(stack_id)).await?;
             }
             return Ok(ended);
         }
@@ -219,27 +232,47 @@ async fn new_events(
 }
 
 /// CloudFormation validates a change before it deploys anything (a bucket name taken, for
-/// one); such a failure is no resource's event, the stack's says "Call DescribeEvents": the
-/// first failed operation event, with what was checked and why it failed.
-async fn validation_failure(cx: &Context, stack_id: &str) -> Result<Option<String>, StackError> {
-    let out = cx
+/// one); such a failure is no resource's event, the stack's or the change set's status says
+/// "use the DescribeEvents API": the first failed event of the latest operation, with what
+/// was checked and why it failed. `of` is the stack or the change set (its ARN).
+pub async fn validation_failure(cx: &Context, of: Of<'_>) -> Result<Option<String>, StackError> {
+    let request = cx
         .aws
         .cloudformation
         .describe_events()
-        .stack_name(stack_id)
-        .filters(EventFilter::builder().failed_events(true).build())
+        .filters(EventFilter::builder().failed_events(true).build());
+    let (request, label) = match of {
+        Of::Stack(id) => (request.stack_name(id), id),
+        Of::ChangeSet(arn) => (request.change_set_name(arn), arn),
+    };
+    let pages: Vec<_> = request
+        .into_paginator()
         .send()
+        .try_collect()
         .await
-        .map_err(aws_error(stack_id, "DescribeEvents"))?;
-    let mut events: Vec<&OperationEvent> = out
-        .operation_events()
+        .map_err(aws_error(label, "DescribeEvents"))?;
+    let failed: Vec<&OperationEvent> = pages
         .iter()
+        .flat_map(|p| p.operation_events())
         .filter(|e| {
             e.logical_resource_id().is_some()
                 && e.resource_type() != Some("AWS::CloudFormation::Stack")
         })
         .collect();
-    events.sort_by_key(|e| e.timestamp().map(|t| (t.secs(), t.subsec_nanos())));
+    fn when(e: &&OperationEvent) -> Option<(i64, u32)> {
+        e.timestamp().map(|t| (t.secs(), t.subsec_nanos()))
+    }
+    // The stack's history holds earlier operations' failures too: the latest operation's.
+    let latest = failed
+        .iter()
+        .max_by_key(|e| when(e))
+        .and_then(|e| e.operation_id());
+    let mut events: Vec<&OperationEvent> = failed
+        .iter()
+        .copied()
+        .filter(|e| e.operation_id() == latest)
+        .collect();
+    events.sort_by_key(when);
     Ok(events.first().map(|e| {
         let reason = e
             .validation_status_reason()

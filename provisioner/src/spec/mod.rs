@@ -22,6 +22,10 @@ pub use values::{
     ThrottleBurst, ThrottleRate, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
 };
 
+/// The user's tags at most: with the ownership tag and an EC2 `Name`, AWS's limit of 50 tags a
+/// resource.
+const MAX_USER_TAGS: usize = 48;
+
 /// The whole `stack.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -656,6 +660,18 @@ impl Stack {
             .unwrap_or_else(|| PathBuf::from("."));
         // Errors found from here on are located at the key they are about.
         let at = |keys: &[&str]| locate::locate(text, keys);
+        if stack.stack.tags.len() > MAX_USER_TAGS {
+            return Err(SpecError::Invalid {
+                path: path.to_owned(),
+                location: at(&["stack", "tags"]),
+                message: format!(
+                    "stack.tags has {} tags; at most {MAX_USER_TAGS}: AWS takes 50 tags on a \
+                     resource (and on a CloudFormation stack), and provision adds its ownership \
+                     tag and, on network resources, a Name",
+                    stack.stack.tags.len()
+                ),
+            });
+        }
         if stack.stt.database.is_some() && stack.stt.network.is_none() {
             return Err(SpecError::Invalid {
                 path: path.to_owned(),

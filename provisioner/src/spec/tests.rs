@@ -95,6 +95,16 @@ fn bad_stack_name_and_reserved_tag_are_rejected() {
 }
 
 #[test]
+fn more_tags_than_aws_takes_are_refused_where_they_are() {
+    let tags = |n: usize| (0..n).map(|i| format!("    t{i}: x\n")).collect::<String>();
+    let with = |n: usize| VALID.replace("    team: audio\n", &tags(n));
+    assert!(parse(&with(48)).is_ok());
+    let (loc, message) = location(parse(&with(49)).unwrap_err());
+    assert_eq!(loc, Some((4, 3)), "{message}");
+    assert!(message.contains("at most 48"), "{message}");
+}
+
+#[test]
 fn allowed_methods_must_be_a_cloudfront_set() {
     let ok = VALID.replace(
         "  website: {}",
