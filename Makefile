@@ -115,10 +115,15 @@ provision:
 # Release zips of the handlers, x86_64, for the provided.al2023 runtime. (Built side by side
 # with the debug build, in a target directory of its own, a fresh `make local` took 14.5
 # minutes, as long as one build after the other: both keep the two cores busy.)
-zips: deps
+zips: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --output-format zip $(HANDLERS)
 
-local: deps provision zips web mariadb
+# What `make local` needs of `deps`: the emulator and the realism proxy in front of it (not
+# moto nor the template scanners, which only the tests use: the scanners alone take about two
+# minutes to install).
+LOCAL_DEPS := $(VENV)/.ministack-$(MINISTACK_VERSION) $(REALISM_VENV)/.requirements $(REALISM_IAM_STAMP)
+
+local: $(LOCAL_DEPS) provision zips web mariadb
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 

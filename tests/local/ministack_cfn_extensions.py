@@ -1211,6 +1211,44 @@ def _rest_api_update(physical_id, old_props, new_props, stack_name, logical_id=N
 # Registration
 # ---------------------------------------------------------------------------------------------
 
+# The create-only properties (AWS's resource schemas, `createOnlyProperties`, top-level ones,
+# as cfn-lint 1.58.0 bundles them) of the other types the templates use that ministack lists
+# none for: without them ministack's DescribeChangeSet says every change of these types may
+# replace the resource (RequiresRecreation Conditionally, Replacement Conditional), where AWS
+# says False for, say, a bucket's notifications.
+_CREATE_ONLY = {
+    "AWS::ApiGateway::Deployment": ("DeploymentCanarySettings", "RestApiId"),
+    "AWS::ApiGateway::GatewayResponse": ("ResponseType", "RestApiId"),
+    "AWS::ApiGateway::Method": ("HttpMethod", "ResourceId", "RestApiId"),
+    "AWS::ApiGateway::Resource": ("ParentId", "PathPart", "RestApiId"),
+    "AWS::ApiGateway::RestApi": (),
+    "AWS::ApiGateway::Stage": ("RestApiId", "StageName"),
+    "AWS::CloudFront::Distribution": (),
+    "AWS::CloudFront::OriginAccessControl": (),
+    "AWS::CloudFront::ResponseHeadersPolicy": (),
+    "AWS::EC2::Route": ("DestinationCidrBlock", "DestinationIpv6CidrBlock",
+                        "DestinationPrefixListId", "RouteTableId"),
+    "AWS::EC2::RouteTable": ("VpcId",),
+    "AWS::EC2::SecurityGroup": ("GroupDescription", "GroupName", "VpcId"),
+    "AWS::EC2::Subnet": ("AvailabilityZone", "AvailabilityZoneId", "CidrBlock", "Ipv4IpamPoolId",
+                         "Ipv4NetmaskLength", "Ipv6IpamPoolId", "Ipv6Native", "Ipv6NetmaskLength",
+                         "OutpostArn", "VpcId"),
+    "AWS::EC2::SubnetRouteTableAssociation": ("RouteTableId", "SubnetId"),
+    "AWS::EC2::VPC": ("CidrBlock", "Ipv4IpamPoolId", "Ipv4NetmaskLength", "VpcEncryptionControl"),
+    "AWS::EC2::VPCEndpoint": ("ResourceConfigurationArn", "ServiceName", "ServiceNetworkArn",
+                              "ServiceRegion", "VpcEndpointType", "VpcId"),
+    "AWS::Events::Rule": ("Name",),
+    "AWS::Lambda::EventInvokeConfig": ("FunctionName", "Qualifier"),
+    "AWS::Lambda::Permission": ("Action", "EventSourceToken", "FunctionName",
+                                "FunctionUrlAuthType", "InvokedViaFunctionUrl", "Principal",
+                                "PrincipalOrgID", "SourceAccount", "SourceArn"),
+    "AWS::Logs::LogGroup": ("LogGroupName",),
+    "AWS::S3::Bucket": ("BucketName", "BucketNamePrefix", "BucketNamespace"),
+    "AWS::S3::BucketPolicy": ("Bucket",),
+    "AWS::SecretsManager::Secret": ("Name",),
+}
+
+
 def install():
     """Register the four types and the wraps above (idempotent)."""
     handlers = _prov._RESOURCE_HANDLERS
@@ -1237,6 +1275,8 @@ def install():
         EGRESS: _EGRESS_CREATE_ONLY,
         CIDR_BLOCK: _CIDR_BLOCK_CREATE_ONLY,
     })
+    for type_name, create_only in _CREATE_ONLY.items():
+        _prov._REPLACING_PROPERTIES.setdefault(type_name, create_only)
     # Stack-level and aws:cloudformation:* tags reach the gateway, as on the other EC2 types.
     _prov._STACK_TAG_PROPERTY[EGRESS_ONLY_GATEWAY] = ("Tags", "list")
 

@@ -604,3 +604,32 @@ def test_a_db_instance_lists_its_tags_and_its_final_snapshot_keeps_them(endpoint
                   if s["DBInstanceIdentifier"] == "cfn-ext-tagged"]
     assert {"Key": "provision:stack", "Value": "cfn-ext"} in snapshot["TagList"]
     rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot["DBSnapshotIdentifier"])
+
+
+def test_a_bucket_notification_change_replaces_nothing(endpoint):
+    """AWS says Replacement False for a bucket whose notifications change, True for a new
+    name; without the create-only lists ministack said Conditional for both."""
+    cfn = _client(endpoint, "cloudformation")
+    template = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {
+        "BucketName": "replaces-nothing", "Tags": [{"Key": "a", "Value": "1"}]}}}}
+    cfn.create_stack(StackName="replaces-nothing", TemplateBody=json.dumps(template))
+    _wait(cfn, "replaces-nothing")
+    try:
+        def replacement(properties, name):
+            changed = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket",
+                                                "Properties": properties}}}
+            cfn.create_change_set(StackName="replaces-nothing", ChangeSetName=name,
+                                  TemplateBody=json.dumps(changed))
+            deadline = time.monotonic() + 30
+            while True:
+                out = cfn.describe_change_set(StackName="replaces-nothing", ChangeSetName=name)
+                if out["Status"] in ("CREATE_COMPLETE", "FAILED") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            return out["Changes"][0]["ResourceChange"]["Replacement"]
+
+        assert replacement({"BucketName": "replaces-nothing",
+                            "Tags": [{"Key": "a", "Value": "2"}]}, "retag") == "False"
+        assert replacement({"BucketName": "another-name"}, "rename") == "True"
+    finally:
+        cfn.delete_stack(StackName="replaces-nothing")

@@ -201,6 +201,34 @@ async fn cloudformation_deploys_the_video_system_with_the_same_promises() {
         .json();
     assert_eq!(line(&plan, &stack_line)["result"], "noop", "{plan:#}");
 
+    // Interrupted runs converge: `up` killed right after CloudFormation took the change set,
+    // then right after it started executing one; run again, it finishes the work.
+    let zips_line = format!("zips_dir: {}", zips.display());
+    stack.edit(
+        &zips_line,
+        &format!("{zips_line}\n    settings: {{memory_mb: 128, timeout_s: 90}}"),
+    );
+    for (abort_after, timeout) in [("CreateChangeSet", 90), ("ExecuteChangeSet", 100)] {
+        if timeout == 100 {
+            stack.edit("timeout_s: 90", "timeout_s: 100");
+        }
+        let killed = stack.run_env(
+            &cfn(&["up"]),
+            &[("PROVISION_FAULT_ABORT_AFTER_OPERATION", abort_after)],
+        );
+        assert_ne!(killed.code(), 0, "{abort_after}: {}", killed.stderr());
+        let resumed = stack.run(&cfn(&["--output", "json", "up"])).expect(0).json();
+        assert_eq!(resumed["summary"]["failed"], 0, "{resumed:#}");
+        let live = aws
+            .lambda
+            .get_function_configuration()
+            .function_name(format!("{name}-vod_convert"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.timeout(), Some(timeout), "after {abort_after}: {resumed:#}");
+    }
+
     // A setting changed by hand: CloudFormation's drift detection names it.
     aws.lambda
         .update_function_configuration()
