@@ -217,7 +217,10 @@ async fn cloudformation_deploys_the_video_system_with_the_same_promises() {
             &[("PROVISION_FAULT_ABORT_AFTER_OPERATION", abort_after)],
         );
         assert_ne!(killed.code(), 0, "{abort_after}: {}", killed.stderr());
-        let resumed = stack.run(&cfn(&["--output", "json", "up"])).expect(0).json();
+        let resumed = stack
+            .run(&cfn(&["--output", "json", "up"]))
+            .expect(0)
+            .json();
         assert_eq!(resumed["summary"]["failed"], 0, "{resumed:#}");
         let live = aws
             .lambda
@@ -226,7 +229,11 @@ async fn cloudformation_deploys_the_video_system_with_the_same_promises() {
             .send()
             .await
             .unwrap();
-        assert_eq!(live.timeout(), Some(timeout), "after {abort_after}: {resumed:#}");
+        assert_eq!(
+            live.timeout(),
+            Some(timeout),
+            "after {abort_after}: {resumed:#}"
+        );
     }
 
     // A setting changed by hand: CloudFormation's drift detection names it.
