@@ -20,11 +20,12 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * Parses `--name value` options; `spec` maps names to {required, default, choices, seconds}.
- * A bad command line prints the usage and exits 2. `seconds` options become milliseconds.
+ * Parses `--name value` options; `spec` maps names to {required, default, choices, seconds,
+ * flag}. A bad command line prints the usage and exits 2. `seconds` options become
+ * milliseconds; a `flag` takes no value and is true or false.
  */
 export function cli(usage, spec) {
-  const options = Object.fromEntries(Object.keys(spec).map((k) => [k, { type: 'string' }]));
+  const options = Object.fromEntries(Object.entries(spec).map(([k, s]) => [k, { type: s.flag ? 'boolean' : 'string' }]));
   options.help = { type: 'boolean', short: 'h' };
   let values;
   try {
@@ -34,6 +35,7 @@ export function cli(usage, spec) {
   }
   if (values.help) { console.log(usage); process.exit(0); }
   for (const [k, s] of Object.entries(spec)) {
+    if (s.flag) { values[k] = values[k] === true; continue; }
     if (values[k] === undefined && s.default !== undefined) values[k] = s.default;
     if (values[k] === undefined && s.required) usageExit(usage, `missing --${k}`);
     if (values[k] === undefined) continue;

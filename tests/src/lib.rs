@@ -628,6 +628,107 @@ pub fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String,
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// An upload as the page makes it: the create request to the upload API (`api_url`), then the
+/// file sent straight to S3 as the answer says (the presigned form with the file last, or each
+/// part to its presigned URL and `complete`). Returns the API's answer to the create request;
+/// panics when any step is refused.
+pub fn direct_upload(
+    api_url: &str,
+    origin: &str,
+    request: serde_json::Value,
+    audio: &[u8],
+) -> serde_json::Value {
+    let (status, answer) = create_upload(api_url, origin, &request);
+    assert_eq!(status, 201, "{request}: {answer}");
+    let upload = &answer["upload"];
+    match upload["method"].as_str() {
+        Some("POST") => {
+            let fields: Vec<(&str, &str)> = upload["fields"]
+                .as_object()
+                .expect("fields")
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
+                .collect();
+            let name = request["filename"].as_str().unwrap_or("audio");
+            let (content_type, body) = multipart(&fields, ("file", name, audio));
+            let (status, _, reply) = http_request(
+                "POST",
+                upload["url"].as_str().unwrap(),
+                &[("Content-Type", &content_type), ("Origin", origin)],
+                &body,
+            );
+            assert_eq!(
+                status,
+                204,
+                "S3 refused the form: {}",
+                String::from_utf8_lossy(&reply)
+            );
+        }
+        Some("MULTIPART") => {
+            let mut start = 0usize;
+            for part in upload["parts"].as_array().unwrap() {
+                let len = part["size"].as_u64().unwrap() as usize;
+                let (status, _, reply) = http_request(
+                    "PUT",
+                    part["url"].as_str().unwrap(),
+                    &[("Origin", origin)],
+                    &audio[start..start + len],
+                );
+                assert_eq!(
+                    status,
+                    200,
+                    "S3 refused a part: {}",
+                    String::from_utf8_lossy(&reply)
+                );
+                start += len;
+            }
+            let (status, state) = upload_status(api_url, origin, &answer, Some("complete"));
+            assert_eq!(
+                (status, state["state"].as_str()),
+                (200, Some("uploaded")),
+                "{state}"
+            );
+        }
+        other => panic!("no upload method in {answer}: {other:?}"),
+    }
+    answer
+}
+
+/// The upload API's answer to a create request (the JSON the page posts).
+pub fn create_upload(
+    api_url: &str,
+    origin: &str,
+    request: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (status, _, answer) = http_request(
+        "POST",
+        api_url,
+        &[("Content-Type", "application/json"), ("Origin", origin)],
+        request.to_string().as_bytes(),
+    );
+    (status, serde_json::from_slice(&answer).unwrap_or_default())
+}
+
+/// The upload API's answer about an upload (`action`: `complete`, `abort` or none to read).
+pub fn upload_status(
+    api_url: &str,
+    origin: &str,
+    created: &serde_json::Value,
+    action: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut body = serde_json::json!({"uploadId": created["uploadId"], "token": created["token"]});
+    if let Some(action) = action {
+        body["action"] = action.into();
+    }
+    let (status, _, answer) = http_request(
+        "POST",
+        &api_url.replace("/file-upload", "/upload-status"),
+        &[("Content-Type", "application/json"), ("Origin", origin)],
+        body.to_string().as_bytes(),
+    );
+    (status, serde_json::from_slice(&answer).unwrap_or_default())
+}
+
 /// Drops a database of the machine's MariaDB: the local target's RDS instance is that server,
 /// and deleting the instance leaves its databases, so a test starts from none.
 pub fn mysql_drop_database(database: &str) {

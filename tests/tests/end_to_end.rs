@@ -15,8 +15,9 @@
 use std::time::Duration;
 
 use system_tests::{
-    browser_script, eventually, http_get, http_request, least_privilege, line, multipart,
-    mysql_drop_database, mysql_rows, root, Aws, Emulator, Realism, TestStack,
+    browser_script, create_upload, direct_upload, eventually, http_get, http_request,
+    least_privilege, line, multipart, mysql_drop_database, mysql_rows, root, upload_status, Aws,
+    Emulator, Realism, TestStack,
 };
 
 const FUNCTIONS: [&str; 5] = [
@@ -26,6 +27,9 @@ const FUNCTIONS: [&str; 5] = [
     "send_email",
     "db_migrate",
 ];
+
+/// The test stack's largest upload: room for the 30 MB recording, a clear refusal above.
+const MAX_UPLOAD: u64 = 40_000_000;
 
 /// An mp3 of a spoken sentence, made with espeak-ng and ffmpeg.
 fn spoken_mp3(dir: &std::path::Path) -> Vec<u8> {
@@ -49,7 +53,7 @@ async fn object_exists(aws: &Aws, bucket: &str, key: &str) -> bool {
         .is_ok()
 }
 
-/// Posts `file` as the page does; (upload id, audio key).
+/// Uploads `file` as the page does (the API, then straight to S3); (upload id, audio key).
 fn upload(
     api_url: &str,
     origin: &str,
@@ -58,22 +62,35 @@ fn upload(
     file: &str,
     audio: &[u8],
 ) -> (String, String) {
-    let (content_type, body) = multipart(
-        &[("email", email), ("language", language)],
-        ("file", file, audio),
-    );
-    let (status, _, answer) = http_request(
-        "POST",
+    let answer = direct_upload(
         api_url,
-        &[("Content-Type", &content_type), ("Origin", origin)],
-        &body,
+        origin,
+        serde_json::json!({"email": email, "language": language, "filename": file,
+            "size": audio.len(), "contentType": "audio/mpeg"}),
+        audio,
     );
-    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-    assert_eq!(status, 201, "{file}: {answer}");
     (
         answer["uploadId"].as_str().expect("uploadId").to_owned(),
         answer["key"].as_str().expect("key").to_owned(),
     )
+}
+
+/// No serious or critical axe-core violation in a run of stt-upload.mjs with `--axe`.
+fn assert_axe_clean(run: &serde_json::Value) {
+    let axe = &run["axe"];
+    assert!(
+        axe.is_object() && !axe.as_object().unwrap().is_empty(),
+        "no axe result: {run:#}"
+    );
+    for (when, counts) in axe.as_object().unwrap() {
+        for impact in ["serious", "critical"] {
+            assert_eq!(
+                counts[impact].as_u64().unwrap_or(0),
+                0,
+                "axe {when}: {run:#}"
+            );
+        }
+    }
 }
 
 /// The subjects of the mails sent to `address`.
@@ -138,7 +155,7 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
     let name = "t-e2e";
     let database = "t_e2e";
     let stt = format!(
-        "  website:\n    source_dir: site\n  network:\n    cidr: 10.50.0.0/16\n  database:\n    database_name: {database}\n  functions:\n    zips_dir: {}\n    mail_from: transcripts@example.com\n",
+        "  website:\n    source_dir: site\n  network:\n    cidr: 10.50.0.0/16\n  database:\n    database_name: {database}\n  functions:\n    zips_dir: {}\n    mail_from: transcripts@example.com\n    uploads: {{max_bytes: {MAX_UPLOAD}, expiry_s: 300}}\n",
         zips.display()
     );
     let aws = Aws::new().await;
@@ -201,24 +218,12 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         .collect();
     assert_eq!(allowed, vec![origin], "{headers:?}");
 
-    // The upload, as the page sends it.
+    // The upload, as the page sends it: the API answers a presigned form, the file goes
+    // straight to S3.
     // Unique per run: ministack keeps the mails of earlier runs.
     let email = &format!("listener{}@example.com", std::process::id());
     let mp3 = spoken_mp3(&stack.dir);
-    let (content_type, body) = multipart(
-        &[("email", email), ("language", "en-US")],
-        ("file", "hello world.mp3", &mp3),
-    );
-    let (status, _, answer) = http_request(
-        "POST",
-        api_url,
-        &[("Content-Type", &content_type), ("Origin", origin)],
-        &body,
-    );
-    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-    assert_eq!(status, 201, "{answer}");
-    let upload_id = answer["uploadId"].as_str().expect("uploadId").to_owned();
-    let audio_key = answer["key"].as_str().expect("key").to_owned();
+    let (upload_id, audio_key) = upload(api_url, origin, email, "en-US", "hello world.mp3", &mp3);
     assert!(
         audio_key.starts_with(&format!("input_audio/{upload_id}/")),
         "{audio_key}"
@@ -481,6 +486,78 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         );
     }
 
+    // Straight to S3, S3 itself holds the uploader to what was declared: a form whose content
+    // type is not the declared one is refused (the POST policy); the page then gives the
+    // upload up, which ends FAILED with no job.
+    let declared = serde_json::json!({"email": email, "language": "en-US",
+        "filename": "declared.mp3", "size": mp3.len(), "contentType": "audio/mpeg"});
+    let (status, created) = create_upload(api_url, origin, &declared);
+    assert_eq!(status, 201, "{created}");
+    let fields: Vec<(&str, &str)> = created["upload"]["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "Content-Type" => (k.as_str(), "video/mp4"),
+            _ => (k.as_str(), v.as_str().unwrap()),
+        })
+        .collect();
+    let (form_type, form) = multipart(&fields, ("file", "declared.mp3", &mp3));
+    let (status, _, reply) = http_request(
+        "POST",
+        created["upload"]["url"].as_str().unwrap(),
+        &[("Content-Type", &form_type), ("Origin", origin)],
+        &form,
+    );
+    let reply = String::from_utf8_lossy(&reply);
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply.contains("AccessDenied"), "{reply}");
+    assert!(!object_exists(&aws, &audio_bucket, created["key"].as_str().unwrap()).await);
+    let (status, state) = upload_status(api_url, origin, &created, Some("abort"));
+    assert_eq!(
+        (status, state["state"].as_str()),
+        (200, Some("failed")),
+        "{state}"
+    );
+    // A multipart upload given up is aborted in S3 too.
+    let (_, large) = create_upload(
+        api_url,
+        origin,
+        &serde_json::json!({"email": email, "language": "en-US", "filename": "given-up.mp3",
+            "size": 20_000_000, "contentType": "audio/mpeg"}),
+    );
+    assert_eq!(large["upload"]["method"], "MULTIPART", "{large}");
+    let (status, state) = upload_status(api_url, origin, &large, Some("abort"));
+    assert_eq!(
+        (status, state["state"].as_str()),
+        (200, Some("failed")),
+        "{state}"
+    );
+    let open = aws
+        .s3
+        .list_multipart_uploads()
+        .bucket(&audio_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(open.uploads().is_empty(), "{open:?}");
+    // A file of the declared size and type that is not audio at all: S3 takes it, and
+    // audio_transcribe, which reads its first bytes, marks it FAILED and the uploader is told.
+    let fake = vec![b'%'; 4096];
+    let (fake_id, _) = upload(api_url, origin, email, "en-US", "not-audio.mp3", &fake);
+    let fake_subject = "Transcription failed: not-audio.mp3".to_owned();
+    assert!(
+        eventually(Duration::from_secs(120), || subjects_to(email)
+            .contains(&fake_subject)),
+        "no mail \"{fake_subject}\": {:?}",
+        subjects_to(email)
+    );
+    let rows = mysql_rows(
+        database,
+        &format!("SELECT status, job_name IS NULL FROM fileTable WHERE upload_id = '{fake_id}'"),
+    );
+    assert_eq!(rows, vec![vec!["FAILED".to_owned(), "1".to_owned()]]);
+
     // The page in headless Chromium: a good upload, then a bad e-mail address.
     let mp3_path = stack.dir.join("hello.mp3");
     let mp3_path = mp3_path.to_str().unwrap();
@@ -495,6 +572,11 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
             "browser@example.com",
             "--expect",
             "success",
+            "--ui-language",
+            "en",
+            "--axe",
+            "--screenshot",
+            "stt-upload-en.png",
         ],
     );
     assert_eq!(ok.code(), 0, "{}\n{}", ok.stdout(), ok.stderr());
@@ -519,17 +601,148 @@ async fn an_uploaded_mp3_is_transcribed_saved_and_mailed() {
         ],
     );
     assert_eq!(bad.code(), 0, "{}\n{}", bad.stdout(), bad.stderr());
-    assert!(root()
-        .join("tests/artifacts/stt-upload-success.png")
-        .exists());
+    let english = ok.json();
+    assert_eq!(english["uploadMethod"], "POST", "{english:#}");
+    assert_axe_clean(&english);
+
+    // A meeting recording: 30 MB through the page in Korean. It goes in parts, one of which
+    // the test breaks once (the page sends it again); the bar moves; the page follows the
+    // upload to "mailed" and the mail arrives.
+    let meeting_email = format!("meeting{}@example.com", std::process::id());
+    mysql_rows(
+        database,
+        &format!("INSERT INTO recipients (email, confirmed_at) VALUES ('{meeting_email}', CURRENT_TIMESTAMP)"),
+    );
+    let meeting = stack.dir.join("회의 녹음.mp3");
+    let made = std::process::Command::new(root().join("tests/browser/make-audio.sh"))
+        .arg(&meeting)
+        .arg("30000000")
+        .arg("the meeting starts with the budget and ends with the plan")
+        .status()
+        .expect("run make-audio.sh (needs espeak-ng and ffmpeg: make test-tools)");
+    assert!(made.success());
+    let meeting_path = meeting.to_str().unwrap();
+    let korean_page = browser_script(
+        "stt-upload.mjs",
+        &[
+            "--url",
+            site_url,
+            "--file",
+            meeting_path,
+            "--email",
+            &meeting_email,
+            "--language",
+            "ko-KR",
+            "--ui-language",
+            "ko",
+            "--expect",
+            "success",
+            "--expect-state",
+            "mailed",
+            "--break-part",
+            "2",
+            "--upload-rate",
+            "20",
+            "--axe",
+            "--screenshot",
+            "stt-upload-ko.png",
+            "--timeout",
+            "300",
+        ],
+    );
+    assert_eq!(
+        korean_page.code(),
+        0,
+        "{}\n{}",
+        korean_page.stdout(),
+        korean_page.stderr()
+    );
+    let korean_run = korean_page.json();
+    assert_eq!(korean_run["uploadMethod"], "MULTIPART", "{korean_run:#}");
+    assert_eq!(
+        korean_run["brokenParts"][0]["retried"], true,
+        "{korean_run:#}"
+    );
+    assert!(
+        korean_run["states"]
+            .as_array()
+            .is_some_and(|s| s.last() == Some(&"mailed".into())),
+        "{korean_run:#}"
+    );
+    assert_axe_clean(&korean_run);
+    assert!(
+        subjects_to(&meeting_email)
+            .iter()
+            .any(|s| s.contains("회의 녹음.mp3")),
+        "{:?}",
+        subjects_to(&meeting_email)
+    );
+    for shot in ["stt-upload-en.png", "stt-upload-ko.png"] {
+        assert!(root().join("tests/artifacts").join(shot).exists(), "{shot}");
+    }
+    // Over the stack's maximum: refused by the page itself, before any request.
+    let too_large = stack.dir.join("too-large.mp3");
+    std::fs::File::create(&too_large)
+        .unwrap()
+        .set_len(MAX_UPLOAD + 1)
+        .unwrap();
+    let refused_page = browser_script(
+        "stt-upload.mjs",
+        &[
+            "--url",
+            site_url,
+            "--file",
+            too_large.to_str().unwrap(),
+            "--email",
+            "browser@example.com",
+            "--expect",
+            "too-large",
+        ],
+    );
+    assert_eq!(
+        refused_page.code(),
+        0,
+        "{}\n{}",
+        refused_page.stdout(),
+        refused_page.stderr()
+    );
+    // A form whose content type is not the declared one (changed on its way by the test):
+    // S3 refuses it, the page gives the upload up, which ends FAILED.
+    let tampered = browser_script(
+        "stt-upload.mjs",
+        &[
+            "--url",
+            site_url,
+            "--file",
+            mp3_path,
+            "--email",
+            "browser@example.com",
+            "--expect",
+            "error",
+            "--expect-state",
+            "failed",
+            "--expect-text",
+            "Policy",
+            "--tamper-type",
+            "video/mp4",
+        ],
+    );
+    assert_eq!(
+        tampered.code(),
+        0,
+        "{}\n{}",
+        tampered.stdout(),
+        tampered.stderr()
+    );
+    assert_eq!(tampered.json()["tampered"]["from"], "audio/mpeg");
     let browser_rows = mysql_rows(
         database,
         "SELECT COUNT(*) FROM fileTable WHERE email IN ('browser@example.com', 'not-an-email')",
     );
     assert_eq!(
         browser_rows,
-        vec![vec!["1".to_owned()]],
-        "one row for the good upload only"
+        vec![vec!["2".to_owned()]],
+        "rows for the good upload and the refused form only, none for the bad address"
     );
 
     // Converged: a second `up` writes nothing.

@@ -527,7 +527,20 @@ async fn default_group_endpoint_policy_and_deletion_protection_on_moto() {
     let (endpoint, policy) = s3_endpoint(&aws, name).await;
     let policy = policy.expect("moto keeps endpoint policies");
     let statements = policy["Statement"].as_array().unwrap();
-    assert_eq!(statements.len(), 1, "{policy:#}");
+    // Objects of both prefixes; the multipart uploads file_upload completes or gives up.
+    assert_eq!(statements.len(), 2, "{policy:#}");
+    assert_eq!(
+        statements[1]["Resource"],
+        format!("arn:aws:s3:::{bucket}/input_audio/*"),
+        "{policy:#}"
+    );
+    for statement in statements {
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["aws:ResourceAccount"],
+            Emulator::Moto.account(),
+            "{policy:#}"
+        );
+    }
     let resources: Vec<&str> = statements[0]["Resource"]
         .as_array()
         .unwrap()

@@ -1,5 +1,11 @@
 //! `audio_transcribe`: S3 `ObjectCreated` on `input_audio/` → Amazon Transcribe job.
 //!
+//! The page sent the file straight to S3, so the object is checked against what file_upload
+//! recorded before any job starts: its size must be the declared size, and its first bytes
+//! (an ID3 tag skipped) the declared format. A mismatch marks the upload `FAILED` with the
+//! reason and writes the failure notice (the uploader is mailed); a match marks it
+//! `UPLOADED`.
+//!
 //! The job name is derived from the object key and a hash of it, so a retried event asks for
 //! the same job, and Transcribe's `ConflictException` ("job name already exists") counts as
 //! success: a retry neither fails nor starts a second job.
@@ -23,11 +29,12 @@ use aws_sdk_transcribe::types::{LanguageCode, Media, MediaFormat};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use stt_common::audio::{self, AudioFormat};
 use stt_common::db::Database;
 use stt_common::error::display_chain;
 use stt_common::events::S3Notification;
 use stt_common::keys::{self, INPUT_PREFIX};
-use stt_common::repo::{truncate_chars, MySqlRepo, UploadRepo, MAX_REASON_CHARS};
+use stt_common::repo::{status, truncate_chars, MySqlRepo, Ticket, UploadRepo, MAX_REASON_CHARS};
 use stt_common::store::{ObjectStore, S3Store};
 use stt_common::{Error, Result};
 
@@ -190,6 +197,78 @@ pub async fn record_failure(
     Ok(key)
 }
 
+/// How many bytes of the object's start are read to recognise its format.
+pub const SNIFF_BYTES: u64 = 64 * 1024;
+
+/// Whether the stored object is what the uploader declared: `Err` carries the reason shown
+/// to the uploader.
+pub async fn check_object(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    ticket: &Ticket,
+) -> Result<std::result::Result<(), String>> {
+    let (head, size) = store.get_range(bucket, key, 0, SNIFF_BYTES).await?;
+    if size != ticket.declared_bytes {
+        return Ok(Err(format!(
+            "the file that arrived is {size} bytes; {} were declared",
+            ticket.declared_bytes
+        )));
+    }
+    let mut detected = audio::detect(&head);
+    // A large ID3 tag (cover art) pushes the first MPEG frame past what was read.
+    if let Some(tag) = audio::id3_tag_len(&head).filter(|t| *t as u64 >= SNIFF_BYTES - 4096) {
+        if detected.is_none() && (tag as u64) < size {
+            let (after, _) = store.get_range(bucket, key, tag as u64, 8192).await?;
+            detected = audio::detect(&after).filter(|f| *f == AudioFormat::Mp3);
+        }
+    }
+    let declared = AudioFormat::from_content_type(&ticket.content_type);
+    Ok(match (detected, declared) {
+        (None, _) => Err(
+            "the file is not a recognised audio file (mp3, wav, flac, ogg, m4a/mp4, webm, amr)"
+                .into(),
+        ),
+        (Some(found), Some(declared)) if !found.matches_declared(declared) => Err(format!(
+            "the file holds {} audio but was declared {}",
+            found.extension(),
+            ticket.content_type
+        )),
+        _ => Ok(()),
+    })
+}
+
+/// Marks an upload whose object failed the check `FAILED`, then writes the failure notice
+/// (send_email mails the uploader, once). A retried event finds the row failed for this same
+/// reason and writes the notice again, so a crash between the two steps still tells the
+/// uploader. False when the upload had moved on otherwise.
+pub async fn reject_object(
+    repo: &dyn UploadRepo,
+    store: &dyn ObjectStore,
+    bucket: &str,
+    upload_id: &str,
+    reason: &str,
+) -> Result<bool> {
+    if !repo.fail_upload(upload_id, reason).await? {
+        let reason = truncate_chars(reason, MAX_REASON_CHARS);
+        let same = repo.find(upload_id).await?.is_some_and(|u| {
+            u.status == status::FAILED && u.failure_reason.as_deref() == Some(reason)
+        });
+        if !same {
+            return Ok(false);
+        }
+    }
+    store
+        .put(
+            bucket,
+            &keys::failure_notice_key(upload_id),
+            Bytes::from(format!("{reason}\n")),
+            "text/plain; charset=utf-8",
+        )
+        .await?;
+    Ok(true)
+}
+
 /// A valid, unique and deterministic job name for an object key: the key's safe characters
 /// (others become `-`), cut to fit, then `-` and 16 hex digits of SHA-256 of the key.
 pub fn job_name(key: &str) -> String {
@@ -252,6 +331,39 @@ pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
             );
             skipped.push(obj.key.clone());
             continue;
+        }
+        if let Some(ticket) = deps.repo.ticket(upload_id).await? {
+            if let Err(reason) =
+                check_object(deps.store.as_ref(), &obj.bucket, &obj.key, &ticket).await?
+            {
+                tracing::warn!(
+                    key = obj.key,
+                    reason,
+                    "the file is not what was declared: FAILED"
+                );
+                let told = reject_object(
+                    deps.repo.as_ref(),
+                    deps.store.as_ref(),
+                    &obj.bucket,
+                    upload_id,
+                    &reason,
+                )
+                .await?;
+                jobs.push(json!({
+                    "key": obj.key,
+                    "started": false,
+                    "failed": reason,
+                    "notice": told.then(|| keys::failure_notice_key(upload_id)),
+                }));
+                continue;
+            }
+            if upload.status == status::FAILED && upload.job_name.is_none() {
+                // Given up by the page before the file arrived: the uploader was told.
+                tracing::warn!(key = obj.key, "the upload was abandoned; skipped");
+                skipped.push(obj.key.clone());
+                continue;
+            }
+            deps.repo.set_uploaded(upload_id).await?;
         }
         let job = JobRequest {
             job_name: job_name(&obj.key),

@@ -215,3 +215,126 @@ fn job_names_are_valid_unique_and_deterministic() {
     );
     assert_eq!(job_name(&long).len(), 200);
 }
+
+/// A row as file_upload records a direct upload: waiting for a file of this size and type.
+async fn waiting_upload(repo: &MemoryRepo, filename: &str, size: u64, content_type: &str) {
+    use stt_common::repo::{NewUpload, Ticket, UploadRepo};
+    repo.insert(&NewUpload {
+        upload_id: ID.into(),
+        email: "user@example.com".into(),
+        filename: filename.into(),
+        language: "ko-KR".into(),
+        audio_key: format!("input_audio/{ID}/{filename}"),
+        source_ip: None,
+        ticket: Some(Ticket {
+            declared_bytes: size,
+            content_type: content_type.into(),
+            token_hash: "0".repeat(64),
+            expires_at: i64::MAX,
+            multipart_id: None,
+        }),
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_file_as_declared_is_uploaded_then_transcribed() {
+    let (deps, repo, t, store) = deps_and_store(vec![]);
+    let mp3 = stt_common::audio::sample_mp3(3, true);
+    waiting_upload(&repo, "한글 녹음.mp3", mp3.len() as u64, "audio/mpeg").await;
+    store.insert(
+        "stt-audio-bucket",
+        &format!("input_audio/{ID}/한글 녹음.mp3"),
+        mp3,
+    );
+    handler(&deps, event("s3-put-korean.json")).await.unwrap();
+    assert_eq!(t.jobs.lock().unwrap().len(), 1);
+    assert_eq!(repo.all().pop().unwrap().status, status::TRANSCRIBING);
+}
+
+#[tokio::test]
+async fn a_file_unlike_its_declaration_fails_and_the_uploader_is_told() {
+    let key = format!("input_audio/{ID}/한글 녹음.mp3");
+    let mp3 = stt_common::audio::sample_mp3(3, true);
+    for (stored, declared_size, declared_type, reason) in [
+        (
+            b"%PDF-1.7 not audio at all".to_vec(),
+            25,
+            "audio/mpeg",
+            "not a recognised audio file",
+        ),
+        (
+            mp3.clone(),
+            mp3.len() as u64 + 1,
+            "audio/mpeg",
+            "were declared",
+        ),
+        (
+            b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec(),
+            16,
+            "audio/mpeg",
+            "holds wav audio but was declared audio/mpeg",
+        ),
+    ] {
+        let (deps, repo, t, store) = deps_and_store(vec![]);
+        waiting_upload(&repo, "한글 녹음.mp3", declared_size, declared_type).await;
+        store.insert("stt-audio-bucket", &key, stored);
+        let out = handler(&deps, event("s3-put-korean.json")).await.unwrap();
+        assert!(t.jobs.lock().unwrap().is_empty(), "{out}");
+        let row = repo.all().pop().unwrap();
+        assert_eq!(row.status, status::FAILED);
+        assert!(
+            row.failure_reason.as_deref().unwrap().contains(reason),
+            "{row:?}"
+        );
+        let notice = store
+            .object(
+                "stt-audio-bucket",
+                &stt_common::keys::failure_notice_key(ID),
+            )
+            .expect("a failure notice, which send_email mails");
+        assert!(String::from_utf8_lossy(&notice.body).contains(reason));
+    }
+}
+
+#[tokio::test]
+async fn a_file_for_an_abandoned_upload_starts_nothing() {
+    use stt_common::repo::UploadRepo;
+    let (deps, repo, t, store) = deps_and_store(vec![]);
+    let mp3 = stt_common::audio::sample_mp3(3, true);
+    waiting_upload(&repo, "한글 녹음.mp3", mp3.len() as u64, "audio/mpeg").await;
+    repo.fail_upload(ID, "stopped").await.unwrap();
+    store.insert(
+        "stt-audio-bucket",
+        &format!("input_audio/{ID}/한글 녹음.mp3"),
+        mp3,
+    );
+    let out = handler(&deps, event("s3-put-korean.json")).await.unwrap();
+    assert!(t.jobs.lock().unwrap().is_empty(), "{out}");
+    assert_eq!(out["skipped"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_rejection_still_writes_the_notice() {
+    use stt_common::repo::UploadRepo;
+    let key = format!("input_audio/{ID}/한글 녹음.mp3");
+    let (deps, repo, _, store) = deps_and_store(vec![]);
+    waiting_upload(&repo, "한글 녹음.mp3", 25, "audio/mpeg").await;
+    store.insert(
+        "stt-audio-bucket",
+        &key,
+        b"%PDF-1.7 not audio at all".to_vec(),
+    );
+    // The first run died after marking the row FAILED, before the notice.
+    let reason =
+        "the file is not a recognised audio file (mp3, wav, flac, ogg, m4a/mp4, webm, amr)";
+    assert!(repo.fail_upload(ID, reason).await.unwrap());
+    handler(&deps, event("s3-put-korean.json")).await.unwrap();
+    assert!(store
+        .object(
+            "stt-audio-bucket",
+            &stt_common::keys::failure_notice_key(ID)
+        )
+        .is_some());
+}

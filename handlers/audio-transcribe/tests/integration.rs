@@ -33,6 +33,7 @@ async fn starts_one_job_for_a_korean_key() {
         language: "ko-KR".into(),
         audio_key: key.clone(),
         source_ip: None,
+        ticket: None,
     })
     .await
     .unwrap();
@@ -121,6 +122,7 @@ impl Setup {
             language: language.into(),
             audio_key: key.clone(),
             source_ip: None,
+            ticket: None,
         })
         .await
         .unwrap();

@@ -8,6 +8,7 @@
 //! onto the Lambda `Diagnostic`.
 
 pub mod app_user;
+pub mod audio;
 pub mod config;
 pub mod cors;
 pub mod db;

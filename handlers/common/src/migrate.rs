@@ -88,6 +88,22 @@ pub const MIGRATIONS: &[Migration] = &[
              ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"],
         applied_probe: None,
     },
+    Migration {
+        version: 6,
+        name: "direct-to-S3 uploads: declared size and type, status token, presign expiry, multipart id",
+        statements: &["ALTER TABLE fileTable \
+               ADD COLUMN declared_bytes BIGINT UNSIGNED NULL, \
+               ADD COLUMN content_type VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL, \
+               ADD COLUMN token_hash CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NULL, \
+               ADD COLUMN expires_at TIMESTAMP NULL DEFAULT NULL, \
+               ADD COLUMN multipart_id VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NULL, \
+               ADD KEY ix_status_expires (status, expires_at)"],
+        applied_probe: Some(
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = 'fileTable' \
+             AND column_name = 'token_hash'",
+        ),
+    },
 ];
 
 /// What a run did; serialised as the Lambda's answer.

@@ -15,6 +15,10 @@ use crate::Result;
 
 /// Status values of an upload.
 pub mod status {
+    /// Recorded by file_upload; the file has not reached S3 yet.
+    pub const WAITING: &str = "WAITING";
+    /// The presigned upload ended without a file.
+    pub const EXPIRED: &str = "EXPIRED";
     pub const UPLOADED: &str = "UPLOADED";
     pub const TRANSCRIBING: &str = "TRANSCRIBING";
     pub const TRANSCRIBED: &str = "TRANSCRIBED";
@@ -35,6 +39,22 @@ pub struct NewUpload {
     pub audio_key: String,
     /// The caller's address as API Gateway saw it (`requestContext.identity.sourceIp`).
     pub source_ip: Option<String>,
+    /// The direct-to-S3 upload the row waits for; `None` records the file as already stored.
+    pub ticket: Option<Ticket>,
+}
+
+/// What file_upload promised the uploader: the file's declared size and type, the hash of
+/// the token that reads the upload's status, and when the presigned upload ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub declared_bytes: u64,
+    pub content_type: String,
+    /// SHA-256 (hex) of the status token; the token itself is never stored.
+    pub token_hash: String,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+    /// S3's id of the multipart upload, for files sent in parts.
+    pub multipart_id: Option<String>,
 }
 
 /// How many uploads an hour the service takes from one e-mail address and from one source IP:
@@ -77,6 +97,7 @@ impl std::fmt::Debug for NewUpload {
             .field("language", &self.language)
             .field("audio_key", &self.audio_key)
             .field("source_ip", &self.source_ip)
+            .field("ticket", &self.ticket)
             .finish()
     }
 }
@@ -122,6 +143,18 @@ pub trait UploadRepo: Send + Sync {
     /// The finished uploads of an address (transcribed or failed) not mailed yet: what
     /// waited for the address's confirmation. Oldest first.
     async fn unmailed(&self, email: &str) -> Result<Vec<Upload>>;
+    /// The ticket of a direct-to-S3 upload.
+    async fn ticket(&self, upload_id: &str) -> Result<Option<Ticket>>;
+    /// Records S3's multipart upload id of a waiting upload.
+    async fn set_multipart(&self, upload_id: &str, multipart_id: &str) -> Result<bool>;
+    /// The file arrived: a waiting (or expired: the upload began in time) upload becomes
+    /// UPLOADED. False when the upload is in no such state.
+    async fn set_uploaded(&self, upload_id: &str) -> Result<bool>;
+    /// Marks an upload that has no job yet FAILED (its file was refused, or the uploader gave
+    /// up). False when it is in no such state (already transcribing, done or failed).
+    async fn fail_upload(&self, upload_id: &str, reason: &str) -> Result<bool>;
+    /// Waiting uploads whose presigned upload ended become EXPIRED; returns how many.
+    async fn expire_waiting(&self) -> Result<u64>;
 }
 
 /// The first `n` characters of `s` (MySQL's VARCHAR(n) counts characters).
@@ -129,6 +162,15 @@ pub fn truncate_chars(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+/// The status a new row starts in: waiting for its file when it has a ticket.
+fn initial_status(u: &NewUpload) -> &'static str {
+    if u.ticket.is_some() {
+        status::WAITING
+    } else {
+        status::UPLOADED
     }
 }
 
@@ -209,17 +251,25 @@ impl UploadRepo for MySqlRepo {
     async fn insert(&self, u: &NewUpload) -> Result<()> {
         self.db
             .run(|pool| async move {
+                let t = u.ticket.as_ref();
                 sqlx::query(
                     "INSERT INTO fileTable \
-                     (upload_id, email, filename, language, time, audio_key, status, source_ip) \
-                     VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, ?, 'UPLOADED', ?)",
+                     (upload_id, email, filename, language, time, audio_key, status, source_ip, \
+                      declared_bytes, content_type, token_hash, expires_at, multipart_id) \
+                     VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?), ?)",
                 )
                 .bind(&u.upload_id)
                 .bind(&u.email)
                 .bind(&u.filename)
                 .bind(&u.language)
                 .bind(&u.audio_key)
+                .bind(initial_status(u))
                 .bind(&u.source_ip)
+                .bind(t.map(|t| t.declared_bytes))
+                .bind(t.map(|t| t.content_type.as_str()))
+                .bind(t.map(|t| t.token_hash.as_str()))
+                .bind(t.map(|t| t.expires_at))
+                .bind(t.and_then(|t| t.multipart_id.as_deref()))
                 .execute(&pool)
                 .await
             })
@@ -234,10 +284,13 @@ impl UploadRepo for MySqlRepo {
         let inserted = self
             .db
             .run(|pool| async move {
+                let t = u.ticket.as_ref();
                 sqlx::query(
                     "INSERT INTO fileTable \
-                     (upload_id, email, filename, language, time, audio_key, status, source_ip) \
-                     SELECT ?, ?, ?, ?, CURRENT_TIMESTAMP, ?, 'UPLOADED', ? FROM DUAL \
+                     (upload_id, email, filename, language, time, audio_key, status, source_ip, \
+                      declared_bytes, content_type, token_hash, expires_at, multipart_id) \
+                     SELECT ?, ?, ?, ?, CURRENT_TIMESTAMP, ?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?), ? \
+                     FROM DUAL \
                      WHERE (SELECT COUNT(*) FROM fileTable \
                             WHERE email = ? AND time > CURRENT_TIMESTAMP - INTERVAL 1 HOUR) < ? \
                        AND (? IS NULL OR (SELECT COUNT(*) FROM fileTable \
@@ -248,7 +301,13 @@ impl UploadRepo for MySqlRepo {
                 .bind(&u.filename)
                 .bind(&u.language)
                 .bind(&u.audio_key)
+                .bind(initial_status(u))
                 .bind(&u.source_ip)
+                .bind(t.map(|t| t.declared_bytes))
+                .bind(t.map(|t| t.content_type.as_str()))
+                .bind(t.map(|t| t.token_hash.as_str()))
+                .bind(t.map(|t| t.expires_at))
+                .bind(t.and_then(|t| t.multipart_id.as_deref()))
                 .bind(&u.email)
                 .bind(quota.per_address_per_hour)
                 .bind(&u.source_ip)
@@ -296,10 +355,12 @@ impl UploadRepo for MySqlRepo {
     }
 
     async fn set_job(&self, upload_id: &str, job_name: &str) -> Result<bool> {
+        // A job starts only for a file that arrived (UPLOADED); the status of a row still
+        // WAITING (a test's or an older file_upload's) moves on too.
         let n = self
             .affected(
                 "UPDATE fileTable SET job_name = ?, \
-                 status = IF(status = 'UPLOADED', 'TRANSCRIBING', status) \
+                 status = IF(status IN ('UPLOADED', 'WAITING'), 'TRANSCRIBING', status) \
                  WHERE upload_id = ? AND (job_name IS NULL OR job_name = ?)",
                 &[job_name, upload_id, job_name],
             )
@@ -365,6 +426,78 @@ impl UploadRepo for MySqlRepo {
             .await?;
         rows.iter().map(Self::row).collect()
     }
+
+    async fn ticket(&self, upload_id: &str) -> Result<Option<Ticket>> {
+        let row = self
+            .db
+            .run(|pool| async move {
+                sqlx::query(
+                    "SELECT declared_bytes, content_type, token_hash, \
+                     CAST(UNIX_TIMESTAMP(expires_at) AS SIGNED) AS expires_at, multipart_id \
+                     FROM fileTable WHERE upload_id = ? AND token_hash IS NOT NULL",
+                )
+                .bind(upload_id)
+                .fetch_optional(&pool)
+                .await
+            })
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(Ticket {
+            declared_bytes: r.try_get::<Option<u64>, _>("declared_bytes")?.unwrap_or(0),
+            content_type: r
+                .try_get::<Option<String>, _>("content_type")?
+                .unwrap_or_default(),
+            token_hash: r.try_get("token_hash")?,
+            expires_at: r.try_get::<Option<i64>, _>("expires_at")?.unwrap_or(0),
+            multipart_id: r.try_get("multipart_id")?,
+        }))
+    }
+
+    async fn set_multipart(&self, upload_id: &str, multipart_id: &str) -> Result<bool> {
+        let n = self
+            .affected(
+                "UPDATE fileTable SET multipart_id = ? WHERE upload_id = ? AND status = 'WAITING'",
+                &[multipart_id, upload_id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn set_uploaded(&self, upload_id: &str) -> Result<bool> {
+        let n = self
+            .affected(
+                "UPDATE fileTable SET status = 'UPLOADED' \
+                 WHERE upload_id = ? AND status IN ('WAITING', 'EXPIRED', 'UPLOADED')",
+                &[upload_id],
+            )
+            .await?;
+        Ok(n > 0
+            || self
+                .find(upload_id)
+                .await?
+                .is_some_and(|u| u.status == status::UPLOADED))
+    }
+
+    async fn fail_upload(&self, upload_id: &str, reason: &str) -> Result<bool> {
+        let n = self
+            .affected(
+                "UPDATE fileTable SET status = 'FAILED', failure_reason = ? \
+                 WHERE upload_id = ? AND job_name IS NULL \
+                 AND status IN ('WAITING', 'EXPIRED', 'UPLOADED')",
+                &[truncate_chars(reason, MAX_REASON_CHARS), upload_id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn expire_waiting(&self) -> Result<u64> {
+        self.affected(
+            "UPDATE fileTable SET status = 'EXPIRED' \
+             WHERE status = 'WAITING' AND expires_at < CURRENT_TIMESTAMP",
+            &[],
+        )
+        .await
+    }
 }
 
 /// An in-memory repository for unit tests.
@@ -373,6 +506,7 @@ pub struct MemoryRepo {
     rows: Mutex<HashMap<String, Upload>>,
     /// Source IPs by upload id (not part of [`Upload`]: only the quotas read them).
     source_ips: Mutex<HashMap<String, String>>,
+    tickets: Mutex<HashMap<String, Ticket>>,
     /// When set, every call fails with a database error (to test error paths).
     pub fail: std::sync::atomic::AtomicBool,
 }
@@ -442,6 +576,12 @@ impl UploadRepo for MemoryRepo {
                 .unwrap()
                 .insert(u.upload_id.clone(), ip.clone());
         }
+        if let Some(t) = &u.ticket {
+            self.tickets
+                .lock()
+                .unwrap()
+                .insert(u.upload_id.clone(), t.clone());
+        }
         self.rows.lock().unwrap().insert(
             u.upload_id.clone(),
             Upload {
@@ -451,7 +591,7 @@ impl UploadRepo for MemoryRepo {
                 language: u.language.clone(),
                 audio_key: u.audio_key.clone(),
                 job_name: None,
-                status: status::UPLOADED.into(),
+                status: initial_status(u).into(),
                 failure_reason: None,
                 text_key: None,
                 emailed: false,
@@ -464,6 +604,7 @@ impl UploadRepo for MemoryRepo {
         self.check()?;
         self.rows.lock().unwrap().remove(upload_id);
         self.source_ips.lock().unwrap().remove(upload_id);
+        self.tickets.lock().unwrap().remove(upload_id);
         Ok(())
     }
 
@@ -489,7 +630,7 @@ impl UploadRepo for MemoryRepo {
         match rows.get_mut(upload_id) {
             Some(u) if u.job_name.is_none() || u.job_name.as_deref() == Some(job_name) => {
                 u.job_name = Some(job_name.into());
-                if u.status == status::UPLOADED {
+                if u.status == status::UPLOADED || u.status == status::WAITING {
                     u.status = status::TRANSCRIBING.into();
                 }
                 Ok(true)
@@ -567,5 +708,77 @@ impl UploadRepo for MemoryRepo {
             .collect();
         found.sort_by(|a, b| a.upload_id.cmp(&b.upload_id));
         Ok(found)
+    }
+
+    async fn ticket(&self, upload_id: &str) -> Result<Option<Ticket>> {
+        self.check()?;
+        Ok(self.tickets.lock().unwrap().get(upload_id).cloned())
+    }
+
+    async fn set_multipart(&self, upload_id: &str, multipart_id: &str) -> Result<bool> {
+        self.check()?;
+        let waiting = self
+            .find(upload_id)
+            .await?
+            .is_some_and(|u| u.status == status::WAITING);
+        let mut tickets = self.tickets.lock().unwrap();
+        match tickets.get_mut(upload_id) {
+            Some(t) if waiting => {
+                t.multipart_id = Some(multipart_id.into());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_uploaded(&self, upload_id: &str) -> Result<bool> {
+        self.check()?;
+        let mut rows = self.rows.lock().unwrap();
+        match rows.get_mut(upload_id) {
+            Some(u)
+                if [status::WAITING, status::EXPIRED, status::UPLOADED]
+                    .contains(&u.status.as_str()) =>
+            {
+                u.status = status::UPLOADED.into();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn fail_upload(&self, upload_id: &str, reason: &str) -> Result<bool> {
+        self.check()?;
+        let mut rows = self.rows.lock().unwrap();
+        match rows.get_mut(upload_id) {
+            Some(u)
+                if u.job_name.is_none()
+                    && [status::WAITING, status::EXPIRED, status::UPLOADED]
+                        .contains(&u.status.as_str()) =>
+            {
+                u.status = status::FAILED.into();
+                u.failure_reason = Some(truncate_chars(reason, MAX_REASON_CHARS).into());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn expire_waiting(&self) -> Result<u64> {
+        self.check()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let tickets = self.tickets.lock().unwrap();
+        let mut n = 0;
+        for u in self.rows.lock().unwrap().values_mut() {
+            let ended = tickets
+                .get(&u.upload_id)
+                .is_some_and(|t| t.expires_at < now);
+            if u.status == status::WAITING && ended {
+                u.status = status::EXPIRED.into();
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

@@ -14,6 +14,14 @@ use crate::{Error, Result};
 pub trait ObjectStore: Send + Sync {
     async fn put(&self, bucket: &str, key: &str, body: Bytes, content_type: &str) -> Result<()>;
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes>;
+    /// At most `len` bytes from `start`, and the object's whole size.
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<(Bytes, u64)>;
 }
 
 fn storage_err(
@@ -71,6 +79,43 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| storage_err("GetObject", bucket, key, &e))?;
         Ok(data.into_bytes())
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<(Bytes, u64)> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={start}-{}", start + len.max(1) - 1))
+            .send()
+            .await
+            .map_err(|e| storage_err("GetObject", bucket, key, &e))?;
+        let total = Self::total_size(&out);
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| storage_err("GetObject", bucket, key, &e))?
+            .into_bytes();
+        Ok((data, total.unwrap_or(0)))
+    }
+}
+
+impl S3Store {
+    /// The whole size from `Content-Range: bytes 0-65535/31457280` (or the length of an
+    /// object shorter than the range, which S3 answers whole).
+    fn total_size(out: &aws_sdk_s3::operation::get_object::GetObjectOutput) -> Option<u64> {
+        match out.content_range() {
+            Some(range) => range.rsplit('/').next()?.parse().ok(),
+            None => out.content_length().map(|n| n.max(0) as u64),
+        }
     }
 }
 
@@ -140,6 +185,20 @@ impl ObjectStore for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<(Bytes, u64)> {
+        let body = self.get(bucket, key).await?;
+        let total = body.len() as u64;
+        let from = start.min(total) as usize;
+        let to = start.saturating_add(len).min(total) as usize;
+        Ok((body.slice(from..to), total))
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Bytes> {

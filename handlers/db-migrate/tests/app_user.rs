@@ -80,6 +80,7 @@ async fn the_application_user_may_use_the_rows_and_nothing_else() {
         language: "ko-KR".into(),
         audio_key: format!("input_audio/{upload_id}/meeting.mp3"),
         source_ip: None,
+        ticket: None,
     })
     .await
     .expect("the app user inserts an upload");

@@ -23,13 +23,13 @@ async fn migrations_are_idempotent() {
     let first = handler(&deps(&db), serde_json::json!({}))
         .await
         .expect("first run");
-    assert_eq!(first.applied, vec![1, 2, 3, 4, 5]);
-    assert_eq!(first.current_version, 5);
+    assert_eq!(first.applied, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(first.current_version, 6);
     let second = handler(&deps(&db), serde_json::json!({}))
         .await
         .expect("second run");
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5, 6]);
     testing::drop_database(&db).await;
 }
 
@@ -55,7 +55,7 @@ async fn upgrades_the_console_table_keeping_rows() {
     let report = handler(&deps(&db), serde_json::json!({}))
         .await
         .expect("upgrade");
-    assert_eq!(report.applied, vec![1, 2, 3, 4, 5]);
+    assert_eq!(report.applied, vec![1, 2, 3, 4, 5, 6]);
     let pool = stt_common::db::pool(testing::server_options().database(&db));
     let (email, status): (String, String) = sqlx::query_as("SELECT email, status FROM fileTable")
         .fetch_one(&pool)
@@ -146,7 +146,7 @@ async fn built_zip_runs_in_ministack_lambda() {
     let report: serde_json::Value = serde_json::from_str(&payload).expect("JSON answer");
     assert_eq!(
         report["applied"],
-        serde_json::json!([1, 2, 3, 4, 5]),
+        serde_json::json!([1, 2, 3, 4, 5, 6]),
         "{payload}"
     );
     assert_eq!(report["database"], db.as_str());

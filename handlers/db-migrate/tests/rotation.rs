@@ -32,6 +32,7 @@ async fn rotated_secret_is_read_again_after_access_denied() {
         language: "ko-KR".into(),
         audio_key: format!("input_audio/{upload_id}/회의 녹음 1.mp3"),
         source_ip: None,
+        ticket: None,
     })
     .await
     .expect("insert with the first password");
@@ -63,7 +64,7 @@ async fn rotated_secret_is_read_again_after_access_denied() {
     let report = db_migrate::handler(&deps, serde_json::json!({}))
         .await
         .expect("migration after the rotation");
-    assert_eq!(report.already_applied, vec![1, 2, 3, 4, 5]);
+    assert_eq!(report.already_applied, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(deps.rotation.as_ref().unwrap().refreshes(), 1);
     let again = db_migrate::handler(&deps, serde_json::json!({})).await;
     assert!(again.is_ok(), "the new credentials are kept: {again:?}");

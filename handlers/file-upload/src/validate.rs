@@ -1,7 +1,10 @@
-//! Validation of the form fields. Every function returns the clean value or a message that
-//! is safe to show to the user.
+//! Validation of the form fields. Every function returns the clean value or the refusal's
+//! code (which the page translates) and a message that is safe to show to the user.
 
 use crate::audio::AudioFormat;
+
+/// A refusal: its code and its English message.
+pub type Refusal = (&'static str, String);
 
 /// `fileTable.email` is VARCHAR(32).
 pub const MAX_EMAIL_CHARS: usize = 32;
@@ -10,19 +13,25 @@ pub const MAX_FILENAME_CHARS: usize = 600;
 
 /// Checks the syntax of an address (the common subset of RFC 5322 that mail services
 /// accept: dot-atom local part, DNS host name with an alphabetic TLD) and the column limit.
-pub fn email(raw: &str) -> Result<String, String> {
+pub fn email(raw: &str) -> Result<String, Refusal> {
     let e = raw.trim();
     if e.is_empty() {
-        return Err("email is empty".into());
+        return Err(("email_missing", "email is empty".into()));
     }
     if e.chars().count() > MAX_EMAIL_CHARS {
-        return Err(format!("email is longer than {MAX_EMAIL_CHARS} characters"));
+        return Err((
+            "email_too_long",
+            format!("email is longer than {MAX_EMAIL_CHARS} characters"),
+        ));
     }
     // The answer (and any log of it) shows the address masked: `t***@example.com`.
     let bad = || {
-        Err(format!(
-            "email {:?} is not a valid address",
-            stt_common::privacy::mask_email(e)
+        Err((
+            "email_invalid",
+            format!(
+                "email {:?} is not a valid address",
+                stt_common::privacy::mask_email(e)
+            ),
         ))
     };
     let Some((local, domain)) = e.split_once('@') else {
@@ -70,13 +79,14 @@ fn is_forbidden_char(c: char) -> bool {
 /// characters S3 keys should avoid become `_`; leading dots are dropped; at most 600
 /// characters. The extension stays as the uploader spelt it (`녹음.MP3`); the key gets its
 /// own from [`storage_name`].
-pub fn filename(raw: &str) -> Result<String, String> {
+pub fn filename(raw: &str) -> Result<String, Refusal> {
+    let invalid = |m: &str| Err(("filename_invalid", m.to_owned()));
     if raw.chars().any(is_forbidden_char) {
-        return Err("file name contains control characters".into());
+        return invalid("file name contains control characters");
     }
     let components: Vec<&str> = raw.split(['/', '\\']).collect();
     if components.iter().any(|c| c.trim() == "..") {
-        return Err("file name must not contain a path (\"..\")".into());
+        return invalid("file name must not contain a path (\"..\")");
     }
     // No leading dots or spaces, however mixed (`. .mp3`): a stem never starts with a dot,
     // which keeps every text key apart from the failure notice `.failure-notice.txt`.
@@ -87,15 +97,16 @@ pub fn filename(raw: &str) -> Result<String, String> {
         .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
         .trim_end();
     if base.is_empty() {
-        return Err("file name is empty".into());
+        return invalid("file name is empty");
     }
     let name: String = base
         .chars()
         .map(|c| if AVOID.contains(&c) { '_' } else { c })
         .collect();
     if name.chars().count() > MAX_FILENAME_CHARS {
-        return Err(format!(
-            "file name is longer than {MAX_FILENAME_CHARS} characters"
+        return Err((
+            "filename_too_long",
+            format!("file name is longer than {MAX_FILENAME_CHARS} characters"),
         ));
     }
     Ok(name)

@@ -1,29 +1,41 @@
-//! file_upload against ministack (S3) and MariaDB. Runs with STT_INTEGRATION=1.
+//! file_upload against ministack (S3) and MariaDB, the file sent as a browser sends it (with
+//! curl): the presigned POST and the presigned parts reach S3, S3 refuses a form whose content
+//! type is not the declared one, and the hourly quotas count in MySQL. Runs with
+//! STT_INTEGRATION=1.
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use aws_lambda_events::encodings::Body;
-use base64::Engine;
 use file_upload::audio::sample_mp3;
-use file_upload::multipart::{build_body, PartSpec};
+use file_upload::direct::S3DirectUploads;
 use file_upload::{handler, Deps};
+use serde_json::{json, Value};
 use sqlx::mysql::MySqlPool;
-use stt_common::repo::MySqlRepo;
-use stt_common::store::S3Store;
+use stt_common::repo::{MySqlRepo, Quota};
 use stt_common::testing::{self, integration_enabled, require_services};
-
-const BOUNDARY: &str = "----WebKitFormBoundaryq7MA4YWxkTrZu0gW";
 
 fn fixture(name: &str) -> ApiGatewayProxyRequest {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn with_parts(parts: &[PartSpec]) -> ApiGatewayProxyRequest {
-    let mut req = fixture("apigw-upload-base64.json");
-    req.body = Some(base64::engine::general_purpose::STANDARD.encode(build_body(BOUNDARY, parts)));
+fn create(body: Value) -> ApiGatewayProxyRequest {
+    let mut req = fixture("apigw-create.json");
+    req.body = Some(body.to_string());
     req
+}
+
+async fn call(deps: &Deps, req: ApiGatewayProxyRequest) -> (i64, Value) {
+    let resp = handler(deps, req).await.unwrap();
+    let body = match &resp.body {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        _ => Value::Null,
+    };
+    (resp.status_code, body)
 }
 
 async fn rows(pool: &MySqlPool) -> i64 {
@@ -33,8 +45,53 @@ async fn rows(pool: &MySqlPool) -> i64 {
         .unwrap()
 }
 
+async fn deps(bucket: &str, repo: MySqlRepo, quota: Quota) -> Deps {
+    let cfg = testing::ministack_config().await;
+    Deps {
+        repo: Arc::new(repo),
+        s3: Arc::new(S3DirectUploads::new(&cfg)),
+        bucket: bucket.into(),
+        region: "us-east-1".into(),
+        s3_endpoint: Some(testing::ministack_url()),
+        allowed_origins: vec!["*".into()],
+        quota,
+        max_bytes: 100_000_000,
+        expiry: Duration::from_secs(300),
+    }
+}
+
+/// Posts a presigned form as a browser does (`fields` in order, the file last); the status.
+fn post_form(upload: &Value, file: &Path, content_type: Option<&str>) -> u16 {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+    for (name, value) in upload["fields"].as_object().unwrap() {
+        let value = match (name.as_str(), content_type) {
+            ("Content-Type", Some(other)) => other,
+            _ => value.as_str().unwrap(),
+        };
+        cmd.arg("--form-string").arg(format!("{name}={value}"));
+    }
+    cmd.arg("-F").arg(format!("file=@{}", file.display()));
+    cmd.arg(upload["url"].as_str().unwrap());
+    let out = cmd.output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+/// PUTs one part's bytes to its presigned URL; the status.
+fn put_part(url: &str, bytes: &[u8], dir: &Path) -> u16 {
+    let path = dir.join("part.bin");
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-T"])
+        .arg(&path)
+        .arg(url)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
 #[tokio::test]
-async fn uploads_reach_s3_and_mysql_and_bad_ones_leave_nothing() {
+async fn files_sent_straight_to_s3_arrive_as_declared_and_others_are_refused() {
     if !integration_enabled("file_upload::integration") {
         return;
     }
@@ -43,141 +100,123 @@ async fn uploads_reach_s3_and_mysql_and_bad_ones_leave_nothing() {
     let s3 = testing::s3_client(&cfg);
     let bucket = testing::create_bucket(&s3, "stt-upload").await;
     let (db, pool) = testing::fresh_database("stt_upload").await;
-    let deps = Deps {
-        repo: Arc::new(MySqlRepo::new(pool.clone())),
-        store: Arc::new(S3Store::new(s3.clone())),
-        bucket: bucket.clone(),
-        allowed_origins: vec!["https://d111111abcdef8.cloudfront.net".into()],
-        quota: file_upload::DEFAULT_QUOTA,
-    };
+    let deps = deps(
+        &bucket,
+        MySqlRepo::new(pool.clone()),
+        file_upload::DEFAULT_QUOTA,
+    )
+    .await;
+    let dir = tempdir();
 
-    // A good upload: the object in S3 and the row in MySQL.
-    let resp = handler(&deps, fixture("apigw-upload-base64.json"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
-    let Some(Body::Text(text)) = &resp.body else {
-        panic!()
-    };
-    let body: serde_json::Value = serde_json::from_str(text).unwrap();
-    let key = body["key"].as_str().unwrap().to_string();
-    let obj = s3
-        .get_object()
+    // A small file: one presigned POST for its key, its type and its size.
+    let mp3 = sample_mp3(3, true);
+    let file = dir.join("a.mp3");
+    std::fs::write(&file, &mp3).unwrap();
+    let (status, body) = call(
+        &deps,
+        create(json!({"email": "user@example.com", "language": "ko-KR",
+        "filename": "회의 녹음.mp3", "size": mp3.len(), "contentType": "audio/mpeg"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["upload"]["method"], "POST");
+    let key = body["key"].as_str().unwrap();
+    // Another content type than declared: S3 checks the policy and refuses.
+    assert_eq!(post_form(&body["upload"], &file, Some("video/mp4")), 403);
+    assert!(testing::list_keys(&s3, &bucket).await.is_empty());
+    assert!(post_form(&body["upload"], &file, None) / 100 == 2);
+    let head = s3
+        .head_object()
         .bucket(&bucket)
-        .key(&key)
+        .key(key)
         .send()
         .await
-        .expect("object stored");
-    assert_eq!(obj.content_type(), Some("audio/mpeg"));
-    let data = obj.body.collect().await.unwrap().into_bytes();
-    assert_eq!(&data[..], &sample_mp3(3, true)[..]);
-    let (email, filename, language, audio_key): (String, String, String, String) = sqlx::query_as(
-        "SELECT email, filename, language, audio_key FROM fileTable WHERE upload_id = ?",
+        .expect("the object");
+    assert_eq!(head.content_type(), Some("audio/mpeg"));
+    assert_eq!(head.content_length(), Some(mp3.len() as i64));
+    // A bigger file than declared is refused by the same policy.
+    let (_, other) = call(
+        &deps,
+        create(json!({"email": "user@example.com", "language": "en-US",
+        "filename": "b.mp3", "size": 100, "contentType": "audio/mpeg"})),
     )
-    .bind(body["uploadId"].as_str().unwrap())
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
-        (
-            email.as_str(),
-            filename.as_str(),
-            language.as_str(),
-            audio_key.as_str()
-        ),
-        ("user@example.com", "한글 녹음.mp3", "ko-KR", key.as_str())
+        post_form(&other["upload"], &file, None),
+        400,
+        "EntityTooLarge"
     );
-    let resp = handler(&deps, fixture("apigw-upload-text.json"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
-    assert_eq!(rows(&pool).await, 2);
-    assert_eq!(testing::list_keys(&s3, &bucket).await.len(), 2);
 
-    // Bad uploads: 4xx, and neither a row nor an object.
-    let mp3 = sample_mp3(3, true);
-    let mut big = mp3.clone();
-    big.resize(file_upload::MAX_FILE_BYTES + 10, 0);
-    let cases: Vec<(&str, ApiGatewayProxyRequest)> = vec![
-        (
-            "missing field",
-            with_parts(&[
-                ("email", None, None, b"a@b.co"),
-                ("file", Some("a.mp3"), None, &mp3),
-            ]),
-        ),
-        (
-            "bad e-mail",
-            with_parts(&[
-                ("email", None, None, b"a@@b"),
-                ("language", None, None, b"ko-KR"),
-                ("file", Some("a.mp3"), None, &mp3),
-            ]),
-        ),
-        (
-            "unsupported language",
-            with_parts(&[
-                ("email", None, None, b"a@b.co"),
-                ("language", None, None, b"tlh-KL"),
-                ("file", Some("a.mp3"), None, &mp3),
-            ]),
-        ),
-        (
-            "non-audio file",
-            with_parts(&[
-                ("email", None, None, b"a@b.co"),
-                ("language", None, None, b"ko-KR"),
-                ("file", Some("a.mp3"), None, b"<?php echo 1; ?>"),
-            ]),
-        ),
-        (
-            "oversize",
-            with_parts(&[
-                ("email", None, None, b"a@b.co"),
-                ("language", None, None, b"ko-KR"),
-                ("file", Some("a.mp3"), None, &big),
-            ]),
-        ),
-        (
-            "path traversal",
-            with_parts(&[
-                ("email", None, None, b"a@b.co"),
-                ("language", None, None, b"ko-KR"),
-                ("file", Some("../../../etc/cron.d/x.mp3"), None, &mp3),
-            ]),
-        ),
-    ];
-    for (what, req) in cases {
-        let resp = handler(&deps, req).await.unwrap();
-        assert!(
-            (400..500).contains(&resp.status_code),
-            "{what}: {} {:?}",
-            resp.status_code,
-            resp.body
+    // A large file in parts: each PUT to its presigned URL, then completed by the API.
+    let size = 17 * 1024 * 1024 + 123;
+    let mut big = sample_mp3(3, false);
+    big.resize(size, 0x55);
+    let (status, body) = call(
+        &deps,
+        create(json!({"email": "user@example.com", "language": "en-US",
+        "filename": "long.mp3", "size": size, "contentType": "audio/mpeg"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["upload"]["method"], "MULTIPART");
+    let parts = body["upload"]["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    let status_body =
+        json!({"uploadId": body["uploadId"], "token": body["token"], "action": "complete"});
+    let mut start = 0usize;
+    for (i, p) in parts.iter().enumerate() {
+        let len = p["size"].as_u64().unwrap() as usize;
+        assert_eq!(
+            put_part(p["url"].as_str().unwrap(), &big[start..start + len], &dir),
+            200
         );
+        start += len;
+        if i == 1 {
+            // Not every part is in yet.
+            let mut early = fixture("apigw-status.json");
+            early.body = Some(status_body.to_string());
+            let (s, e) = call(&deps, early).await;
+            assert_eq!(
+                (s, e["code"].as_str()),
+                (409, Some("parts_incomplete")),
+                "{e}"
+            );
+        }
     }
-    assert_eq!(rows(&pool).await, 2, "bad uploads wrote no row");
-    assert_eq!(
-        testing::list_keys(&s3, &bucket).await.len(),
-        2,
-        "bad uploads wrote no object"
-    );
+    let mut complete = fixture("apigw-status.json");
+    complete.body = Some(status_body.to_string());
+    let (s, st) = call(&deps, complete).await;
+    assert_eq!((s, st["state"].as_str()), (200, Some("uploaded")), "{st}");
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(body["key"].as_str().unwrap())
+        .send()
+        .await
+        .expect("the completed object");
+    assert_eq!(head.content_length(), Some(size as i64));
+    assert_eq!(rows(&pool).await, 3);
 
     // An S3 failure (the bucket does not exist) removes the row again.
     let broken = Deps {
         bucket: testing::unique("stt-missing-bucket"),
-        repo: deps.repo.clone(),
-        store: deps.store.clone(),
-        allowed_origins: vec![],
-        quota: deps.quota,
+        ..deps
     };
-    let resp = handler(&broken, fixture("apigw-upload-base64.json"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status_code, 500);
-    assert_eq!(rows(&pool).await, 2, "row rolled back");
-
+    let (s, _) = call(
+        &broken,
+        create(json!({"email": "user@example.com", "language": "en-US",
+        "filename": "c.mp3", "size": size, "contentType": "audio/mpeg"})),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert_eq!(rows(&pool).await, 3, "row rolled back");
     testing::drop_database(&db).await;
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(testing::unique("stt-upload-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// RDS rotates the managed master secret (every 7 days by default): the password changes in
@@ -197,43 +236,38 @@ async fn the_upload_after_the_secret_rotated_succeeds() {
     let database = stt_common::db::Database::connect(&secret.db_config(&db), &cfg)
         .await
         .expect("connect with the secret");
-    let deps = Deps {
-        repo: Arc::new(MySqlRepo::with_database(database.clone())),
-        store: Arc::new(S3Store::new(s3.clone())),
-        bucket: bucket.clone(),
-        allowed_origins: vec!["*".into()],
-        quota: file_upload::DEFAULT_QUOTA,
+    let deps = deps(
+        &bucket,
+        MySqlRepo::with_database(database.clone()),
+        file_upload::DEFAULT_QUOTA,
+    )
+    .await;
+    let upload = |name: &str| {
+        create(
+            json!({"email": "user@example.com", "language": "ko-KR", "filename": name,
+            "size": 1000, "contentType": "audio/mpeg"}),
+        )
     };
-    let mp3 = sample_mp3(3, true);
-    let upload = |name: &'static str| {
-        with_parts(&[
-            ("email", None, None, b"user@example.com"),
-            ("language", None, None, b"ko-KR"),
-            ("file", Some(name), None, &mp3),
-        ])
-    };
-
-    let first = handler(&deps, upload("회의 녹음 1.mp3")).await.unwrap();
-    assert_eq!(first.status_code, 201, "{:?}", first.body);
+    let (s, body) = call(&deps, upload("회의 녹음 1.mp3")).await;
+    assert_eq!(s, 201, "{body}");
     secret.rotate("second-Passw0rd").await;
-    let next = handler(&deps, upload("녹음.MP3")).await.unwrap();
-    assert_eq!(next.status_code, 201, "{:?}", next.body);
+    let (s, body) = call(&deps, upload("녹음.MP3")).await;
+    assert_eq!(s, 201, "{body}");
     assert_eq!(database.rotation().unwrap().refreshes(), 1);
     let names: Vec<String> = sqlx::query_scalar("SELECT filename FROM fileTable ORDER BY id")
         .fetch_all(&pool)
         .await
         .unwrap();
     assert_eq!(names, vec!["회의 녹음 1.mp3", "녹음.MP3"]);
-
     secret.remove().await;
     testing::drop_database(&db).await;
 }
 
 /// The hourly quotas with MySQL's counting: the address's third upload and the network's
-/// fourth are answered 429 and write neither a row nor an object; uploads older than an hour
-/// no longer count.
+/// fourth are answered 429 and write no row; uploads older than an hour no longer count; an
+/// upload never sent ends EXPIRED once its presign ended.
 #[tokio::test]
-async fn the_hourly_quotas_count_in_the_database() {
+async fn the_hourly_quotas_and_expiry_count_in_the_database() {
     if !integration_enabled("file_upload::integration") {
         return;
     }
@@ -242,26 +276,24 @@ async fn the_hourly_quotas_count_in_the_database() {
     let s3 = testing::s3_client(&cfg);
     let bucket = testing::create_bucket(&s3, "stt-quota").await;
     let (_db, pool) = testing::fresh_database("stt_quota").await;
-    let deps = Deps {
-        repo: Arc::new(MySqlRepo::new(pool.clone())),
-        store: Arc::new(S3Store::new(s3.clone())),
-        bucket: bucket.clone(),
-        allowed_origins: vec!["*".into()],
-        quota: stt_common::repo::Quota {
+    let deps = deps(
+        &bucket,
+        MySqlRepo::new(pool.clone()),
+        Quota {
             per_address_per_hour: 2,
             per_ip_per_hour: 3,
         },
-    };
-    let mp3 = sample_mp3(3, true);
+    )
+    .await;
     let upload = |address: &str, ip: &str| {
-        let mut req = with_parts(&[
-            ("email", None, None, address.as_bytes()),
-            ("language", None, None, b"en-US"),
-            ("file", Some("a.mp3"), None, &mp3),
-        ]);
+        let mut req = create(
+            json!({"email": address, "language": "en-US", "filename": "a.mp3",
+            "size": 1000, "contentType": "audio/mpeg"}),
+        );
         req.request_context.identity.source_ip = Some(ip.into());
         req
     };
+    let mut first = Value::Null;
     for (address, ip, expected) in [
         ("a@example.com", "203.0.113.7", 201),
         ("a@example.com", "203.0.113.7", 201),
@@ -270,28 +302,29 @@ async fn the_hourly_quotas_count_in_the_database() {
         ("c@example.com", "203.0.113.7", 429),
         ("c@example.com", "198.51.100.9", 201),
     ] {
-        let resp = handler(&deps, upload(address, ip)).await.unwrap();
-        assert_eq!(
-            resp.status_code, expected,
-            "{address} {ip}: {:?}",
-            resp.body
-        );
+        let (s, body) = call(&deps, upload(address, ip)).await;
+        assert_eq!(s, expected, "{address} {ip}: {body}");
+        if first.is_null() {
+            first = body;
+        }
     }
     assert_eq!(rows(&pool).await, 4, "refused uploads wrote no row");
-    assert_eq!(testing::list_keys(&s3, &bucket).await.len(), 4);
-    let ips: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT source_ip FROM fileTable ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(ips[0].as_deref(), Some("203.0.113.7"));
-    // An hour later the address may upload again.
-    sqlx::query("UPDATE fileTable SET time = time - INTERVAL 2 HOUR")
+    // An hour later the address may upload again; the uploads never sent ended EXPIRED.
+    sqlx::query("UPDATE fileTable SET time = time - INTERVAL 2 HOUR, expires_at = expires_at - INTERVAL 2 HOUR")
         .execute(&pool)
         .await
         .unwrap();
-    let resp = handler(&deps, upload("a@example.com", "203.0.113.7"))
+    let (s, body) = call(&deps, upload("a@example.com", "203.0.113.7")).await;
+    assert_eq!(s, 201, "{body}");
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM fileTable ORDER BY id")
+        .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(resp.status_code, 201, "{:?}", resp.body);
+    assert_eq!(
+        statuses,
+        ["EXPIRED", "EXPIRED", "EXPIRED", "EXPIRED", "WAITING"]
+    );
+    let mut read = fixture("apigw-status.json");
+    read.body = Some(json!({"uploadId": first["uploadId"], "token": first["token"]}).to_string());
+    assert_eq!(call(&deps, read).await.1["state"], "expired");
 }

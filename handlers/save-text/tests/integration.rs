@@ -44,6 +44,7 @@ async fn completed_job_text_lands_in_s3_and_failure_in_mysql() {
         language: "ko-KR".into(),
         audio_key: key.clone(),
         source_ip: None,
+        ticket: None,
     })
     .await
     .unwrap();

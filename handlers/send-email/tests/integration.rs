@@ -127,6 +127,7 @@ async fn mails_once_and_only_after_the_address_confirmed() {
         language: "ko-KR".into(),
         audio_key: format!("input_audio/{upload_id}/한글 녹음.mp3"),
         source_ip: None,
+        ticket: None,
     })
     .await
     .unwrap();
@@ -269,6 +270,7 @@ async fn failure_notice_mails_the_failure_in_korean_once() {
         language: "ko-KR".into(),
         audio_key: format!("input_audio/{upload_id}/회의 녹음 1.mp3"),
         source_ip: None,
+        ticket: None,
     })
     .await
     .unwrap();

@@ -19,7 +19,8 @@ pub use values::{
     ExpiryDays, GatewayService, HourlyUploads, HttpVersion, InstanceClass, Ipv4Cidr,
     LogRetentionDays, MailAddress, MemorySize, OriginShieldRegion, PriceClass, Region,
     ReservedConcurrency, RetentionDays, RetryAttempts, StackName, StorageSize, StorageType, TagKey,
-    ThrottleBurst, ThrottleRate, TimeoutSeconds, VideoSuffix, ViewerProtocolPolicy,
+    ThrottleBurst, ThrottleRate, TimeoutSeconds, UploadBytes, UploadExpirySeconds, VideoSuffix,
+    ViewerProtocolPolicy,
 };
 
 /// The user's tags at most: with the ownership tag and an EC2 `Name`, AWS's limit of 50 tags a
@@ -215,6 +216,9 @@ pub struct Functions {
     /// more are answered 429 and write nothing.
     #[serde(default)]
     pub upload_quota: UploadQuota,
+    /// The files the page sends straight to the audio bucket.
+    #[serde(default)]
+    pub uploads: Uploads,
     /// How many requests the public upload API takes, whoever sends them.
     #[serde(default)]
     pub api_throttling: ApiThrottling,
@@ -233,6 +237,22 @@ pub struct UploadQuota {
     pub per_address_per_hour: HourlyUploads,
     #[serde(default = "defaults::uploads_per_ip")]
     pub per_ip_per_hour: HourlyUploads,
+}
+
+/// The direct-to-S3 uploads: the largest file, and how long a presigned upload lasts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uploads {
+    #[serde(default = "defaults::upload_max_bytes")]
+    pub max_bytes: UploadBytes,
+    #[serde(default = "defaults::upload_expiry")]
+    pub expiry_s: UploadExpirySeconds,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
 }
 
 impl Default for UploadQuota {
@@ -574,6 +594,13 @@ mod defaults {
     }
     pub fn uploads_per_ip() -> HourlyUploads {
         HourlyUploads(20)
+    }
+    /// Transcribe's limit.
+    pub fn upload_max_bytes() -> UploadBytes {
+        UploadBytes(2_000_000_000)
+    }
+    pub fn upload_expiry() -> UploadExpirySeconds {
+        UploadExpirySeconds(900)
     }
     pub fn data_retention() -> Option<ExpiryDays> {
         Some(ExpiryDays(30))

@@ -446,3 +446,36 @@ fn a_custom_domain_needs_a_certificate_from_us_east_1_and_real_names() {
         assert!(loc.is_some(), "{bad}: {message}");
     }
 }
+
+#[test]
+fn direct_uploads_take_up_to_transcribes_two_gigabytes_unless_set_lower() {
+    let f = parse(FUNCTIONS).unwrap().stt.functions.unwrap();
+    assert_eq!(f.uploads.max_bytes.0, 2_000_000_000);
+    assert_eq!(f.uploads.expiry_s.0, 900);
+    let with = |yaml: &str| format!("{FUNCTIONS}    uploads: {yaml}\n");
+    let f = parse(&with("{max_bytes: 40000000, expiry_s: 60}"))
+        .unwrap()
+        .stt
+        .functions
+        .unwrap();
+    assert_eq!(
+        (f.uploads.max_bytes.0, f.uploads.expiry_s.0),
+        (40_000_000, 60)
+    );
+    for (bad, what) in [
+        (
+            "{max_bytes: 3000000000}",
+            "largest upload (bytes) must be from 1000000 to 2000000000",
+        ),
+        ("{max_bytes: 0}", "largest upload (bytes)"),
+        (
+            "{expiry_s: 7200}",
+            "upload expiry (seconds) must be from 60 to 3600",
+        ),
+        ("{expiry: 60}", "unknown field `expiry`"),
+    ] {
+        let (loc, message) = location(parse(&with(bad)).unwrap_err());
+        assert_eq!(loc.map(|l| l.0), Some(10), "{bad}: {message}");
+        assert!(message.contains(what), "{bad}: {message}");
+    }
+}

@@ -495,6 +495,16 @@ bounded_number!(
     HourlyUploads, u32, 1u64, 100000u64, "uploads per hour"
 );
 bounded_number!(
+    /// The largest audio file the page may send straight to S3, in bytes: at most Transcribe's
+    /// 2 GB; at least 1 MB.
+    UploadBytes, u64, 1_000_000u64, 2_000_000_000u64, "largest upload (bytes)"
+);
+bounded_number!(
+    /// Seconds a presigned upload lasts (longer for a large file, at most an hour): from one
+    /// minute to an hour.
+    UploadExpirySeconds, u32, 60u64, 3600u64, "upload expiry (seconds)"
+);
+bounded_number!(
     /// Days a data bucket keeps an object before its lifecycle rule deletes it (S3 takes any
     /// positive number; a century is the sanity bound).
     ExpiryDays, u32, 1u64, 36500u64, "data retention (days)"

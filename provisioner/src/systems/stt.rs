@@ -64,19 +64,24 @@ pub fn website(cx: &Context, site: &Website) -> Vec<Arc<dyn Resource>> {
     )
 }
 
-/// The upload page's scripts post to the upload API. Its exact address is not known when the
-/// policy is made (the API's CORS names the distribution, which carries this policy), so on
-/// AWS the page may connect to API Gateway hosts of the stack's region; on the emulator, to
-/// the emulator.
+/// The upload page's scripts post to the upload API and send the file to the audio bucket.
+/// The API's exact address is not known when the policy is made (the API's CORS names the
+/// distribution, which carries this policy), so on AWS the page may connect to API Gateway
+/// hosts of the stack's region and to the audio bucket's regional address; on the emulator,
+/// to the emulator.
 fn site_content_security_policy(cx: &Context) -> String {
     if cx.stack.stt.functions.is_none() {
         return web::content_security_policy(&[]);
     }
-    let api = match (cx.aws.local, cx.aws.endpoint.as_deref()) {
+    let sources = match (cx.aws.local, cx.aws.endpoint.as_deref()) {
         (true, Some(endpoint)) => origin_of(endpoint),
-        _ => format!("https://*.execute-api.{}.amazonaws.com", cx.aws.region),
+        _ => format!(
+            "https://*.execute-api.{region}.amazonaws.com https://{bucket}.s3.{region}.amazonaws.com",
+            region = cx.aws.region,
+            bucket = super::stt_functions::audio_bucket_name(cx),
+        ),
     };
-    web::content_security_policy(&[("connect-src", &api)])
+    web::content_security_policy(&[("connect-src", &sources)])
 }
 
 /// `scheme://host[:port]` of a URL.

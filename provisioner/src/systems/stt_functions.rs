@@ -11,6 +11,7 @@ use sha2::Digest;
 
 use super::stt::{subnet_key, DATABASE, FUNCTIONS_SG, SITE_DISTRIBUTION};
 use crate::engine::{Context, Resource, ResourceKey};
+use crate::resources::bucket_cors::{self, BucketCors};
 use crate::resources::bucket_notification::{self, BucketNotification};
 use crate::resources::email_identity::EmailIdentity;
 use crate::resources::event_invoke_config::EventInvokeConfig;
@@ -41,6 +42,10 @@ pub const UPLOAD_PATH: &str = "file-upload";
 pub const UPLOAD_STAGE: &str = "prod";
 /// Where the confirmation page posts a link's token (to `send_email`).
 pub const CONFIRM_PATH: &str = "confirm";
+/// Where the upload page reads an upload's state, completes or gives it up (`file_upload`).
+pub const STATUS_PATH: &str = "upload-status";
+/// The audio bucket's CORS rule: the page sends the file there itself.
+pub const AUDIO_CORS: ResourceKey = ResourceKey::new("bucket_cors", "stt-audio");
 
 /// Suffixes of the audio keys file_upload writes: it names each file after the format it
 /// detected (mp3, wav, flac, ogg, m4a, mp4, webm, amr), always in lower case. The console
@@ -201,7 +206,13 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
     let objects = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
     let jobs = format!("arn:aws:transcribe:{region}:{account}:transcription-job/*");
     match function {
-        "file_upload" => statements.push(json!({"Sid": "StoreUploads", "Effect": "Allow", "Action": "s3:PutObject", "Resource": objects("input_audio/")})),
+        "file_upload" => {
+            // The page's POST policy and presigned parts are authorized as this role: it
+            // stores uploads under input_audio/ (PutObject covers CreateMultipartUpload,
+            // UploadPart and CompleteMultipartUpload), lists an upload's parts before
+            // completing it and aborts one the page gave up.
+            statements.push(json!({"Sid": "StoreUploads", "Effect": "Allow", "Action": ["s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"], "Resource": objects("input_audio/")}));
+        }
         "audio_transcribe" => {
             // StartTranscriptionJob has no resource type (Service Authorization Reference):
             // AWS authorizes it on "*", which a job ARN never matches. The condition keeps it
@@ -265,6 +276,14 @@ pub fn s3_endpoint_policy(bucket: &str, account: &str) -> Value {
             "Principal": "*",
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": objects,
+            "Condition": {"StringEquals": {"aws:ResourceAccount": account}}
+        }, {
+            // file_upload completes or gives up the multipart uploads of large files.
+            "Sid": "StackMultipartUploads",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": ["s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            "Resource": format!("arn:aws:s3:::{bucket}/input_audio/*"),
             "Condition": {"StringEquals": {"aws:ResourceAccount": account}}
         }]
     })
@@ -384,6 +403,14 @@ pub fn environment(
                 "UPLOADS_PER_IP_PER_HOUR".into(),
                 quota.per_ip_per_hour.0.to_string(),
             );
+            env.insert(
+                "MAX_UPLOAD_BYTES".into(),
+                functions.uploads.max_bytes.0.to_string(),
+            );
+            env.insert(
+                "UPLOAD_EXPIRY_SECONDS".into(),
+                functions.uploads.expiry_s.0.to_string(),
+            );
         }
         "send_email" => {
             env.insert("MAIL_FROM".into(), functions.mail_from.as_str().to_owned());
@@ -429,10 +456,18 @@ pub fn confirm_page_url(cx: &Context, functions: &Functions) -> Option<String> {
 /// `config.js` next to the upload page: the API URL `up` created and Transcribe's languages.
 pub fn site_config(cx: &Context) -> String {
     let languages: Vec<&str> = aws_sdk_transcribe::types::LanguageCode::values().to_vec();
+    let max_bytes = cx
+        .stack
+        .stt
+        .functions
+        .as_ref()
+        .map(|f| f.uploads.max_bytes.0);
     let config = json!({
         "apiUrl": cx.output(&UPLOAD_API, "url"),
+        "statusUrl": cx.output(&UPLOAD_API, "status_url"),
         "confirmUrl": cx.output(&UPLOAD_API, "confirm_url"),
         "languages": languages,
+        "maxUploadBytes": max_bytes,
     });
     format!("// Written by `provision up`; do not edit.\nwindow.STT_CONFIG = {config};\n")
 }
@@ -466,12 +501,18 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
                 url_output: "url",
             },
             Route {
+                path_part: STATUS_PATH,
+                function: function_key("file_upload"),
+                url_output: "status_url",
+            },
+            Route {
                 path_part: CONFIRM_PATH,
                 function: function_key("send_email"),
                 url_output: "confirm_url",
             },
         ],
-        binary_media_types: vec!["multipart/form-data".to_owned()],
+        // Every body is JSON: the audio goes straight to S3.
+        binary_media_types: vec![],
         stage: UPLOAD_STAGE.to_owned(),
         // Without a site nor a configured origin, no browser page is expected: deny all.
         allowed_origin: Box::new(move |cx| {
@@ -493,6 +534,20 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         source_arn: Box::new(|cx| {
             let api = cx.output(&UPLOAD_API, "execute_arn")?;
             Some(format!("{api}/*/POST/{UPLOAD_PATH}"))
+        }),
+        source_account: false,
+        inputs: vec![UPLOAD_API],
+    };
+    let status_permission = LambdaPermission {
+        key: permission_key("stt-api-file_upload-status"),
+        function: function_key("file_upload"),
+        function_name: function_name(cx, "file_upload"),
+        statement_id: "apigateway-upload-status".into(),
+        principal: "apigateway.amazonaws.com",
+        // Only this API's POST on /upload-status, in any stage.
+        source_arn: Box::new(|cx| {
+            let api = cx.output(&UPLOAD_API, "execute_arn")?;
+            Some(format!("{api}/*/POST/{STATUS_PATH}"))
         }),
         source_account: false,
         inputs: vec![UPLOAD_API],
@@ -586,6 +641,7 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
     vec![
         Arc::new(api),
         Arc::new(api_permission),
+        Arc::new(status_permission),
         Arc::new(confirm_permission),
         Arc::new(transcribe_permission),
         Arc::new(email_permission),
@@ -622,6 +678,33 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         audio_bucket_name(cx),
         functions.data_retention_days.map(|d| d.0),
     );
+    let site = cx.stack.stt.website.is_some();
+    if site || functions.allowed_origin.is_some() {
+        // The page sends the file itself: a POST (a single upload) or a PUT per part, from
+        // the site's origin only. Without a site nor a configured origin no page is expected,
+        // and the bucket answers no browser.
+        resources.push(Arc::new(BucketCors {
+            key: AUDIO_CORS,
+            bucket: AUDIO_BUCKET,
+            bucket_name: audio_bucket_name(cx),
+            rule: bucket_cors::Rule {
+                allowed_origins: functions
+                    .allowed_origin
+                    .as_deref()
+                    .map(|o| {
+                        o.split(',')
+                            .map(|o| o.trim().trim_end_matches('/').to_owned())
+                            .filter(|o| !o.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                allowed_methods: vec!["POST".into(), "PUT".into()],
+                allowed_headers: vec!["content-type".into()],
+                max_age_seconds: 600,
+            },
+            own_origin: site.then_some(SITE_DISTRIBUTION),
+        }));
+    }
     resources.push(Arc::new(Secret {
         key: APP_SECRET,
         name: app_secret_name(cx),
@@ -634,7 +717,6 @@ pub fn resources(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> 
         key: MAIL_IDENTITY,
         address: functions.mail_from.as_str().to_owned(),
     }));
-    let site = cx.stack.stt.website.is_some();
     for function in FUNCTIONS {
         let mail_from = functions.mail_from.as_str().to_owned();
         resources.push(Arc::new(Role {
@@ -721,6 +803,9 @@ pub fn outputs(cx: &Context, out: &mut BTreeMap<&'static str, String>) {
     }
     if let Some(url) = cx.output(&UPLOAD_API, "url") {
         out.insert("stt_api_url", url);
+    }
+    if let Some(url) = cx.output(&UPLOAD_API, "status_url") {
+        out.insert("stt_upload_status_url", url);
     }
 }
 
@@ -817,7 +902,7 @@ mod tests {
         assert_eq!(
             grants("file_upload"),
             vec![(
-                "s3:PutObject".into(),
+                "s3:PutObject,s3:ListMultipartUploadParts,s3:AbortMultipartUpload".into(),
                 vec!["arn:aws:s3:::demo-audio-111122223333/input_audio/*".into()]
             )]
         );
@@ -939,12 +1024,15 @@ mod tests {
     #[test]
     fn the_s3_endpoint_lets_through_exactly_what_the_roles_grant_on_s3() {
         let endpoint = s3_endpoint_policy("demo-audio-111122223333", "111122223333");
-        let allowed = &endpoint["Statement"][0];
-        assert_eq!(allowed["Principal"], "*");
-        assert_eq!(
-            allowed["Condition"]["StringEquals"]["aws:ResourceAccount"],
-            "111122223333"
-        );
+        let statements_of_endpoint = endpoint["Statement"].as_array().unwrap();
+        for allowed in statements_of_endpoint {
+            assert_eq!(allowed["Principal"], "*");
+            assert_eq!(allowed["Effect"], "Allow");
+            assert_eq!(
+                allowed["Condition"]["StringEquals"]["aws:ResourceAccount"],
+                "111122223333"
+            );
+        }
         let pairs = |actions: &Value, resources: &Value| -> Vec<(String, String)> {
             let resources = crate::policy::strings(resources);
             crate::policy::strings(actions)
@@ -952,7 +1040,10 @@ mod tests {
                 .flat_map(|a| resources.iter().map(move |r| (a.clone(), r.clone())))
                 .collect()
         };
-        let through_endpoint = pairs(&allowed["Action"], &allowed["Resource"]);
+        let through_endpoint: Vec<(String, String)> = statements_of_endpoint
+            .iter()
+            .flat_map(|s| pairs(&s["Action"], &s["Resource"]))
+            .collect();
         let mut granted: Vec<(String, String)> = FUNCTIONS
             .iter()
             .flat_map(|f| statements(f))
@@ -966,7 +1057,6 @@ mod tests {
         let mut endpoint_pairs = through_endpoint.clone();
         endpoint_pairs.sort();
         assert_eq!(endpoint_pairs, granted);
-        assert_eq!(endpoint["Statement"].as_array().unwrap().len(), 1);
     }
 
     #[test]

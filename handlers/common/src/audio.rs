@@ -46,7 +46,7 @@ impl AudioFormat {
             AudioFormat::Flac => "audio/flac",
             AudioFormat::Ogg => "audio/ogg",
             AudioFormat::M4a => "audio/mp4",
-            AudioFormat::Mp4 => "audio/mp4",
+            AudioFormat::Mp4 => "video/mp4",
             AudioFormat::Webm => "audio/webm",
             AudioFormat::Amr => "audio/amr",
         }
@@ -66,6 +66,41 @@ impl AudioFormat {
             AudioFormat::Webm => ext == "webm",
             AudioFormat::Amr => ext == "amr",
         }
+    }
+}
+
+impl AudioFormat {
+    /// The format a browser's (or a script's) declared content type names: the canonical
+    /// types of [`AudioFormat::content_type`] and the aliases browsers send (`audio/x-wav`,
+    /// `audio/x-m4a`, Chromium's `audio/mp3`, …). Parameters (`; codecs=opus`) are ignored.
+    pub fn from_content_type(declared: &str) -> Option<AudioFormat> {
+        let essence = declared.split(';').next()?.trim().to_ascii_lowercase();
+        Some(match essence.as_str() {
+            "audio/mpeg" | "audio/mp3" | "audio/mpeg3" | "audio/x-mpeg-3" => AudioFormat::Mp3,
+            "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => AudioFormat::Wav,
+            "audio/flac" | "audio/x-flac" => AudioFormat::Flac,
+            "audio/ogg" | "audio/opus" | "application/ogg" => AudioFormat::Ogg,
+            "audio/mp4" | "audio/x-m4a" | "audio/m4a" | "audio/aac" => AudioFormat::M4a,
+            "video/mp4" => AudioFormat::Mp4,
+            "audio/webm" | "video/webm" => AudioFormat::Webm,
+            "audio/amr" => AudioFormat::Amr,
+            _ => return None,
+        })
+    }
+
+    /// The format a file name's extension names, if any.
+    pub fn from_extension(ext: &str) -> Option<AudioFormat> {
+        AudioFormat::ALL
+            .into_iter()
+            .find(|f| f.accepts_extension(ext))
+    }
+
+    /// Whether content detected as `self` is what was declared as `declared`: the same
+    /// format, or MPEG-4 audio and video (one container; the brand alone tells them apart,
+    /// and Transcribe reads both).
+    pub fn matches_declared(self, declared: AudioFormat) -> bool {
+        use AudioFormat::{M4a, Mp4};
+        self == declared || matches!((self, declared), (M4a, Mp4) | (Mp4, M4a))
     }
 }
 
@@ -91,7 +126,10 @@ pub fn detect(data: &[u8]) -> Option<AudioFormat> {
     }
     if data.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
         let head = &data[..data.len().min(64)];
-        return memchr::memmem::find(head, b"webm").map(|_| AudioFormat::Webm);
+        return head
+            .windows(4)
+            .any(|w| w == b"webm")
+            .then_some(AudioFormat::Webm);
     }
     if data.starts_with(b"#!AMR\n") || data.starts_with(b"#!AMR-WB\n") {
         return Some(AudioFormat::Amr);
@@ -102,19 +140,31 @@ pub fn detect(data: &[u8]) -> Option<AudioFormat> {
     None
 }
 
+/// The length of the ID3v2 tag `data` starts with (header and footer included), if it starts
+/// with one: the MPEG frames come after it, which may be far into a file with cover art.
+pub fn id3_tag_len(data: &[u8]) -> Option<usize> {
+    if data.len() < 10 || !data.starts_with(b"ID3") {
+        return None;
+    }
+    let (major, flags) = (data[3], data[5]);
+    if major == 0xFF || data[4] == 0xFF || data[6..10].iter().any(|b| b & 0x80 != 0) {
+        return None;
+    }
+    let size = data[6..10]
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 7) | b as usize);
+    Some(10 + size + if flags & 0x10 != 0 { 10 } else { 0 })
+}
+
 /// MP3: an ID3v2 tag followed by an MPEG audio layer III frame, or such a frame at once;
 /// when the data holds a second frame, its header must be valid too.
 fn is_mp3(data: &[u8]) -> bool {
     let mut start = 0;
     if data.len() >= 10 && data.starts_with(b"ID3") {
-        let (major, flags) = (data[3], data[5]);
-        if major == 0xFF || data[4] == 0xFF || data[6..10].iter().any(|b| b & 0x80 != 0) {
+        let Some(tag) = id3_tag_len(data) else {
             return false;
-        }
-        let size = data[6..10]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 7) | b as usize);
-        start = 10 + size + if flags & 0x10 != 0 { 10 } else { 0 };
+        };
+        start = tag;
         if start >= data.len() {
             return false;
         }
@@ -182,7 +232,7 @@ mod tests {
     #[test]
     fn every_stored_extension_is_one_the_s3_rules_trigger_on() {
         let stored: Vec<&str> = AudioFormat::ALL.iter().map(|f| f.extension()).collect();
-        assert_eq!(stored, stt_common::keys::AUDIO_EXTENSIONS);
+        assert_eq!(stored, crate::keys::AUDIO_EXTENSIONS);
     }
 
     #[test]
@@ -232,6 +282,48 @@ mod tests {
         assert_eq!(detect(b"<html>"), None);
         assert_eq!(detect(b""), None);
         assert_eq!(detect(b"RIFF\x24\x00\x00\x00AVI LIST"), None);
+    }
+
+    #[test]
+    fn declared_types() {
+        use AudioFormat::*;
+        for (declared, want) in [
+            ("audio/mpeg", Some(Mp3)),
+            ("audio/mp3", Some(Mp3)),
+            ("Audio/X-WAV", Some(Wav)),
+            ("audio/webm;codecs=opus", Some(Webm)),
+            ("audio/x-m4a", Some(M4a)),
+            ("video/mp4", Some(Mp4)),
+            ("audio/ogg; codecs=opus", Some(Ogg)),
+            ("", None),
+            ("application/octet-stream", None),
+            ("text/html", None),
+        ] {
+            assert_eq!(AudioFormat::from_content_type(declared), want, "{declared}");
+        }
+        for f in AudioFormat::ALL {
+            assert_eq!(
+                AudioFormat::from_content_type(f.content_type()).map(|g| g.matches_declared(f)),
+                Some(true),
+                "{f:?}"
+            );
+        }
+        assert!(M4a.matches_declared(Mp4) && Mp4.matches_declared(M4a));
+        assert!(!Mp3.matches_declared(Wav));
+        assert_eq!(AudioFormat::from_extension("WAVE"), Some(Wav));
+        assert_eq!(AudioFormat::from_extension("txt"), None);
+    }
+
+    #[test]
+    fn id3_tags() {
+        let mp3 = sample_mp3(2, true);
+        assert_eq!(id3_tag_len(&mp3), Some(20));
+        assert_eq!(id3_tag_len(&sample_mp3(2, false)), None);
+        // A 300 KB tag (cover art): its length is known from the first ten bytes.
+        assert_eq!(
+            id3_tag_len(b"ID3\x04\x00\x00\x00\x12\x27\x60"),
+            Some(10 + 300_000)
+        );
     }
 
     #[test]
