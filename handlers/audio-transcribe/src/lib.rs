@@ -357,13 +357,17 @@ pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
                 }));
                 continue;
             }
-            if upload.status == status::FAILED && upload.job_name.is_none() {
-                // Given up by the page before the file arrived: the uploader was told.
-                tracing::warn!(key = obj.key, "the upload was abandoned; skipped");
-                skipped.push(obj.key.clone());
-                continue;
+            // One conditional UPDATE decides against the page's `abort`, which fails only an
+            // upload whose file has not been taken: whichever comes first wins.
+            if !deps.repo.set_uploaded(upload_id).await? {
+                let now = deps.repo.find(upload_id).await?;
+                if now.is_some_and(|u| u.status == status::FAILED && u.job_name.is_none()) {
+                    // Given up by the page before the file arrived: the uploader was told.
+                    tracing::warn!(key = obj.key, "the upload was abandoned; skipped");
+                    skipped.push(obj.key.clone());
+                    continue;
+                }
             }
-            deps.repo.set_uploaded(upload_id).await?;
         }
         let job = JobRequest {
             job_name: job_name(&obj.key),

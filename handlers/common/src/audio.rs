@@ -80,7 +80,8 @@ impl AudioFormat {
             "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => AudioFormat::Wav,
             "audio/flac" | "audio/x-flac" => AudioFormat::Flac,
             "audio/ogg" | "audio/opus" | "application/ogg" => AudioFormat::Ogg,
-            "audio/mp4" | "audio/x-m4a" | "audio/m4a" | "audio/aac" => AudioFormat::M4a,
+            // Not `audio/aac`: browsers give it to raw ADTS files, which are no MP4.
+            "audio/mp4" | "audio/x-m4a" | "audio/m4a" => AudioFormat::M4a,
             "video/mp4" => AudioFormat::Mp4,
             "audio/webm" | "video/webm" => AudioFormat::Webm,
             "audio/amr" => AudioFormat::Amr,
@@ -298,6 +299,7 @@ mod tests {
             ("", None),
             ("application/octet-stream", None),
             ("text/html", None),
+            ("audio/aac", None),
         ] {
             assert_eq!(AudioFormat::from_content_type(declared), want, "{declared}");
         }

@@ -150,8 +150,9 @@ pub trait UploadRepo: Send + Sync {
     /// The file arrived: a waiting (or expired: the upload began in time) upload becomes
     /// UPLOADED. False when the upload is in no such state.
     async fn set_uploaded(&self, upload_id: &str) -> Result<bool>;
-    /// Marks an upload that has no job yet FAILED (its file was refused, or the uploader gave
-    /// up). False when it is in no such state (already transcribing, done or failed).
+    /// Marks an upload whose file has not been taken yet (WAITING or EXPIRED) FAILED: its file
+    /// was refused, or the uploader gave up. False in any other state: a file that arrived
+    /// (UPLOADED, taken by audio_transcribe) is transcribed even if the page gives up late.
     async fn fail_upload(&self, upload_id: &str, reason: &str) -> Result<bool>;
     /// Waiting uploads whose presigned upload ended become EXPIRED; returns how many.
     async fn expire_waiting(&self) -> Result<u64>;
@@ -483,7 +484,7 @@ impl UploadRepo for MySqlRepo {
             .affected(
                 "UPDATE fileTable SET status = 'FAILED', failure_reason = ? \
                  WHERE upload_id = ? AND job_name IS NULL \
-                 AND status IN ('WAITING', 'EXPIRED', 'UPLOADED')",
+                 AND status IN ('WAITING', 'EXPIRED')",
                 &[truncate_chars(reason, MAX_REASON_CHARS), upload_id],
             )
             .await?;
@@ -752,8 +753,7 @@ impl UploadRepo for MemoryRepo {
         match rows.get_mut(upload_id) {
             Some(u)
                 if u.job_name.is_none()
-                    && [status::WAITING, status::EXPIRED, status::UPLOADED]
-                        .contains(&u.status.as_str()) =>
+                    && [status::WAITING, status::EXPIRED].contains(&u.status.as_str()) =>
             {
                 u.status = status::FAILED.into();
                 u.failure_reason = Some(truncate_chars(reason, MAX_REASON_CHARS).into());

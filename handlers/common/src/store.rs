@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use bytes::Bytes;
 
 use crate::error::display_chain;
@@ -95,8 +96,13 @@ impl ObjectStore for S3Store {
             .key(key)
             .range(format!("bytes={start}-{}", start + len.max(1) - 1))
             .send()
-            .await
-            .map_err(|e| storage_err("GetObject", bucket, key, &e))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // Any range of an empty object (or from past the end) is answered 416.
+            Err(e) if e.code() == Some("InvalidRange") => return Ok((Bytes::new(), 0)),
+            Err(e) => return Err(storage_err("GetObject", bucket, key, &e)),
+        };
         let total = Self::total_size(&out);
         let data = out
             .body
@@ -109,8 +115,8 @@ impl ObjectStore for S3Store {
 }
 
 impl S3Store {
-    /// The whole size from `Content-Range: bytes 0-65535/31457280` (or the length of an
-    /// object shorter than the range, which S3 answers whole).
+    /// The whole size from `Content-Range: bytes 0-65535/31457280` (S3 answers a range that
+    /// runs past the end with the bytes there are, and says so in the same header).
     fn total_size(out: &aws_sdk_s3::operation::get_object::GetObjectOutput) -> Option<u64> {
         match out.content_range() {
             Some(range) => range.rsplit('/').next()?.parse().ok(),

@@ -64,8 +64,8 @@ pub struct S3DirectUploads {
 
 impl S3DirectUploads {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        // A presigned part carries no checksum: the browser computes none, and a checksum
-        // the SDK would sign in (of an empty body) would make S3 refuse the part.
+        // The browser computes no checksum: none is asked for where S3 does not require one
+        // (the SDK 1.157 already leaves checksums out of presigned requests).
         let conf = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(sdk.endpoint_url().is_some() || stt_common::endpoint_overridden())
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)

@@ -91,7 +91,8 @@ pub fn post_form(
         "{}/{day}/{}/s3/aws4_request",
         creds.access_key_id, target.region
     );
-    let expiration = DateTime::from(now + expires_in)
+    // Whole seconds, as AWS's examples and botocore write it (a fraction is not documented).
+    let expiration = DateTime::from_secs(DateTime::from(now + expires_in).secs())
         .fmt(DateTimeFormat::DateTime)
         .expect("a time after 1970 formats");
     let mut fields = vec![
@@ -185,7 +186,13 @@ mod tests {
         };
         let mut c = creds();
         c.session_token = Some("IQoJb3JpZ2luX2VjE...".into());
-        let form = post_form(&target, &c, now, Duration::from_secs(900));
+        // A time with a fraction, as `SystemTime::now()` gives it.
+        let form = post_form(
+            &target,
+            &c,
+            now + Duration::from_micros(123_456),
+            Duration::from_secs(900),
+        );
         assert_eq!(
             form.url,
             "https://stack-audio-123456789012.s3.ap-northeast-2.amazonaws.com/"

@@ -80,6 +80,9 @@ pub(crate) async fn answer(
         tracing::error!(error = %e, "reading the upload failed");
         server_error()
     };
+    if let Err(e) = deps.repo.expire_waiting().await {
+        tracing::warn!(error = %e, "marking ended uploads EXPIRED failed");
+    }
     let ticket = deps.repo.ticket(&r.upload_id).await.map_err(db)?;
     let Some(ticket) = ticket.filter(|t| same(&t.token_hash, &token_hash(&r.token))) else {
         return Err(not_found());
