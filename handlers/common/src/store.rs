@@ -25,7 +25,8 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<(Bytes, u64)>;
 }
 
-fn storage_err(
+/// A failed S3 call on one object, with the error's whole chain.
+pub fn storage_err(
     op: &'static str,
     bucket: &str,
     key: &str,

@@ -10,6 +10,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use stt_common::error::display_chain;
+use stt_common::store::storage_err;
 use stt_common::{Error, Result};
 
 use crate::presign::SigningCredentials;
@@ -77,20 +78,6 @@ impl S3DirectUploads {
     }
 }
 
-fn s3_err(
-    op: &'static str,
-    bucket: &str,
-    key: &str,
-    e: &(dyn std::error::Error + 'static),
-) -> Error {
-    Error::Storage {
-        op,
-        bucket: bucket.into(),
-        key: key.into(),
-        message: display_chain(e),
-    }
-}
-
 #[async_trait]
 impl DirectUploads for S3DirectUploads {
     async fn credentials(&self) -> Result<SigningCredentials> {
@@ -123,7 +110,7 @@ impl DirectUploads for S3DirectUploads {
             .content_type(content_type)
             .send()
             .await
-            .map_err(|e| s3_err("CreateMultipartUpload", bucket, key, &e))?;
+            .map_err(|e| storage_err("CreateMultipartUpload", bucket, key, &e))?;
         out.upload_id.ok_or_else(|| Error::Storage {
             op: "CreateMultipartUpload",
             bucket: bucket.into(),
@@ -151,7 +138,7 @@ impl DirectUploads for S3DirectUploads {
             .part_number(part)
             .presigned(config)
             .await
-            .map_err(|e| s3_err("UploadPart (presign)", bucket, key, &e))?;
+            .map_err(|e| storage_err("UploadPart (presign)", bucket, key, &e))?;
         Ok(req.uri().to_owned())
     }
 
@@ -176,7 +163,7 @@ impl DirectUploads for S3DirectUploads {
             {
                 Ok(out) => out,
                 Err(e) if e.code() == Some("NoSuchUpload") => return Ok(None),
-                Err(e) => return Err(s3_err("ListParts", bucket, key, &e)),
+                Err(e) => return Err(storage_err("ListParts", bucket, key, &e)),
             };
             for p in out.parts() {
                 parts.push(StoredPart {
@@ -223,7 +210,7 @@ impl DirectUploads for S3DirectUploads {
             .multipart_upload(completed)
             .send()
             .await
-            .map_err(|e| s3_err("CompleteMultipartUpload", bucket, key, &e))?;
+            .map_err(|e| storage_err("CompleteMultipartUpload", bucket, key, &e))?;
         Ok(())
     }
 
@@ -239,7 +226,7 @@ impl DirectUploads for S3DirectUploads {
         {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
-            Err(e) => Err(s3_err("AbortMultipartUpload", bucket, key, &e)),
+            Err(e) => Err(storage_err("AbortMultipartUpload", bucket, key, &e)),
         }
     }
 }
