@@ -185,6 +185,17 @@ pub async fn record_failure(
             "no upload has job {job_name}; the failure ({reason}) could not be recorded"
         )));
     }
+    write_failure_notice(store, bucket, upload_id, reason).await
+}
+
+/// Writes the failure notice `output_text/{id}/.failure-notice.txt`, whose creation makes
+/// send_email tell the uploader; its key.
+async fn write_failure_notice(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    upload_id: &str,
+    reason: &str,
+) -> Result<String> {
     let key = keys::failure_notice_key(upload_id);
     store
         .put(
@@ -258,14 +269,7 @@ pub async fn reject_object(
             return Ok(false);
         }
     }
-    store
-        .put(
-            bucket,
-            &keys::failure_notice_key(upload_id),
-            Bytes::from(format!("{reason}\n")),
-            "text/plain; charset=utf-8",
-        )
-        .await?;
+    write_failure_notice(store, bucket, upload_id, reason).await?;
     Ok(true)
 }
 
