@@ -22,7 +22,7 @@ SCAN_REQUIREMENTS := tests/scan/requirements.txt
 REALISM_IAM_STAMP := tests/realism/iam/node_modules/.package-lock.json
 PROVISION := target/debug/provision
 
-.PHONY: help deps build provision bench zips web browser-deps test-tools local local-stop test mariadb realism-test realism-soak
+.PHONY: help deps local-deps build provision bench zips web browser-deps test-tools local local-stop test mariadb realism-test realism-soak
 
 # The Lambda functions; each becomes target/lambda/<binary>/bootstrap.zip.
 HANDLERS := -p file-upload -p audio-transcribe -p save-text -p send-email -p db-migrate -p vod-convert
@@ -122,14 +122,20 @@ zips: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 # moto nor the template scanners, which only the tests use: the scanners alone take about two
 # minutes to install).
 LOCAL_DEPS := $(VENV)/.ministack-$(MINISTACK_VERSION) $(REALISM_VENV)/.requirements $(REALISM_IAM_STAMP)
+local-deps: $(LOCAL_DEPS) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 
-local: $(LOCAL_DEPS) provision zips web mariadb
+# The installs (mostly downloads) run beside the first compile, which keeps the two cores busy;
+# the zips follow it (two compiles side by side are no faster: both are bound by the CPU).
+local: mariadb
+	$(MAKE) --no-print-directory -j3 provision web local-deps
+	$(MAKE) --no-print-directory zips
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 
 local-stop:
 	scripts/local-aws.sh stop ministack
 	scripts/local-aws.sh stop moto
+	$(BEHAVIOUR_MINISTACK) scripts/local-aws.sh stop ministack
 
 # The machine's MariaDB (the local target's database); started if it is installed but stopped.
 mariadb:
@@ -146,14 +152,23 @@ REALISM_TEST_SEED := $(or $(REALISM_SEED),$(shell python3 -c 'import random; pri
 REALISM_TEST := REALISM_MODE=test REALISM_FAULT_RATE=0.05 REALISM_TIME_SCALE=0.02 \
 	REALISM_SCALES=$(REALISM_TEST_SCALES) REALISM_SEED=$(REALISM_TEST_SEED)
 
+# The tests that change the realism layer's settings for every caller (system-tests::aws_behaviour)
+# get a ministack of their own, so that they run beside the others instead of alone.
+BEHAVIOUR_MINISTACK := LOCAL_AWS_INSTANCE=ministack-behaviour MINISTACK_PORT=4576 MINISTACK_UPSTREAM_PORT=4577
+
 # Integration tests talk to the emulators (through the realism layer) and MariaDB; the zip
-# tests run the built zips. The test binaries run side by side (scripts/run-tests.py: they
+# tests run the built zips. The test binaries run all at once (scripts/run-tests.py: they
 # mostly wait on the emulators), the realism layer's own pytest beside them.
-test: deps build zips web browser-deps test-tools mariadb
+# The installs run beside the workspace's compile, as for `make local`.
+test: mariadb
+	$(MAKE) --no-print-directory -j3 build deps web browser-deps test-tools
+	$(MAKE) --no-print-directory zips
 	$(REALISM_TEST) scripts/local-aws.sh start ministack
 	$(REALISM_TEST) scripts/local-aws.sh start moto
+	$(REALISM_TEST) $(BEHAVIOUR_MINISTACK) scripts/local-aws.sh start ministack
 	@echo "realism layer: test mode, seed $(REALISM_TEST_SEED) (replay with REALISM_SEED=$(REALISM_TEST_SEED) make test)"
-	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 python3 scripts/run-tests.py --exclusive system-tests::aws_behaviour \
+	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 python3 scripts/run-tests.py \
+	  --env-for system-tests::aws_behaviour=STT_MINISTACK_ENDPOINT=http://127.0.0.1:4576 \
 	  --extra "realism-pytest=$(MAKE) --no-print-directory realism-test"
 
 # The figures users choosing the tool care about (docs/performance.md), measured on the local

@@ -9,6 +9,10 @@
 #
 # Environment:
 #   MINISTACK_PORT (4566), MINISTACK_UPSTREAM_PORT (4567), MOTO_PORT (5000), MOTO_UPSTREAM_PORT (5001)
+#   LOCAL_AWS_INSTANCE  the instance's name (default: the emulator's): its state in .local/<name>/,
+#                       its proxy's call log .local/realism/<name>.calls.jsonl; a second instance on
+#                       other ports needs a name of its own (`make test` starts one for the tests
+#                       that change the realism layer's settings)
 #   REALISM_MODE        validate (default; what `make local` uses), test (validation + timing +
 #                       faults) or off (pure pass-through)
 #   REALISM_SEED, REALISM_TIME_SCALE, REALISM_FAULT_RATE   the proxy's knobs (default: random
@@ -44,7 +48,8 @@ case "$EMULATOR" in
 esac
 PROXY_HEALTH="http://127.0.0.1:$PORT/_realism/health"
 REALISM_PY=.venv-realism/bin/python
-STATE=".local/$EMULATOR"
+INSTANCE="${LOCAL_AWS_INSTANCE:-$EMULATOR}"
+STATE=".local/$INSTANCE"
 PIDFILE="$STATE/$EMULATOR.pid"
 PROXY_PIDFILE="$STATE/realism.pid"
 REALISM_LOGS=".local/realism"
@@ -128,7 +133,7 @@ case "${1:-}" in
       fi
     fi
     if ! proxy_healthy; then
-      args=(--listen "127.0.0.1:$PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --name "$EMULATOR"
+      args=(--listen "127.0.0.1:$PORT" --upstream "http://127.0.0.1:$UPSTREAM_PORT" --name "$INSTANCE"
             --log-dir "$REALISM_LOGS" --cache-dir "$REALISM_LOGS/cache" --mode "${REALISM_MODE:-validate}")
       [ -n "${REALISM_SEED:-}" ] && args+=(--seed "$REALISM_SEED")
       [ -n "${REALISM_TIME_SCALE:-}" ] && args+=(--time-scale "$REALISM_TIME_SCALE")
@@ -149,7 +154,7 @@ case "${1:-}" in
     fi
     echo "$EMULATOR started on 127.0.0.1:$UPSTREAM_PORT behind the realism proxy on 127.0.0.1:$PORT" \
          "($(grep -m 1 '^realism ' "$STATE/realism.log" | sed -e 's/.*; //')); logs: $STATE/$EMULATOR.log, $STATE/realism.log," \
-         "$REALISM_LOGS/$EMULATOR.calls.jsonl"
+         "$REALISM_LOGS/$INSTANCE.calls.jsonl"
     ;;
   stop)
     stop_pid "$PROXY_PIDFILE" "realism proxy of $EMULATOR"

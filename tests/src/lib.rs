@@ -9,7 +9,7 @@ pub mod least_privilege;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A local AWS emulator the tests run against.
@@ -22,9 +22,16 @@ pub enum Emulator {
 }
 
 impl Emulator {
+    /// Ministack's proxy on 4566, or `STT_MINISTACK_ENDPOINT`: a test binary that changes the
+    /// realism layer's settings for every caller gets an instance of its own
+    /// (`scripts/run-tests.py --own-ministack`), so that it runs beside the others.
     pub fn endpoint(self) -> &'static str {
+        static MINISTACK: OnceLock<String> = OnceLock::new();
         match self {
-            Emulator::Ministack => "http://127.0.0.1:4566",
+            Emulator::Ministack => MINISTACK.get_or_init(|| {
+                std::env::var("STT_MINISTACK_ENDPOINT")
+                    .unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
+            }),
             Emulator::Moto => "http://127.0.0.1:5000",
         }
     }
@@ -58,6 +65,11 @@ impl Emulator {
             if TcpStream::connect(address).is_ok() {
                 return;
             }
+            assert!(
+                self != Emulator::Ministack || std::env::var_os("STT_MINISTACK_ENDPOINT").is_none(),
+                "nothing answers on STT_MINISTACK_ENDPOINT ({address}): start that instance first \
+                 (see `make test`)"
+            );
             let status = Command::new(root().join("scripts/local-aws.sh"))
                 .args(["start", self.name()])
                 .status()
@@ -89,9 +101,6 @@ impl Emulator {
         );
     }
 }
-
-/// The local target's endpoint.
-pub const ENDPOINT: &str = "http://127.0.0.1:4566";
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -262,7 +271,7 @@ fn command(file: &Path, args: &[&str], env: &[(&str, &str)], local: bool) -> Com
     cmd.env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env_remove("AWS_SESSION_TOKEN");
-    cmd.env("AWS_ENDPOINT_URL", ENDPOINT)
+    cmd.env("AWS_ENDPOINT_URL", Emulator::Ministack.endpoint())
         .env_remove("AWS_PROFILE")
         .env("RUST_LOG", "warn");
     // Keep the machine's AWS settings out of the tests.

@@ -338,30 +338,32 @@ async fn every_answer_carries_the_security_headers_and_a_weakened_policy_is_drif
     stack.run(&["down"]).expect(0);
 }
 
+/// Whether `stack` holds exactly one distribution, OAC, response headers policy and bucket.
+async fn assert_one_of_each(aws: &Aws, stack: &TestStack, when: &str) {
+    assert_eq!(
+        aws.distributions_of(&stack.name).await.len(),
+        1,
+        "distributions {when}"
+    );
+    assert_eq!(aws.oacs_named(&stack.oac_name()).await, 1, "OACs {when}");
+    assert_eq!(
+        aws.headers_policies_named(&stack.headers_policy_name())
+            .await,
+        1,
+        "response headers policies {when}"
+    );
+    assert!(aws.bucket_exists(&stack.bucket()).await, "bucket {when}");
+}
+
+/// Abort points tried at once, each on a stack of its own: the runs wait on the realism
+/// layer's AWS durations (a distribution deploying), not on the CPU.
+const CRASH_RUNS_AT_ONCE: usize = 6;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_up_killed_anywhere_converges_to_exactly_one_of_each() {
     let stack = TestStack::new("t-crash");
     let aws = Aws::new().await;
-    let assert_one_of_each = |when: &str| {
-        let aws = &aws;
-        let stack = &stack;
-        let when = when.to_owned();
-        async move {
-            assert_eq!(
-                aws.distributions_of(&stack.name).await.len(),
-                1,
-                "distributions {when}"
-            );
-            assert_eq!(aws.oacs_named(&stack.oac_name()).await, 1, "OACs {when}");
-            assert_eq!(
-                aws.headers_policies_named(&stack.headers_policy_name())
-                    .await,
-                1,
-                "response headers policies {when}"
-            );
-            assert!(aws.bucket_exists(&stack.bucket()).await, "bucket {when}");
-        }
-    };
+    let runtime = tokio::runtime::Handle::current();
 
     // How many write calls a whole `up` makes from nothing.
     let writes = stack.run(&["--output", "json", "up"]).expect(0).json()["api_calls"]["write"]
@@ -373,15 +375,18 @@ async fn an_up_killed_anywhere_converges_to_exactly_one_of_each() {
     // Abort right after each write call AWS has carried out, before the tool could note it,
     // until a run makes fewer writes than the abort waits for. (The count varies from run to
     // run: the realism layer answers some calls "not yet" or with faults, which are retried.)
-    let mut n = 0;
-    loop {
-        n += 1;
+    // Abort point n runs on stack t-crash-<n>; points above the first run that completed are
+    // not started.
+    let next = std::sync::atomic::AtomicU64::new(1);
+    let completed_at = std::sync::atomic::AtomicU64::new(u64::MAX);
+    let abort_at = |n: u64| {
+        let stack = TestStack::new(&format!("t-crash-{n}"));
         let n_text = n.to_string();
         let crashed = stack.run_env(&["up"], &[("PROVISION_FAULT_ABORT_AFTER_WRITES", &n_text)]);
         if crashed.code() == 0 {
-            assert!(n > 8, "a whole up carried out only {} writes", n - 1);
+            completed_at.fetch_min(n, std::sync::atomic::Ordering::SeqCst);
             stack.run(&["down"]).expect(0);
-            break;
+            return;
         }
         assert!(
             crashed
@@ -390,27 +395,63 @@ async fn an_up_killed_anywhere_converges_to_exactly_one_of_each() {
             "run {n} ended otherwise than by the abort: {}",
             crashed.stderr()
         );
-        // A dropped connection may make a write count twice; never many more.
-        assert!(
-            n <= writes + 10,
-            "more aborts than the writes of a whole up ({writes})"
-        );
         stack.run(&["up"]).expect(0);
-        assert_one_of_each(&format!("after an abort at write {n}")).await;
+        runtime.block_on(assert_one_of_each(
+            &aws,
+            &stack,
+            &format!("after an abort at write {n}"),
+        ));
         stack.run(&["up", "--output", "json"]).expect(0);
         stack.run(&["down"]).expect(0);
-    }
-
-    // And killed from outside at moments that fall between or inside calls.
-    for delay_ms in [5, 20, 40, 80] {
-        let mut child = stack.spawn_up(&[]);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        stack.run(&["up"]).expect(0);
-        assert_one_of_each(&format!("after a kill at {delay_ms} ms")).await;
-    }
-    stack.run(&["down"]).expect(0);
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CRASH_RUNS_AT_ONCE)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // A dropped connection may make a write count twice; never many more.
+                    if n > completed_at.load(std::sync::atomic::Ordering::SeqCst) || n > writes + 10
+                    {
+                        return;
+                    }
+                    abort_at(n);
+                })
+            })
+            .collect();
+        // And killed from outside at moments that fall between or inside calls, on the first
+        // stack meanwhile.
+        let kills = scope.spawn(|| {
+            for delay_ms in [5, 20, 40, 80] {
+                let mut child = stack.spawn_up(&[]);
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                let _ = child.kill();
+                let _ = child.wait();
+                stack.run(&["up"]).expect(0);
+                runtime.block_on(assert_one_of_each(
+                    &aws,
+                    &stack,
+                    &format!("after a kill at {delay_ms} ms"),
+                ));
+            }
+            stack.run(&["down"]).expect(0);
+        });
+        for worker in workers.into_iter().chain([kills]) {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    let completed_at = completed_at.into_inner();
+    assert!(
+        completed_at <= writes + 10,
+        "every abort point up to {} ended in the abort: more than the writes of a whole up ({writes})",
+        writes + 10
+    );
+    assert!(
+        completed_at > 8,
+        "a whole up carried out only {} writes",
+        completed_at - 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
