@@ -171,10 +171,16 @@ test: mariadb
 	  --env-for system-tests::aws_behaviour=STT_MINISTACK_ENDPOINT=http://127.0.0.1:4576 \
 	  --extra "realism-pytest=$(MAKE) --no-print-directory realism-test"
 
+# The console build's Node.js function init, for the bench's comparison of cold starts (the AWS
+# SDK for JavaScript, pinned in tests/bench/console-runtimes/package-lock.json).
+CONSOLE_RUNTIMES := tests/bench/console-runtimes/node_modules/.package-lock.json
+$(CONSOLE_RUNTIMES): tests/bench/console-runtimes/package.json tests/bench/console-runtimes/package-lock.json
+	cd tests/bench/console-runtimes && npm ci --no-audit --no-fund
+
 # The figures users choosing the tool care about (docs/performance.md), measured on the local
 # target with a stack of its own; not part of `make test`. Runs in the realism layer's virtualenv
 # (botocore reads the functions' environment for the cold starts).
-bench: deps provision zips web mariadb test-tools
+bench: deps provision zips web mariadb test-tools $(CONSOLE_RUNTIMES)
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(REALISM_VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 

@@ -12,7 +12,9 @@ another name, network and database) so that the stack `make local` made is left 
    API's presigned POST, or parts and `complete`, straight to S3) until the transcript mail
    reaches ministack's SES (median of --runs each);
 4. each handler's cold start (init duration) and peak memory, its zip run under a minimal
-   Lambda Runtime API with the environment the stack gave it;
+   Lambda Runtime API with the environment the stack gave it; next to it, the same init in the
+   console build's runtimes (file_upload on Node.js, audio_transcribe on Python:
+   tests/bench/console-runtimes);
 then `down`. Prints the table and writes it with the machine's description as JSON
 (target/bench/bench.json). docs/performance.md says what each figure means.
 """
@@ -23,6 +25,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -289,6 +292,40 @@ def peak_rss_kib(pid):
     return 0
 
 
+def measure_init(command, env, runs, port):
+    """Starts `command` `runs` times under the minimal Runtime API on `port`: the median time
+    from its start to its first `GET /runtime/invocation/next`, and its peak RSS then."""
+    env = {**env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
+    inits, peaks = [], []
+    for _ in range(runs):
+        RuntimeApi.asked = None
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while RuntimeApi.asked is None and proc.poll() is None and time.perf_counter() - started < 30:
+            time.sleep(0.001)
+        asked = RuntimeApi.asked
+        peak = peak_rss_kib(proc.pid) if proc.poll() is None else 0
+        proc.kill()
+        _, stderr = proc.communicate()
+        if not isinstance(asked, float):
+            return {"error": f"init did not finish: {asked!r} {stderr.decode(errors='replace')[-300:]}"}
+        inits.append((asked - started) * 1000)
+        peaks.append(peak / 1024)
+    return {"init_median_ms": round(statistics.median(inits), 1), "peak_rss_mib": round(statistics.median(peaks), 1)}
+
+
+def function_env(function, port):
+    env = function_environment(function)
+    env.update({
+        # Lambda sets both region variables; boto3 reads only the second.
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_ENDPOINT_URL": ENDPOINT, "AWS_LAMBDA_FUNCTION_NAME": function,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "PATH": "/usr/bin:/bin",
+    })
+    return env
+
+
 def cold_starts(runs):
     server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -303,39 +340,33 @@ def cold_starts(runs):
             bootstrap.chmod(0o755)
             function = f"{STACK}-{handler}"
             try:
-                env = function_environment(function)
+                env = function_env(function, port)
             except Exception as e:  # a stack without that function
                 results[handler] = {"error": f"no function {function}: {e}"}
                 continue
-            env.update({
-                "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}", "AWS_REGION": "us-east-1",
-                "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": ENDPOINT,
-                "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "PATH": "/usr/bin:/bin",
-            })
-            inits, peaks = [], []
-            for _ in range(runs):
-                RuntimeApi.asked = None
-                started = time.perf_counter()
-                proc = subprocess.Popen([str(bootstrap)], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-                while RuntimeApi.asked is None and proc.poll() is None and time.perf_counter() - started < 30:
-                    time.sleep(0.001)
-                asked = RuntimeApi.asked
-                peak = peak_rss_kib(proc.pid) if proc.poll() is None else 0
-                proc.kill()
-                proc.wait()
-                if not isinstance(asked, float):
-                    results[handler] = {"error": f"init did not finish: {asked!r}"[:300]}
-                    break
-                inits.append((asked - started) * 1000)
-                peaks.append(peak / 1024)
-            else:
-                results[handler] = {
-                    "zip_bytes": zip_path.stat().st_size,
-                    "init_median_ms": round(statistics.median(inits), 1),
-                    "peak_rss_mib": round(statistics.median(peaks), 1),
-                }
+            results[handler] = {"zip_bytes": zip_path.stat().st_size,
+                                **measure_init([str(bootstrap)], env, runs, port)}
+        # The console build's runtimes doing the same init (tests/bench/console-runtimes): its
+        # file_upload on Node.js 20 with the AWS SDK for JavaScript v3, its audio_transcribe on
+        # Python (3.12 in the console; this machine's 3.11) with boto3. Only the init is
+        # compared: the managed runtimes' own start (their runtime interface client) is not in it.
+        console = ROOT / "tests" / "bench" / "console-runtimes"
+        node = shutil.which("node")
+        node_version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip() if node else ""
+        for handler, label, command in [
+            ("file_upload", f"Node.js {node_version}", [node, str(console / "file_upload.mjs")] if node else None),
+            ("audio_transcribe", "Python %d.%d" % sys.version_info[:2],
+             [sys.executable, str(console / "audio_transcribe.py")]),
+        ]:
+            if command is None:
+                results[f"{handler} ({label})"] = {"error": "node is not installed"}
+                continue
+            try:
+                env = function_env(f"{STACK}-{handler}", port)
+            except Exception as e:
+                results[f"{handler} ({label})"] = {"error": f"no function {STACK}-{handler}: {e}"}
+                continue
+            results[f"{handler} ({label})"] = measure_init(command, env, runs, port)
     server.shutdown()
     return results
 
@@ -376,8 +407,8 @@ def table(results):
         if "error" in s:
             rows.append((f"cold start {handler}", s["error"]))
         else:
-            rows.append((f"cold start {handler}", f"init {s['init_median_ms']} ms, peak {s['peak_rss_mib']} MiB, "
-                                                 f"zip {s['zip_bytes'] / 1e6:.2f} MB"))
+            size = f", zip {s['zip_bytes'] / 1e6:.2f} MB" if "zip_bytes" in s else ""
+            rows.append((f"cold start {handler}", f"init {s['init_median_ms']} ms, peak {s['peak_rss_mib']} MiB{size}"))
     width = max(len(r[0]) for r in rows) if rows else 0
     return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
 
