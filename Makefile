@@ -158,7 +158,8 @@ BEHAVIOUR_MINISTACK := LOCAL_AWS_INSTANCE=ministack-behaviour MINISTACK_PORT=457
 
 # Integration tests talk to the emulators (through the realism layer) and MariaDB; the zip
 # tests run the built zips. The test binaries run all at once (scripts/run-tests.py: they
-# mostly wait on the emulators), the realism layer's own pytest beside them.
+# mostly wait on the emulators), the realism layer's own pytest beside them at a lower CPU
+# priority (it starts emulators of its own, and is not the longest job).
 # The installs run beside the workspace's compile, as for `make local`.
 test: mariadb
 	$(MAKE) --no-print-directory -j3 build deps web browser-deps test-tools
@@ -169,7 +170,7 @@ test: mariadb
 	@echo "realism layer: test mode, seed $(REALISM_TEST_SEED) (replay with REALISM_SEED=$(REALISM_TEST_SEED) make test)"
 	STT_INTEGRATION=1 STT_REQUIRE_ZIPS=1 python3 scripts/run-tests.py \
 	  --env-for system-tests::aws_behaviour=STT_MINISTACK_ENDPOINT=http://127.0.0.1:4576 \
-	  --extra "realism-pytest=$(MAKE) --no-print-directory realism-test"
+	  --extra "realism-pytest=nice -n 10 $(MAKE) --no-print-directory realism-test"
 
 # The console build's Node.js function init, for the bench's comparison of cold starts (the AWS
 # SDK for JavaScript, pinned in tests/bench/console-runtimes/package-lock.json).

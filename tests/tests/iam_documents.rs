@@ -39,6 +39,7 @@ fn documents() -> Vec<(String, &'static str, Value)> {
                 "subnet-0fedcba9876543210".into(),
             ],
             security_group: Some("sg-0123456789abcdef0".into()),
+            job_prefix: stt_functions::job_prefix("demo"),
         };
         docs.push((
             format!("role demo-{function}"),

@@ -47,6 +47,31 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// Transcribe job names: `[0-9a-zA-Z._-]`, at most 200 characters.
 pub const MAX_JOB_NAME: usize = 200;
 
+/// How job names begin when `TRANSCRIBE_JOB_PREFIX` is not set. The stack sets `{stack}.`: the
+/// account's jobs share one name space and one stream of job events, and its EventBridge rule
+/// hands `save_text` only the jobs that begin with its prefix.
+pub const DEFAULT_JOB_PREFIX: &str = "stt-";
+
+/// The longest prefix taken: a stack name (at most 24 characters) and its dot, with room.
+const MAX_JOB_PREFIX: usize = 64;
+
+/// `TRANSCRIBE_JOB_PREFIX`, checked: Transcribe's name characters only, at most 64 of them.
+pub fn job_prefix_from(value: Option<&str>) -> Result<String> {
+    let Some(prefix) = value.filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_JOB_PREFIX.to_owned());
+    };
+    let valid = prefix.len() <= MAX_JOB_PREFIX
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid {
+        return Err(Error::Config(format!(
+            "TRANSCRIBE_JOB_PREFIX must be at most {MAX_JOB_PREFIX} of 0-9 a-z A-Z . _ -: {prefix:?}"
+        )));
+    }
+    Ok(prefix.to_owned())
+}
+
 /// What is asked of Transcribe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRequest {
@@ -154,6 +179,8 @@ pub struct Deps {
     pub transcriber: Arc<dyn Transcriber>,
     /// Where the failure notice is written (the audio bucket, `output_text/`).
     pub store: Arc<dyn ObjectStore>,
+    /// How the names of this stack's jobs begin ([`job_prefix_from`]).
+    pub job_prefix: String,
 }
 
 impl Deps {
@@ -163,6 +190,7 @@ impl Deps {
             repo: Arc::new(MySqlRepo::with_database(Database::from_env(&sdk).await?)),
             transcriber: Arc::new(TranscribeClient::new(&sdk)),
             store: Arc::new(S3Store::new(stt_common::s3_client(&sdk))),
+            job_prefix: job_prefix_from(std::env::var("TRANSCRIBE_JOB_PREFIX").ok().as_deref())?,
         })
     }
 }
@@ -273,9 +301,9 @@ pub async fn reject_object(
     Ok(true)
 }
 
-/// A valid, unique and deterministic job name for an object key: the key's safe characters
-/// (others become `-`), cut to fit, then `-` and 16 hex digits of SHA-256 of the key.
-pub fn job_name(key: &str) -> String {
+/// A valid, unique and deterministic job name for an object key: the prefix, the key's safe
+/// characters (others become `-`), cut to fit, then `-` and 16 hex digits of SHA-256 of the key.
+pub fn job_name(prefix: &str, key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let body = key.strip_prefix(INPUT_PREFIX).unwrap_or(key);
@@ -290,12 +318,12 @@ pub fn job_name(key: &str) -> String {
             safe.push(c);
         }
     }
-    let room = MAX_JOB_NAME - "stt-".len() - 1 - hash.len();
+    let room = MAX_JOB_NAME - prefix.len() - 1 - hash.len();
     let safe: String = safe.trim_matches('-').chars().take(room).collect();
     if safe.is_empty() {
-        format!("stt-{hash}")
+        format!("{prefix}{hash}")
     } else {
-        format!("stt-{safe}-{hash}")
+        format!("{prefix}{safe}-{hash}")
     }
 }
 
@@ -374,7 +402,7 @@ pub async fn handler(deps: &Deps, event: S3Notification) -> Result<Value> {
             }
         }
         let job = JobRequest {
-            job_name: job_name(&obj.key),
+            job_name: job_name(&deps.job_prefix, &obj.key),
             media_uri: format!("s3://{}/{}", obj.bucket, obj.key),
             media_format: media_format(name),
             language: upload.language.clone(),

@@ -3,7 +3,9 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use audio_transcribe::{handler, job_name, Deps, JobRequest, StartOutcome, Transcriber};
+use audio_transcribe::{
+    handler, job_name, Deps, JobRequest, StartOutcome, Transcriber, DEFAULT_JOB_PREFIX,
+};
 use stt_common::events::S3Notification;
 use stt_common::repo::{status, MemoryRepo, Upload, MAX_REASON_CHARS};
 use stt_common::store::MemoryStore;
@@ -77,6 +79,7 @@ fn deps_and_store(
             repo: repo.clone(),
             transcriber: t.clone(),
             store: store.clone(),
+            job_prefix: audio_transcribe::DEFAULT_JOB_PREFIX.into(),
         },
         repo,
         t,
@@ -103,7 +106,10 @@ async fn korean_key_starts_a_job() {
     assert!(stt_common::keys::is_transcribe_output_key(&j.output_key));
     assert_eq!(
         j.job_name,
-        job_name(&format!("input_audio/{ID}/한글 녹음.mp3"))
+        job_name(
+            DEFAULT_JOB_PREFIX,
+            &format!("input_audio/{ID}/한글 녹음.mp3")
+        )
     );
     let row = repo.all().pop().unwrap();
     assert_eq!(row.job_name.as_deref(), Some(j.job_name.as_str()));
@@ -199,21 +205,41 @@ fn job_names_are_valid_unique_and_deterministic() {
         long.clone(),
         "input_audio/한.mp3".to_string(),
     ] {
-        let n = job_name(&key);
+        let n = job_name(DEFAULT_JOB_PREFIX, &key);
         assert!(n.len() <= 200, "{n}");
         assert!(
             n.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
             "{n}"
         );
-        assert_eq!(n, job_name(&key), "deterministic");
+        assert_eq!(n, job_name(DEFAULT_JOB_PREFIX, &key), "deterministic");
     }
     assert_ne!(
-        job_name(&format!("input_audio/{ID}/가.mp3")),
-        job_name(&format!("input_audio/{ID}/나.mp3")),
+        job_name(DEFAULT_JOB_PREFIX, &format!("input_audio/{ID}/가.mp3")),
+        job_name(DEFAULT_JOB_PREFIX, &format!("input_audio/{ID}/나.mp3")),
         "names that sanitise alike still differ"
     );
-    assert_eq!(job_name(&long).len(), 200);
+    assert_eq!(job_name(DEFAULT_JOB_PREFIX, &long).len(), 200);
+}
+
+#[test]
+fn job_names_begin_with_the_stacks_prefix() {
+    use audio_transcribe::job_prefix_from;
+    let key = format!("input_audio/{ID}/meeting.mp3");
+    let prefix = job_prefix_from(Some("stt-demo.")).unwrap();
+    let name = job_name(&prefix, &key);
+    assert!(
+        name.starts_with(&format!("stt-demo.{ID}-meeting.mp3-")),
+        "{name}"
+    );
+    let long = format!("input_audio/{ID}/{}.mp3", "x".repeat(300));
+    assert_eq!(job_name(&prefix, &long).len(), 200);
+    assert_eq!(job_prefix_from(None).unwrap(), DEFAULT_JOB_PREFIX);
+    assert_eq!(job_prefix_from(Some("")).unwrap(), DEFAULT_JOB_PREFIX);
+    for bad in ["stt demo.", "stt/", &"x".repeat(65)] {
+        let err = job_prefix_from(Some(bad)).unwrap_err().to_string();
+        assert!(err.contains("TRANSCRIBE_JOB_PREFIX"), "{bad}: {err}");
+    }
 }
 
 /// A row as file_upload records a direct upload: waiting for a file of this size and type.

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use audio_transcribe::{handler, job_name, Deps, TranscribeClient, MAX_ATTEMPTS};
+use audio_transcribe::{
+    handler, job_name, Deps, TranscribeClient, DEFAULT_JOB_PREFIX, MAX_ATTEMPTS,
+};
 use serde_json::json;
 use stt_common::events::S3Notification;
 use stt_common::keys::failure_notice_key;
@@ -61,11 +63,12 @@ async fn starts_one_job_for_a_korean_key() {
         repo: repo.clone(),
         transcriber: Arc::new(TranscribeClient::new(&cfg)),
         store: Arc::new(S3Store::new(s3.clone())),
+        job_prefix: DEFAULT_JOB_PREFIX.into(),
     };
     let ev: S3Notification = serde_json::from_str(&raw).unwrap();
     let first = handler(&deps, ev).await.expect("first start");
     assert_eq!(first["jobs"][0]["started"], true, "{first}");
-    let name = job_name(&key);
+    let name = job_name(DEFAULT_JOB_PREFIX, &key);
     let job = transcribe
         .get_transcription_job()
         .transcription_job_name(&name)
@@ -137,6 +140,7 @@ impl Setup {
             repo: repo.clone(),
             transcriber: Arc::new(TranscribeClient::new(&cfg)),
             store: Arc::new(S3Store::new(s3.clone())),
+            job_prefix: DEFAULT_JOB_PREFIX.into(),
         };
         Setup {
             db,
@@ -212,7 +216,7 @@ async fn permanent_refusals_mark_the_upload_failed_and_transient_errors_fail() {
         "message": long,
         "status": 400,
         "count": MAX_ATTEMPTS,
-        "match": job_name(&s.key),
+        "match": job_name(DEFAULT_JOB_PREFIX, &s.key),
     }));
     let out = handler(&s.deps, s.event()).await.expect("permanent");
     assert!(out["jobs"][0]["failed"]
@@ -239,7 +243,7 @@ async fn permanent_refusals_mark_the_upload_failed_and_transient_errors_fail() {
         "message": "We can't process the request.",
         "status": 500,
         "count": MAX_ATTEMPTS,
-        "match": job_name(&s.key),
+        "match": job_name(DEFAULT_JOB_PREFIX, &s.key),
     }));
     let err = handler(&s.deps, s.event()).await.unwrap_err();
     assert_eq!(err.error_type(), "ServiceError", "{err}");

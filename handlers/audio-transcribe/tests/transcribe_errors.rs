@@ -185,6 +185,7 @@ async fn handler_records_a_refusal_from_the_real_client() {
         repo: repo.clone(),
         transcriber: Arc::new(TranscribeClient::new(&stub_config(&server.url))),
         store: store.clone(),
+        job_prefix: audio_transcribe::DEFAULT_JOB_PREFIX.into(),
     };
     let raw = std::fs::read(format!(
         "{}/../common/fixtures/s3-put-korean.json",

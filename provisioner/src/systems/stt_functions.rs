@@ -108,6 +108,29 @@ pub struct Scope {
     /// The ids of the stack's subnets and of the functions' security group (once made).
     pub subnets: Vec<String>,
     pub security_group: Option<String>,
+    /// The stack's Transcribe jobs' names begin with it ([`job_prefix`]).
+    pub job_prefix: String,
+}
+
+/// How the names of the stack's Transcribe jobs begin: `{stack}.`. The account's jobs share
+/// one name space and one stream of "Transcribe Job State Change" events; the prefix lets
+/// EventBridge hand `save_text` its own stack's jobs only, and its role read only those. A dot
+/// cannot be in a stack name, so no stack's prefix begins another's (`stt.` and `stt-demo.`).
+pub fn job_prefix(stack: &str) -> String {
+    format!("{stack}.")
+}
+
+/// The EventBridge pattern that hands `save_text` the stack's finished Transcribe jobs, and
+/// only those (EventBridge's prefix matching on the job's name).
+pub fn transcribe_rule_pattern(stack: &str) -> Value {
+    json!({
+        "source": ["aws.transcribe"],
+        "detail-type": ["Transcribe Job State Change"],
+        "detail": {
+            "TranscriptionJobStatus": ["COMPLETED", "FAILED"],
+            "TranscriptionJobName": [{"prefix": job_prefix(stack)}]
+        }
+    })
 }
 
 /// The functions S3 and EventBridge invoke asynchronously: their failed events go to the
@@ -204,7 +227,10 @@ pub fn policy(scope: &Scope, function: &str) -> Value {
         statements.push(json!({"Sid": "FailedEvents", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": scope.failed_events}));
     }
     let objects = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
-    let jobs = format!("arn:aws:transcribe:{region}:{account}:transcription-job/*");
+    let jobs = format!(
+        "arn:aws:transcribe:{region}:{account}:transcription-job/{}*",
+        scope.job_prefix
+    );
     match function {
         "file_upload" => {
             // The page's POST policy and presigned parts are authorized as this role: it
@@ -310,6 +336,7 @@ fn scope(cx: &Context, function: &str, mail_from: &str) -> Scope {
             .filter_map(|z| cx.output(&subnet_key(z), "id"))
             .collect(),
         security_group: cx.output(&FUNCTIONS_SG, "id"),
+        job_prefix: job_prefix(cx.stack_name()),
     }
 }
 
@@ -411,6 +438,9 @@ pub fn environment(
                 "UPLOAD_EXPIRY_SECONDS".into(),
                 functions.uploads.expiry_s.0.to_string(),
             );
+        }
+        "audio_transcribe" => {
+            env.insert("TRANSCRIBE_JOB_PREFIX".into(), job_prefix(cx.stack_name()));
         }
         "send_email" => {
             env.insert("MAIL_FROM".into(), functions.mail_from.as_str().to_owned());
@@ -614,11 +644,7 @@ fn wiring(cx: &Context, functions: &Functions) -> Vec<Arc<dyn Resource>> {
         key: TRANSCRIBE_RULE,
         name: rule_name.clone(),
         description: format!("Transcribe jobs of {stack} that finished or failed, to save_text"),
-        pattern: json!({
-            "source": ["aws.transcribe"],
-            "detail-type": ["Transcribe Job State Change"],
-            "detail": {"TranscriptionJobStatus": ["COMPLETED", "FAILED"]}
-        }),
+        pattern: transcribe_rule_pattern(&stack),
         target: function_key("save_text"),
         target_id: "save_text".into(),
     };
@@ -830,6 +856,7 @@ mod tests {
             failed_events: "arn:aws:sqs:us-east-1:111122223333:demo-stt-failed-events".into(),
             subnets: vec!["subnet-1".into(), "subnet-2".into()],
             security_group: Some("sg-functions".into()),
+            job_prefix: job_prefix("demo"),
         }
     }
 
@@ -1083,6 +1110,27 @@ mod tests {
                 "{function}"
             );
         }
+    }
+
+    #[test]
+    fn each_stack_hears_and_reads_only_its_own_transcribe_jobs() {
+        // One account, two stacks whose names begin alike: neither prefix begins the other's.
+        let (short, long) = (job_prefix("stt"), job_prefix("stt-demo"));
+        assert!(!long.starts_with(&short) && !short.starts_with(&long));
+        let pattern = transcribe_rule_pattern("stt-demo");
+        assert_eq!(
+            pattern["detail"]["TranscriptionJobName"],
+            json!([{"prefix": "stt-demo."}])
+        );
+        assert_eq!(pattern["source"], json!(["aws.transcribe"]));
+        let reads: Vec<Value> = statements("save_text")
+            .into_iter()
+            .filter(|s| s["Sid"] == "ReadJobs")
+            .collect();
+        assert_eq!(
+            reads[0]["Resource"],
+            "arn:aws:transcribe:us-east-1:111122223333:transcription-job/demo.*"
+        );
     }
 
     #[test]
