@@ -314,7 +314,7 @@ def measure_init(command, env, runs, port):
     return {"init_median_ms": round(statistics.median(inits), 1), "peak_rss_mib": round(statistics.median(peaks), 1)}
 
 
-def function_env(function, port):
+def function_env(function):
     env = function_environment(function)
     env.update({
         # Lambda sets both region variables; boto3 reads only the second.
@@ -340,7 +340,7 @@ def cold_starts(runs):
             bootstrap.chmod(0o755)
             function = f"{STACK}-{handler}"
             try:
-                env = function_env(function, port)
+                env = function_env(function)
             except Exception as e:  # a stack without that function
                 results[handler] = {"error": f"no function {function}: {e}"}
                 continue
@@ -362,7 +362,7 @@ def cold_starts(runs):
                 results[f"{handler} ({label})"] = {"error": "node is not installed"}
                 continue
             try:
-                env = function_env(f"{STACK}-{handler}", port)
+                env = function_env(f"{STACK}-{handler}")
             except Exception as e:
                 results[f"{handler} ({label})"] = {"error": f"no function {STACK}-{handler}: {e}"}
                 continue
