@@ -20,9 +20,10 @@ SCAN_REQUIREMENTS := tests/scan/requirements.txt
 # The proxy's IAM simulator (Node: @cloud-copilot/iam-simulate and iam-data, pinned in
 # tests/realism/iam/package-lock.json); npm ci's own lock copy is the stamp.
 REALISM_IAM_STAMP := tests/realism/iam/node_modules/.package-lock.json
-PROVISION := target/debug/provision
+# `make provision`'s build (the tests run their own debug build).
+PROVISION := target/provision
 
-.PHONY: help deps local-deps build provision bench zips web browser-deps test-tools local local-stop test mariadb realism-test realism-soak
+.PHONY: help deps local-deps local-build fetch build provision bench zips web browser-deps test-tools local local-stop test mariadb realism-test realism-soak
 
 # The Lambda functions; each becomes target/lambda/<binary>/bootstrap.zip.
 HANDLERS := -p file-upload -p audio-transcribe -p save-text -p send-email -p db-migrate -p vod-convert
@@ -107,10 +108,15 @@ test-tools:
 build:
 	cargo build --workspace --all-targets
 
-# Only the `provision` binary, for `make local` (a newcomer's first run need not wait for the
-# tests' build; `make test` builds on the same artifacts).
-provision:
-	cargo build -p provisioner --bin provision
+# Only the `provision` binary, for `make local` and `make bench` (a newcomer's first run need not
+# wait for the tests' build). Built as the zips are, by cargo-lambda in the release profile for
+# the same target, so that what it shares with the functions (the runtime, HTTP and TLS, the S3,
+# STS, Secrets Manager, SES and Transcribe clients) is compiled once for both: the shared crates
+# were half of a debug `provision`'s compile (docs/performance.md). cargo-lambda names every
+# binary `bootstrap`; the copy gets its own name back.
+provision: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release -p provisioner --bin provision
+	cp -p target/lambda/provision/bootstrap $(PROVISION)
 
 # Release zips of the handlers, x86_64, for the provided.al2023 runtime. (Built side by side
 # with the debug build, in a target directory of its own, a fresh `make local` took 14.5
@@ -124,11 +130,21 @@ zips: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 LOCAL_DEPS := $(VENV)/.ministack-$(MINISTACK_VERSION) $(REALISM_VENV)/.requirements $(REALISM_IAM_STAMP)
 local-deps: $(LOCAL_DEPS) $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
 
-# The installs (mostly downloads) run beside the first compile, which keeps the two cores busy;
-# the zips follow it (two compiles side by side are no faster: both are bound by the CPU).
-local: mariadb
-	$(MAKE) --no-print-directory -j3 provision web local-deps
+# `provision`, then the zips: one cargo at a time in a target directory (the second would wait
+# for the first's lock), and both are bound by the two cores anyway. cargo-lambda is installed
+# before, by this make, so that the install beside it (local-deps) is not made twice at once.
+local-build: $(VENV)/.cargo-lambda-$(CARGO_LAMBDA_VERSION)
+	$(MAKE) --no-print-directory provision
 	$(MAKE) --no-print-directory zips
+
+# The crates' download, for the compile that follows cargo-lambda's install.
+fetch:
+	cargo fetch --locked
+
+# The installs (mostly downloads) run beside the compile, which keeps the two cores busy; the
+# crates are downloaded while cargo-lambda is installed.
+local: mariadb
+	$(MAKE) --no-print-directory -j3 local-build web local-deps fetch
 	REALISM_MODE=validate scripts/local-aws.sh start ministack
 	$(PROVISION) --local up
 

@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVISION = ROOT / "target" / "debug" / "provision"
+PROVISION = ROOT / "target" / "provision"
 OUT = ROOT / "target" / "bench"
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
 STACK = "bench-stack"
@@ -423,7 +423,7 @@ def main():
                         choices=["cold", "noop", "upload", "starts"], help="leave a part out")
     args = parser.parse_args()
     if not PROVISION.exists():
-        sys.exit("target/debug/provision is missing: run `make local` first")
+        sys.exit("target/provision is missing: run `make local` first")
     try:
         http(f"{ENDPOINT}/_realism/health")
     except OSError:
