@@ -380,7 +380,7 @@ def machine():
                             text=True).stdout.strip()
     rustc = subprocess.run(["rustc", "-V"], stdout=subprocess.PIPE, text=True).stdout.strip()
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "kernel": platform.release(),
-            "rustc": rustc, "commit": commit, "provision": "debug build (as `make local` runs it)",
+            "rustc": rustc, "commit": commit, "provision": "target/provision (release, the zips' target, as `make local` builds it)",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
