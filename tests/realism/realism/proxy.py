@@ -250,7 +250,9 @@ class Proxy:
         if answer is not None:
             return await self._answer(request, ctx, answer)
         quirks.before(ctx, self.name)
-        if ctx.state.get("lose_answer"):
+        lost = ctx.state.get("lose_answer")
+        if lost is not None and lost.count > 0:
+            self._consume(lost)
             resp = await self._forward_buffered(ctx)
             if resp is not None:
                 resp = await self.world.after(ctx, resp)
@@ -297,11 +299,12 @@ class Proxy:
         """Injections, then validation."""
         for inj in self.injections:
             if inj.matches(ctx):
-                inj.count -= 1
-                self.injections = [i for i in self.injections if i.count > 0]
                 if inj.lose_answer:
-                    ctx.state["lose_answer"] = True
-                    return None
+                    # Counted where the answer is lost: a call another behaviour answers first
+                    # (EC2 not yet knowing the VPC the call names) leaves it for the next one.
+                    ctx.state["lose_answer"] = inj
+                    break
+                self._consume(inj)
                 return ctx.error(AwsError(inj.code, inj.message or inj.code, inj.status,
                                           sender=inj.status < 500), "injected:%s" % inj.code)
         if not self.config.validating or ctx.ident is None or ctx.params is None:
@@ -316,6 +319,10 @@ class Proxy:
             ctx.note = err.message
             return ctx.error(err, "invalid:%s" % err.code)
         return None
+
+    def _consume(self, inj) -> None:
+        inj.count -= 1
+        self.injections = [i for i in self.injections if i.count > 0]
 
     def _fault(self, ctx: Ctx) -> Optional[Answer]:
         rate = self.config.effective_fault_rate

@@ -122,6 +122,26 @@ def test_a_lost_answer_reaches_the_emulator_but_not_the_caller(ms):
     assert call["verdict"] == "injected:lost-answer" and call["status"] == 200
 
 
+def test_a_lost_answer_is_kept_for_a_call_that_reaches_the_emulator(ms):
+    # The first matching call is answered by the proxy itself (here: invalid; in the system
+    # tests, EC2 not yet knowing a new VPC): its answer is not the one to lose.
+    ms.realism.inject(service="lambda", operation="GetFunction", lose_answer=True, count=1)
+    lam = ms.client("lambda")
+    with pytest.raises(ClientError) as e:
+        lam.get_function(FunctionName="not a name!")
+    assert error_of(e)[1] == 400
+    assert ms.realism.calls(operation="GetFunction")[-1]["verdict"].startswith("invalid:")
+    missing = unique("missing")
+    with pytest.raises(Exception) as e:
+        lam.get_function(FunctionName=missing)
+    assert not isinstance(e.value, ClientError), "the answer was lost"
+    call = ms.realism.calls(operation="GetFunction")[-1]
+    assert call["verdict"] == "injected:lost-answer" and call["status"] == 404, call
+    with pytest.raises(ClientError) as e:  # count 1: used up
+        lam.get_function(FunctionName=missing)
+    assert error_of(e)[:2] == ("ResourceNotFoundException", 404)
+
+
 def test_reset_forgets_timing_state(ms):
     ms.realism.config(durations={"lambda_pending": [30, 30]})
     iam, lam = ms.client("iam"), ms.client("lambda")
