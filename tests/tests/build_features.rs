@@ -5,16 +5,13 @@
 //! sides for the union; this test fails when a dependency change sets them apart again.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
+
+use system_tests::root;
 
 /// Crates allowed to differ: nothing shared depends on them, so only they are compiled twice.
 /// aws-config's SSO and credential_process providers are for `provision` (AWS profiles).
 const ALLOWED_APART: [&str; 1] = ["aws-config"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The `-p` arguments `make zips` builds the functions with (the Makefile's HANDLERS).
 fn zip_packages() -> Vec<String> {
